@@ -1,0 +1,90 @@
+// Package chaos is the test-support harness for fault injection and
+// linearizability checking. It holds the reusable pieces; the cluster-level
+// chaos tests that start real nodes live with the node runtime and use
+// this package.
+//
+// # What it is for
+//
+// A Raft cluster is correct when clients cannot tell it from a single
+// copy of the store, whatever the network does. A chaos test therefore
+// (1) runs a cluster whose peer links go through fault-injecting proxies,
+// (2) drives concurrent clients while it partitions, delays, slows and
+// severs links, (3) records every client operation in a History, and
+// (4) checks the History for linearizability with porcupine.
+//
+// # Fault vocabulary
+//
+// A Proxy sits on one peer link, on loopback only: it listens on
+// 127.0.0.1:0 and forwards each accepted connection to a 127.0.0.1 target
+// (anything else is refused with ErrNotLoopback). Faults are set per
+// Direction (Forward is dialer->target, Backward is target->dialer, Both)
+// and may change at any time:
+//
+//   - pass: bytes flow unchanged (Pass, Heal).
+//   - drop: a blackhole. Connections stay open, bytes are discarded. TCP
+//     never delivers a stream with a hole, so a connection that lost bytes
+//     is closed as soon as its direction forwards again; the peers see a
+//     silent partition followed by a reset, and must reconnect.
+//   - stall: bytes are held, not lost (bounded by MaxBufferedBytes, then
+//     backpressure); they arrive late but intact when the stall ends.
+//   - delay: fixed plus jitter latency per chunk, order preserved; the
+//     jitter comes from the proxy's seeded source.
+//   - slow: a bandwidth limit in bytes per second.
+//   - sever: every current connection is closed and new ones are closed on
+//     accept, until Heal: a crashed link or a restarted peer.
+//
+// A delayed, stalled or slowed direction holds at most MaxBufferedBytes
+// per connection; beyond that the proxy stops reading, so the sender feels
+// TCP backpressure exactly as it would on a congested link.
+//
+// A Network is a full mesh: one Proxy per directed pair, so node i dials
+// Addr(i, j) to reach node j. Its operations compose (each adds faults,
+// Heal removes all): Partition(groupA, groupB) cuts every link between the
+// groups both ways; PartitionOneWay(from, to) cuts bytes from->to only,
+// whichever side dialled; Isolate(node); Flap(a, b, period) alternates
+// partition and heal; Heal. NetworkConfig.Mode chooses whether a partition
+// drops (default) or stalls. For faults on one link, use Network.Proxy.
+//
+// # Recording histories
+//
+// A History is shared by all clients of a run. Each client calls
+// Invoke(clientID, input) just before sending a request and then exactly
+// one of Return(id, output) on a definite answer, or Indeterminate(id)
+// when it cannot know whether the operation took effect (timeout, broken
+// connection, leader change with the outcome unreported). Timestamps come
+// from a monotonic clock and are strictly increasing under the History's
+// lock, so the order of calls into the History is the real-time order.
+//
+// An indeterminate write is recorded the porcupine way: output
+// KVOutput{Unknown: true}, which the model accepts whatever the state, and
+// a return time after every other event, so the checker may place it
+// anywhere after its call, including after everything else, which is the
+// same as never. Indeterminate reads constrain nothing and are omitted.
+// After an indeterminate operation a client should continue under a fresh
+// clientID, since its old request may still be in flight.
+//
+// # Checking and reporting
+//
+// KVModel specifies get, put and compare-and-swap (with an expect-absent
+// form) on string keys, partitioned by key so each key is checked alone.
+// Check(h, timeout) returns porcupine's verdict. On a violation the error
+// is a *CheckError wrapping ErrNotLinearizable; porcupine's HTML
+// visualization (partial linearizations and where each fails) has been
+// written to a file whose path the error names (VisualizationPath(err)).
+// CheckOperations takes a CheckConfig with the run's Seed and an output
+// directory; a failing chaos test should report both, e.g.
+//
+//	res, err := chaos.CheckOperations(h.Operations(), chaos.CheckConfig{Seed: seed, Timeout: time.Minute})
+//	if err != nil {
+//		t.Fatalf("%v", err) // "... not linearizable (seed 42, 1234 operations); visualization: /tmp/...html"
+//	}
+//
+// A timeout yields porcupine.Unknown and ErrCheckTimedOut: no violation
+// was found in the time given, which the caller may accept or not.
+//
+// # Determinism
+//
+// The seeds make the choices of the harness repeatable (jitter samples,
+// which faults a test schedules); the operating system's scheduling is
+// not. A failing seed is a strong hint for reproduction, not a replay.
+package chaos
