@@ -25,6 +25,8 @@ type proxyConn struct {
 	// tainted[i] is set once direction i discarded bytes under Drop: the
 	// stream has a hole and must never forward again. Guarded by p.mu.
 	tainted [2]bool
+	// pipes are the two directions, indexed like Faults arrays. Immutable.
+	pipes [2]*pipe
 	// eofs counts directions whose writer passed an EOF on; at two the
 	// connection is finished and closed.
 	eofs atomic.Int32
@@ -204,6 +206,13 @@ func (pp *pipe) push(ch chunk) {
 	case pp.dataReady <- struct{}{}:
 	default:
 	}
+}
+
+// held returns the bytes the pipe holds now. Lock order: p.mu, then pp.mu.
+func (pp *pipe) held() int {
+	pp.mu.Lock()
+	defer pp.mu.Unlock()
+	return pp.mu.heldBytes
 }
 
 // release returns n delivered or discarded bytes to the budget.

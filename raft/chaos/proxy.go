@@ -155,6 +155,10 @@ type Stats struct {
 	TaintClosed int64
 	// Open is the number of connections open now.
 	Open int
+	// HeldBytes is the bytes the proxy holds now (queued or being paced),
+	// over all connections and both directions. Each direction of each
+	// connection holds at most MaxBufferedBytes.
+	HeldBytes int
 }
 
 // Proxy is a fault-injecting TCP proxy for one peer link, on loopback only.
@@ -314,8 +318,15 @@ func (p *Proxy) Heal() {
 func (p *Proxy) Stats() Stats {
 	p.mu.Lock()
 	open := len(p.mu.conns)
+	held := 0
+	for c := range p.mu.conns {
+		for _, pp := range c.pipes {
+			held += pp.held()
+		}
+	}
 	p.mu.Unlock()
 	return Stats{
+		HeldBytes:   held,
 		Forward:     DirStats{ForwardedBytes: p.stats.forwarded[0].Load(), DroppedBytes: p.stats.dropped[0].Load()},
 		Backward:    DirStats{ForwardedBytes: p.stats.forwarded[1].Load(), DroppedBytes: p.stats.dropped[1].Load()},
 		Accepted:    p.stats.accepted.Load(),
@@ -412,6 +423,7 @@ func (p *Proxy) serve(client net.Conn) {
 		return
 	}
 	c := &proxyConn{p: p, client: client, server: server, done: make(chan struct{})}
+	c.pipes = [2]*pipe{newPipe(c, Forward, client, server), newPipe(c, Backward, server, client)}
 	p.mu.Lock()
 	if p.mu.closed || p.mu.severed {
 		p.mu.Unlock()
@@ -423,11 +435,9 @@ func (p *Proxy) serve(client net.Conn) {
 	p.mu.conns[c] = struct{}{}
 	p.mu.Unlock()
 	p.stats.accepted.Add(1)
-	fwd := newPipe(c, Forward, client, server)
-	bwd := newPipe(c, Backward, server, client)
 	p.wg.Add(4)
-	go fwd.readLoop()
-	go fwd.writeLoop()
-	go bwd.readLoop()
-	go bwd.writeLoop()
+	for _, pp := range c.pipes {
+		go pp.readLoop()
+		go pp.writeLoop()
+	}
 }
