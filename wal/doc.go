@@ -1,0 +1,127 @@
+// Package wal is raftpipe's write-ahead log: a segmented, preallocated,
+// CRC-checked log of Raft entries and hard state with group commit and
+// crash recovery. It is the Raft core's storage on each node.
+//
+// # Using it
+//
+//	l, err := wal.Open(dir, wal.Options{})         // recovers whatever is there
+//	l.AppendAsync(entries, &hs, func(err error) {}) // view updated now; callback once durable
+//	l.Entries(lo, hi, maxBytes)                     // cache first, else disk via the offset index
+//	l.Term(i)                                       // from memory; i = FirstIndex()-1 gives the marker term
+//	l.CompactPrefix(snapIndex)                      // after a snapshot; old segments go
+//	l.Reset(snapIndex, snapTerm)                    // follower installed a snapshot beyond its log
+//
+// The in-memory view (FirstIndex, LastIndex, Term, Entries, HardState)
+// reflects every call as soon as it returns; durability is reported by the
+// completion callback (or by the return of Append, TruncateSuffix,
+// CompactPrefix, Reset). The Raft runtime may therefore send entries to
+// followers before its own disk has them, and count itself in the quorum
+// only when the callback fires.
+//
+// # Group commit
+//
+// Callers encode their records into one shared pending buffer under a
+// mutex (the CPU work of encoding and CRC is spread over the callers) and
+// register a waiter. One writer goroutine owns the active segment file. Each
+// round it swaps out the whole pending buffer, writes it (one WriteAt per
+// segment touched), issues one fdatasync, and fires every waiter of the
+// round. Whatever callers queue while that sync runs becomes the next
+// round. No lock is held across a write or sync; waiters are kept in
+// reused slices and synchronous callers use pooled channels, so the sync
+// path allocates nothing per waiter. Options.MaxBatchBytes bounds the
+// pending buffer: callers block while it is full (backpressure).
+//
+// The first write or sync error is sticky: the writer fails that round's
+// waiters and every later one with it, and never writes again. fsync
+// errors are not retryable (the kernel may have dropped the dirty pages).
+//
+// # Files
+//
+// The directory holds segment files named by a 20-digit decimal sequence
+// number and ".wal" (00000000000000000001.wal, ...). Other files are
+// ignored. Segments are created with their full size preallocated
+// (fallocate), so that records are written inside the file and fdatasync
+// does not have to grow it; a batch that does not fit in the rest of the
+// active segment starts the next one. The directory is fsynced after a
+// segment is created or removed. Before a new segment is created the
+// previous one is fully synced, so only the last segment can have a torn
+// tail.
+//
+// # Byte format, version 1 (formatVersion)
+//
+// All integers are little-endian. CRCs are CRC-32C (Castagnoli).
+//
+//	segment file:
+//	+----------------------+----------+----------+-----+----------+--------------+
+//	| segment header (32)  | record 0 | record 1 | ... | record n | zeros to EOF |
+//	+----------------------+----------+----------+-----+----------+--------------+
+//
+//	segment header (segmentHeaderBytes = 32):
+//	 0       4         6          8            16                  24         28       32
+//	 +-------+---------+----------+------------+-------------------+----------+--------+
+//	 | magic | version | reserved |    seq     |    first index    | reserved | crc32c |
+//	 | u32   | u16 = 1 | u16 = 0  |    u64     |        u64        | u32 = 0  | of 0:28|
+//	 +-------+---------+----------+------------+-------------------+----------+--------+
+//	 magic = segmentMagic ("RPWL"); first index = LastIndex()+1 when the segment began.
+//
+//	record (recordHeaderBytes = 20 + payload):
+//	 0        4        8      9          12          20
+//	 +--------+--------+------+----------+-----------+----------------+
+//	 | crc32c | length | type | reserved | group ID  | payload        |
+//	 | u32    | u32    | u8   | 3 × 0    | u64       | length bytes   |
+//	 +--------+--------+------+----------+-----------+----------------+
+//	 crc32c covers bytes 4 .. 20+length (everything after the CRC itself).
+//	 length <= maxRecordPayloadBytes (256 MiB); checked before any use.
+//	 group ID is the Raft group (0 today; room for many groups per fsync).
+//
+//	payloads by type (recordType):
+//	 1 entry       index u64 | term u64 | entry type u8 | data (length-17 bytes)
+//	 2 hard state  term u64 | vote u64 | commit u64
+//	 3 truncate    from u64             drop entries >= from
+//	 4 compact     index u64 | term u64 entries <= index are covered by a snapshot
+//	 5 reset       index u64 | term u64 drop all entries; next index is index+1
+//
+// Type 0 is never written: an all-zero record header means "nothing was
+// written here" (the preallocated tail).
+//
+// Every segment begins, right after its header, with a preamble: a compact
+// record restating the current marker and a hard-state record restating the
+// current hard state. Hence a segment plus the ones after it hold
+// everything needed to rebuild the log, and older segments can be removed
+// once all their entries are dead (below the marker, or truncated).
+// Hard state, truncations and markers live in the same record stream as
+// the entries (no side file), so one write and one fsync carry them all.
+//
+// # Recovery
+//
+// Open replays the segments in order, rebuilding the marker, the hard state
+// and an in-memory offset index (term, segment, offset, size per live
+// entry; 24 bytes each). At the first record that is zeroed, torn or fails
+// its CRC in segment s:
+//   - if the rest of s is all zeros, s ends there (normal);
+//   - else if s is the last segment, it is a torn tail: the file is cut at
+//     that offset and synced;
+//   - else it is corruption: Open fails with a *CorruptError (wrapping
+//     ErrCorrupt) naming the file and offset. Records are never skipped.
+//
+// A last segment whose header is all zeros (created, but the crash came
+// before its first write was durable) is removed. Segment sequence numbers
+// must be consecutive, each segment's first index must continue the previous
+// segment, and record indexes must be contiguous; anything else is
+// corruption. The recovered log is therefore always a prefix of what was
+// appended, and it contains every batch whose completion fired.
+//
+// After Open, new records always go to a fresh segment: a recovered
+// segment is never written again.
+//
+// # Ownership
+//
+// AppendAsync copies entry data (one allocation per call), so the caller
+// may reuse its buffers once it returns. Entries returns entries whose Data
+// is shared with the log's cache or read buffer: do not modify it.
+//
+// # Known limits
+//
+// No lock file: two processes opening one directory will corrupt it.
+// Only group 0 is written or accepted today.
+package wal

@@ -1,0 +1,225 @@
+package wal
+
+import (
+	"encoding/binary"
+	"hash/crc32"
+)
+
+// Constants marked "Part of the format" fix the on-disk layout described in
+// doc.go. Changing one changes formatVersion.
+const (
+	// segmentMagic opens every segment file ("RPWL" little-endian). Part of the format.
+	segmentMagic uint32 = 0x4c575052
+	// formatVersion is the version of the layout below. Part of the format.
+	formatVersion uint16 = 1
+	// segmentHeaderBytes is the size of the segment header. Part of the format.
+	segmentHeaderBytes = 32
+	// recordHeaderBytes is the size of a record header. Part of the format.
+	recordHeaderBytes = 20
+	// maxRecordPayloadBytes bounds one record's payload; a length above it read
+	// from disk is corruption, and nothing is allocated for it. Part of the format.
+	maxRecordPayloadBytes = 256 << 20
+	// maxSegmentFileBytes bounds a segment file's size so that in-memory
+	// offsets fit in uint32 and recovery never reads an absurd file into memory.
+	maxSegmentFileBytes = 1 << 30
+
+	// Payload sizes of the fixed-size record types. Part of the format.
+	entryPayloadHeaderBytes = 17 // index u64, term u64, entry type u8
+	hardStatePayloadBytes   = 24 // term, vote, commit
+	truncatePayloadBytes    = 8  // from
+	markerPayloadBytes      = 16 // index, term
+)
+
+// MaxEntryBytes is the largest Data an entry may carry: one entry is one
+// record, and a record's payload is bounded by the format.
+const MaxEntryBytes = maxRecordPayloadBytes - entryPayloadHeaderBytes
+
+// recordType says what a record's payload holds. Part of the format: values
+// never change meaning; type 0 is never written, so a zeroed header is
+// recognisable as "no record here".
+type recordType uint8
+
+const (
+	// recEntry is one Raft log entry.
+	recEntry recordType = 1
+	// recHardState replaces the hard state.
+	recHardState recordType = 2
+	// recTruncate drops every entry >= from.
+	recTruncate recordType = 3
+	// recCompact says entries <= index are covered by a snapshot; it also
+	// records the term at index. Every segment begins with one (the preamble).
+	recCompact recordType = 4
+	// recReset drops every entry; the log continues at index+1.
+	recReset recordType = 5
+	// recTypeMax is one past the last valid type.
+	recTypeMax recordType = 6
+)
+
+// castagnoli is the CRC32C table (hardware accelerated on amd64 and arm64).
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// segmentHeader is the decoded fixed header at the start of every segment.
+type segmentHeader struct {
+	// seq orders segments; recovery requires the files present to have
+	// consecutive seqs so that a lost file is noticed.
+	seq uint64
+	// firstIndex is LastIndex()+1 when the segment was started: the index
+	// the next entry written into it was expected to carry.
+	firstIndex uint64
+}
+
+// appendSegmentHeader encodes h at the end of b.
+func appendSegmentHeader(b []byte, h segmentHeader) []byte {
+	var hdr [segmentHeaderBytes]byte
+	binary.LittleEndian.PutUint32(hdr[0:], segmentMagic)
+	binary.LittleEndian.PutUint16(hdr[4:], formatVersion)
+	binary.LittleEndian.PutUint64(hdr[8:], h.seq)
+	binary.LittleEndian.PutUint64(hdr[16:], h.firstIndex)
+	binary.LittleEndian.PutUint32(hdr[28:], crc32.Checksum(hdr[:28], castagnoli))
+	return append(b, hdr[:]...)
+}
+
+// decodeSegmentHeader validates and decodes a segment header; ok is false if
+// the bytes are not a valid header of this version.
+func decodeSegmentHeader(b []byte) (h segmentHeader, ok bool) {
+	if len(b) < segmentHeaderBytes {
+		return h, false
+	}
+	if binary.LittleEndian.Uint32(b[0:]) != segmentMagic ||
+		binary.LittleEndian.Uint16(b[4:]) != formatVersion ||
+		binary.LittleEndian.Uint32(b[28:]) != crc32.Checksum(b[:28], castagnoli) {
+		return h, false
+	}
+	h.seq = binary.LittleEndian.Uint64(b[8:])
+	h.firstIndex = binary.LittleEndian.Uint64(b[16:])
+	return h, true
+}
+
+// appendRecordHeader reserves a record header for a payload of n bytes and
+// returns the extended buffer; finishRecord fills in the CRC once the
+// payload follows it.
+func appendRecordHeader(b []byte, t recordType, group uint64, n int) []byte {
+	var hdr [recordHeaderBytes]byte
+	binary.LittleEndian.PutUint32(hdr[4:], uint32(n))
+	hdr[8] = byte(t)
+	binary.LittleEndian.PutUint64(hdr[12:], group)
+	return append(b, hdr[:]...)
+}
+
+// finishRecord computes the CRC of the record that starts at b[start:] and
+// runs to the end of b.
+func finishRecord(b []byte, start int) {
+	binary.LittleEndian.PutUint32(b[start:], crc32.Checksum(b[start+4:], castagnoli))
+}
+
+// appendEntryRecord encodes one entry record.
+func appendEntryRecord(b []byte, index, term uint64, typ uint8, data []byte) []byte {
+	start := len(b)
+	b = appendRecordHeader(b, recEntry, 0, entryPayloadHeaderBytes+len(data))
+	b = binary.LittleEndian.AppendUint64(b, index)
+	b = binary.LittleEndian.AppendUint64(b, term)
+	b = append(b, typ)
+	b = append(b, data...)
+	finishRecord(b, start)
+	return b
+}
+
+// appendU64Record encodes a record whose payload is a list of uint64s.
+func appendU64Record(b []byte, t recordType, vals ...uint64) []byte {
+	start := len(b)
+	b = appendRecordHeader(b, t, 0, 8*len(vals))
+	for _, v := range vals {
+		b = binary.LittleEndian.AppendUint64(b, v)
+	}
+	finishRecord(b, start)
+	return b
+}
+
+// entryRecordBytes is the encoded size of an entry record carrying n data bytes.
+func entryRecordBytes(n int) int { return recordHeaderBytes + entryPayloadHeaderBytes + n }
+
+// record is one decoded, CRC-checked record. payload aliases the buffer it
+// was read from.
+type record struct {
+	typ     recordType
+	group   uint64
+	payload []byte
+}
+
+// payloadSizeOK reports whether a payload length is legal for its type, so
+// that a record with a valid CRC but a nonsensical layout is still rejected.
+func payloadSizeOK(t recordType, n int) bool {
+	switch t {
+	case recEntry:
+		return n >= entryPayloadHeaderBytes
+	case recHardState:
+		return n == hardStatePayloadBytes
+	case recTruncate:
+		return n == truncatePayloadBytes
+	case recCompact, recReset:
+		return n == markerPayloadBytes
+	}
+	return false
+}
+
+// decodeRecord decodes the record at the start of b. It returns the record,
+// its total encoded length, and a status: recOK, recZero (an all-zero header:
+// nothing was written here), or recBad (torn or corrupt). Every length is
+// checked against len(b) and maxRecordPayloadBytes before use.
+func decodeRecord(b []byte) (r record, n int, st recStatus) {
+	if len(b) < recordHeaderBytes {
+		if allZero(b) {
+			return r, 0, recZero
+		}
+		return r, 0, recBad
+	}
+	crc := binary.LittleEndian.Uint32(b[0:])
+	length := binary.LittleEndian.Uint32(b[4:])
+	typ := recordType(b[8])
+	if crc == 0 && length == 0 && typ == 0 && allZero(b[:recordHeaderBytes]) {
+		return r, 0, recZero
+	}
+	if typ == 0 || typ >= recTypeMax || b[9]|b[10]|b[11] != 0 {
+		return r, 0, recBad
+	}
+	if length > maxRecordPayloadBytes || int64(length) > int64(len(b)-recordHeaderBytes) {
+		return r, 0, recBad
+	}
+	n = recordHeaderBytes + int(length)
+	if crc32.Checksum(b[4:n], castagnoli) != crc {
+		return r, 0, recBad
+	}
+	if !payloadSizeOK(typ, int(length)) {
+		return r, 0, recBad
+	}
+	r = record{typ: typ, group: binary.LittleEndian.Uint64(b[12:]), payload: b[recordHeaderBytes:n]}
+	return r, n, recOK
+}
+
+// recStatus classifies what decodeRecord found.
+type recStatus uint8
+
+const (
+	recOK recStatus = iota
+	recZero
+	recBad
+)
+
+// allZero reports whether every byte of b is zero.
+func allZero(b []byte) bool {
+	for len(b) >= 8 {
+		if binary.LittleEndian.Uint64(b) != 0 {
+			return false
+		}
+		b = b[8:]
+	}
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// u64 reads the i-th uint64 of a payload.
+func u64(p []byte, i int) uint64 { return binary.LittleEndian.Uint64(p[8*i:]) }

@@ -1,0 +1,169 @@
+package wal
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"testing"
+
+	"github.com/raftpipe/raftpipe/wire"
+)
+
+// quietLogger discards the log's reports in tests.
+var quietLogger = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// testOpts are small segments so that tests cross segment boundaries.
+func testOpts() Options {
+	return Options{SegmentBytes: 8 << 10, Logger: quietLogger}
+}
+
+// mkEntries returns entries lo..hi-1 of term t with deterministic data.
+func mkEntries(lo, hi, t uint64) []wire.Entry {
+	var es []wire.Entry
+	for i := lo; i < hi; i++ {
+		es = append(es, wire.Entry{Index: i, Term: t, Type: wire.EntryNormal, Data: entryData(i, t)})
+	}
+	return es
+}
+
+// entryData is the data entry (i, t) carries in tests: varied lengths.
+func entryData(i, t uint64) []byte {
+	return []byte(fmt.Sprintf("e%d-t%d-%s", i, t, bytes.Repeat([]byte{'x'}, int(i*7%50))))
+}
+
+func mustOpen(t *testing.T, dir string, o Options) *Log {
+	t.Helper()
+	l, err := Open(dir, o)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	return l
+}
+
+// checkEntries asserts the log holds exactly want (contiguous, from the
+// first entry's index).
+func checkEntries(t *testing.T, l *Log, want []wire.Entry) {
+	t.Helper()
+	first := l.FirstIndex()
+	if len(want) > 0 && want[0].Index != first {
+		t.Fatalf("FirstIndex = %d, want %d", first, want[0].Index)
+	}
+	if got, w := l.LastIndex(), first+uint64(len(want))-1; got != w {
+		t.Fatalf("LastIndex = %d, want %d", got, w)
+	}
+	got, err := l.Entries(first, first+uint64(len(want)), 1<<62)
+	if err != nil {
+		t.Fatalf("Entries: %v", err)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("got %d entries, want %d", len(got), len(want))
+	}
+	for i := range want {
+		g, w := got[i], want[i]
+		if g.Index != w.Index || g.Term != w.Term || g.Type != w.Type || !bytes.Equal(g.Data, w.Data) {
+			t.Fatalf("entry %d: got {%d %d %d %q}, want {%d %d %d %q}", i, g.Index, g.Term, g.Type, g.Data, w.Index, w.Term, w.Type, w.Data)
+		}
+		tm, err := l.Term(w.Index)
+		if err != nil || tm != w.Term {
+			t.Fatalf("Term(%d) = %d, %v; want %d", w.Index, tm, err, w.Term)
+		}
+	}
+}
+
+func TestAppendReadReopen(t *testing.T) {
+	for _, cache := range []int64{0, -1} {
+		t.Run(fmt.Sprintf("cache=%d", cache), func(t *testing.T) {
+			dir := t.TempDir()
+			o := testOpts()
+			o.CacheBytes = cache
+			l := mustOpen(t, dir, o)
+			if l.FirstIndex() != 1 || l.LastIndex() != 0 {
+				t.Fatalf("new log: first %d last %d", l.FirstIndex(), l.LastIndex())
+			}
+			want := mkEntries(1, 400, 1)
+			for i := 0; i < len(want); i += 7 {
+				hs := wire.HardState{Term: 1, Vote: 2, Commit: uint64(i)}
+				if err := l.Append(want[i:min(i+7, len(want))], &hs); err != nil {
+					t.Fatal(err)
+				}
+			}
+			checkEntries(t, l, want)
+			if err := l.Close(); err != nil {
+				t.Fatal(err)
+			}
+			l = mustOpen(t, dir, o)
+			defer l.Close()
+			checkEntries(t, l, want)
+			if hs := l.HardState(); hs != (wire.HardState{Term: 1, Vote: 2, Commit: 392}) {
+				t.Fatalf("hard state %+v", hs)
+			}
+			// Conflict: overwrite from 350 with term 2.
+			repl := mkEntries(350, 360, 2)
+			if err := l.Append(repl, nil); err != nil {
+				t.Fatal(err)
+			}
+			want = append(want[:349:349], repl...)
+			checkEntries(t, l, want)
+			if err := l.CompactPrefix(100); err != nil {
+				t.Fatal(err)
+			}
+			want = want[100:]
+			checkEntries(t, l, want)
+			if tm, err := l.Term(100); err != nil || tm != 1 {
+				t.Fatalf("Term(100) = %d, %v", tm, err)
+			}
+			if _, err := l.Term(99); !errors.Is(err, ErrCompacted) {
+				t.Fatalf("Term(99) err = %v", err)
+			}
+			if _, err := l.Term(360); !errors.Is(err, ErrUnavailable) {
+				t.Fatalf("Term(360) err = %v", err)
+			}
+			if _, err := l.Entries(100, 105, 1<<20); !errors.Is(err, ErrCompacted) {
+				t.Fatalf("Entries(100) err = %v", err)
+			}
+			l.Close()
+			l = mustOpen(t, dir, o)
+			checkEntries(t, l, want)
+			if err := l.Reset(1000, 7); err != nil {
+				t.Fatal(err)
+			}
+			if l.FirstIndex() != 1001 || l.LastIndex() != 1000 {
+				t.Fatalf("after reset: %d %d", l.FirstIndex(), l.LastIndex())
+			}
+			want = mkEntries(1001, 1010, 7)
+			if err := l.Append(want, nil); err != nil {
+				t.Fatal(err)
+			}
+			l.Close()
+			l = mustOpen(t, dir, o)
+			checkEntries(t, l, want)
+			if tm, _ := l.Term(1000); tm != 7 {
+				t.Fatalf("marker term %d", tm)
+			}
+			l.Close()
+		})
+	}
+}
+
+func TestEntriesMaxBytes(t *testing.T) {
+	l := mustOpen(t, t.TempDir(), testOpts())
+	defer l.Close()
+	es := make([]wire.Entry, 10)
+	for i := range es {
+		es[i] = wire.Entry{Index: uint64(i + 1), Term: 1, Data: make([]byte, 10)}
+	}
+	if err := l.Append(es, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ max, want uint64 }{{0, 1}, {9, 1}, {10, 1}, {19, 1}, {20, 2}, {35, 3}, {1000, 10}} {
+		got, err := l.Entries(1, 11, c.max)
+		if err != nil || uint64(len(got)) != c.want {
+			t.Fatalf("maxBytes %d: got %d entries (%v), want %d", c.max, len(got), err, c.want)
+		}
+	}
+	if _, err := l.Entries(1, 12, 100); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("hi beyond last: %v", err)
+	}
+}

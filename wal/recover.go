@@ -1,0 +1,251 @@
+package wal
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+
+	"github.com/raftpipe/raftpipe/wire"
+)
+
+// replayState is the log rebuilt from records during recovery.
+//
+// Because old segments are removed once everything in them is dead, the
+// first remaining segment may start (header firstIndex F) above its
+// preamble's marker m: entries m+1..F-1 lived in removed segments. The
+// replay then tracks a "hole" [markerIndex+1, start) that later records
+// (the compaction or reset that made those segments dead) must close;
+// a hole left at the end means a segment is missing.
+type replayState struct {
+	markerIndex, markerTerm uint64
+	// start is the index of meta[0]. Invariant: start >= markerIndex+1.
+	start uint64
+	meta  []entryMeta
+	hs    wire.HardState
+	// segs are the segments that remain, in order.
+	segs []uint64
+}
+
+// last is the last index replayed so far.
+func (s *replayState) last() uint64 { return s.start + uint64(len(s.meta)) - 1 }
+
+// apply applies one record found at offset off of segment seq. It returns
+// a reason string if the record breaks the log's invariants.
+func (s *replayState) apply(r record, seq uint64, off int64, size int) string {
+	if r.group != 0 {
+		return fmt.Sprintf("record for group %d; this version stores group 0 only", r.group)
+	}
+	p := r.payload
+	switch r.typ {
+	case recEntry:
+		idx, term := u64(p, 0), u64(p, 1)
+		if idx != s.last()+1 {
+			return fmt.Sprintf("entry %d does not follow last index %d", idx, s.last())
+		}
+		if off > maxSegmentFileBytes || seq > 1<<32-1 {
+			return "entry beyond the offset index's range"
+		}
+		s.meta = append(s.meta, entryMeta{term: term, seq: uint32(seq), off: uint32(off), size: uint32(size)})
+	case recHardState:
+		s.hs = wire.HardState{Term: u64(p, 0), Vote: u64(p, 1), Commit: u64(p, 2)}
+	case recTruncate:
+		from := u64(p, 0)
+		if from <= s.markerIndex || from > s.last()+1 {
+			return fmt.Sprintf("truncation from %d outside [%d, %d]", from, s.markerIndex+1, s.last()+1)
+		}
+		if from <= s.start {
+			s.meta = s.meta[:0]
+			s.start = from
+		} else {
+			s.meta = s.meta[:from-s.start]
+		}
+	case recCompact:
+		idx, term := u64(p, 0), u64(p, 1)
+		switch {
+		case idx < s.markerIndex:
+			return fmt.Sprintf("compaction to %d below marker %d", idx, s.markerIndex)
+		case idx == s.markerIndex:
+			// A segment preamble restating the current marker.
+			s.markerTerm = term
+		case idx > s.last():
+			return fmt.Sprintf("compaction to %d beyond last index %d", idx, s.last())
+		case idx < s.start:
+			// Inside the hole: the entries were in removed segments.
+			s.markerIndex, s.markerTerm = idx, term
+		default:
+			s.meta = s.meta[idx-s.start+1:]
+			s.start = idx + 1
+			s.markerIndex, s.markerTerm = idx, term
+		}
+	case recReset:
+		idx, term := u64(p, 0), u64(p, 1)
+		s.meta = s.meta[:0]
+		s.start = idx + 1
+		s.markerIndex, s.markerTerm = idx, term
+	default:
+		return fmt.Sprintf("unknown record type %d", r.typ)
+	}
+	return ""
+}
+
+// scanSegment walks the records of one segment image. data is the whole
+// file. It calls visit for each valid record and stops at the first
+// record that is zeroed, torn or corrupt, at offset end:
+//   - if everything from end on is zero, the segment simply ends there;
+//   - otherwise, for the last segment (last=true) it is a torn tail:
+//     torn=true and the caller cuts the file at end;
+//   - otherwise it is corruption, reported as a *CorruptError.
+//
+// visit may return a reason to stop with corruption at that record.
+// scanSegment checks the header; a bad header is corruption at offset 0
+// (the caller handles a last segment whose header never made it to disk).
+func scanSegment(name string, data []byte, last bool, visit func(r record, off int64, size int) string) (end int64, torn bool, err error) {
+	if _, ok := decodeSegmentHeader(data); !ok {
+		return 0, false, corruptf(name, 0, "bad segment header")
+	}
+	off := segmentHeaderBytes
+	for off < len(data) {
+		r, n, st := decodeRecord(data[off:])
+		if st == recOK {
+			if why := visit(r, int64(off), n); why != "" {
+				return int64(off), false, corruptf(name, int64(off), "%s", why)
+			}
+			off += n
+			continue
+		}
+		if allZero(data[off:]) {
+			return int64(off), false, nil
+		}
+		if last {
+			return int64(off), true, nil
+		}
+		return int64(off), false, corruptf(name, int64(off), "bad record before the end of a sealed segment")
+	}
+	return int64(off), false, nil
+}
+
+// recoverDir replays every segment in dir. It cuts a torn tail off the
+// last segment (durably) and removes a last segment whose header never
+// reached the disk; everything else that is wrong is an error.
+func recoverDir(fsys FS, dir string, log *slog.Logger) (*replayState, error) {
+	names, err := fsys.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("wal: list %s: %w", dir, err)
+	}
+	var seqs []uint64
+	for _, n := range names {
+		if seq, ok := parseSegmentBase(n); ok {
+			seqs = append(seqs, seq)
+		}
+	}
+	for i := 1; i < len(seqs); i++ {
+		if seqs[i] != seqs[i-1]+1 {
+			return nil, corruptf(segmentName(dir, seqs[i]), 0, "segment %d is missing", seqs[i-1]+1)
+		}
+	}
+	st := &replayState{start: 1}
+	var buf []byte
+	for i, seq := range seqs {
+		name := segmentName(dir, seq)
+		last := i == len(seqs)-1
+		data, err := readWhole(fsys, name, &buf)
+		if err != nil {
+			return nil, err
+		}
+		h, ok := decodeSegmentHeader(data)
+		if !ok && last && allZeroOrShort(data) {
+			// Created, but the crash came before its first write was
+			// durable: nothing in it was ever acknowledged.
+			log.Warn("wal: removing last segment with unwritten header", "file", name)
+			if err := fsys.Remove(name); err != nil {
+				return nil, fmt.Errorf("wal: remove empty segment: %w", err)
+			}
+			if err := fsys.SyncDir(dir); err != nil {
+				return nil, fmt.Errorf("wal: sync dir: %w", err)
+			}
+			break
+		}
+		if ok && h.seq != seq {
+			return nil, corruptf(name, 0, "header says segment %d", h.seq)
+		}
+		if ok {
+			if i == 0 {
+				st.start = h.firstIndex
+				if h.firstIndex == 0 {
+					return nil, corruptf(name, 0, "first index 0")
+				}
+			} else if h.firstIndex != st.last()+1 {
+				return nil, corruptf(name, 0, "segment starts at index %d, previous segments end at %d", h.firstIndex, st.last())
+			}
+		}
+		end, torn, err := scanSegment(name, data, last, func(r record, off int64, size int) string {
+			return st.apply(r, seq, off, size)
+		})
+		if err != nil {
+			return nil, err
+		}
+		st.segs = append(st.segs, seq)
+		if torn {
+			log.Warn("wal: cutting torn tail of last segment", "file", name, "offset", end, "size", len(data))
+			if err := cutTail(fsys, name, end); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if st.start != st.markerIndex+1 {
+		return nil, corruptf(segmentName(dir, seqs[0]), 0, "entries %d..%d missing: a segment was lost", st.markerIndex+1, st.start-1)
+	}
+	return st, nil
+}
+
+// allZeroOrShort reports whether a file holds no segment header at all:
+// shorter than one, or all zeros where it should be.
+func allZeroOrShort(data []byte) bool {
+	if len(data) < segmentHeaderBytes {
+		return allZero(data)
+	}
+	return allZero(data[:segmentHeaderBytes])
+}
+
+// readWhole reads a segment file into *buf (reused across segments) after
+// checking its size against maxSegmentFileBytes.
+func readWhole(fsys FS, name string, buf *[]byte) ([]byte, error) {
+	f, err := fsys.Open(name)
+	if err != nil {
+		return nil, fmt.Errorf("wal: open %s: %w", name, err)
+	}
+	defer f.Close()
+	size, err := f.Size()
+	if err != nil {
+		return nil, fmt.Errorf("wal: stat %s: %w", name, err)
+	}
+	if size > maxSegmentFileBytes+maxRecordPayloadBytes {
+		return nil, corruptf(name, 0, "file size %d above the limit", size)
+	}
+	if int64(cap(*buf)) < size {
+		*buf = make([]byte, size)
+	}
+	data := (*buf)[:size]
+	if n, err := f.ReadAt(data, 0); err != nil && !(err == io.EOF && int64(n) == size) {
+		return nil, fmt.Errorf("wal: read %s: %w", name, err)
+	}
+	return data, nil
+}
+
+// cutTail truncates a torn last segment at end and syncs it, so that it
+// reads as a cleanly sealed segment from now on.
+func cutTail(fsys FS, name string, end int64) error {
+	f, err := fsys.OpenReadWrite(name)
+	if err != nil {
+		return fmt.Errorf("wal: open %s to cut its tail: %w", name, err)
+	}
+	if err := f.Truncate(end); err != nil {
+		f.Close()
+		return fmt.Errorf("wal: cut %s at %d: %w", name, end, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("wal: sync %s after cutting: %w", name, err)
+	}
+	return f.Close()
+}
