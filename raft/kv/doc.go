@@ -1,0 +1,124 @@
+// Package kv is raftpipe's replicated key-value state machine: it applies
+// committed Raft entries to a Pebble database, serves local reads, and
+// writes and installs snapshots.
+//
+// # How the node uses it
+//
+//	s, _ := kv.Open(dir, kv.Options{DisableWAL: true})
+//	// apply loop, per batch of committed entries:
+//	s.Apply(entries, metaOrNil, results)   // one Pebble batch, applied index included
+//	// before compacting the Raft log up to index i:
+//	s.Flush()                              // now everything <= AppliedIndex() is durable
+//	// leader sending a snapshot / follower installing one:
+//	idx, meta, _ := s.WriteSnapshot(w)
+//	s.Restore(r)
+//
+// Proposals carry commands built by EncodeCommand (check a request with
+// ValidateRequest before proposing it). Apply returns one Result per entry,
+// which the node turns into the client's response. Get reads the local
+// state; for a linearizable read the node completes a ReadIndex round and
+// waits until AppliedIndex reaches the read index first.
+//
+// # Why Pebble's WAL can be off
+//
+// The Raft log is the durable record of every command; Pebble's WAL would
+// be a second copy of the same bytes. With Options.DisableWAL the store
+// stays correct because:
+//
+//  1. The applied index lives in the same Pebble batch as the data of the
+//     entries it covers, so every state Pebble can come back with after a
+//     crash (whatever its memtables had flushed) is the state as of some
+//     applied index, together with that index. There is no state "half way
+//     through" a batch.
+//  2. On restart the node reads AppliedIndex and replays the Raft log from
+//     AppliedIndex+1. Apply skips anything at or below AppliedIndex, so
+//     replaying more than needed is harmless.
+//  3. Therefore the node must never compact the Raft log past what Pebble
+//     has made durable: call Flush, then compact up to the AppliedIndex
+//     read before the Flush. (WriteSnapshot flushes too.)
+//
+// With the WAL on, Apply still commits without fsync (the Raft log is the
+// durable record), and Flush syncs Pebble's WAL instead of flushing a
+// memtable.
+//
+// # Semantics of the operations
+//
+//   - put: sets the key. StatusOK.
+//   - delete: removes the key. StatusOK whether or not it existed (Apply
+//     does not read before deleting, so deletes cost what puts cost).
+//   - cas: if the key's current value equals Expect (with FlagExpectAbsent:
+//     if the key does not exist), sets it to Value and returns StatusOK;
+//     otherwise StatusCASFailed with the current value (nil if absent). A
+//     CAS sees the writes of earlier entries in the same Apply call.
+//   - noop, EntryNoop, EntryConfChange, EntryNormal with empty Data: only
+//     advance the applied index. StatusOK.
+//   - get (if ever replicated): StatusOK with a copy of the value, or
+//     StatusNotFound.
+//   - Data that DecodeCommand rejects: StatusBadRequest; every replica
+//     decodes the same bytes, so every replica agrees.
+//
+// # Command layout (entry Data), version 1
+//
+//	+---------+----+-------+------------+-----+--------------+-------+---------------+--------+
+//	| version | op | flags | uvarint    | key | uvarint      | value | uvarint       | expect |
+//	| =1      | u8 | u8    | len(key)   |     | len(value)   |       | len(expect)   |        |
+//	+---------+----+-------+------------+-----+--------------+-------+---------------+--------+
+//
+// op and flags are wire.Op and wire.ReqFlags. The client's request ID is
+// not replicated. A put of a 16-byte key and 128-byte value is 3+1+16+2+128+1
+// = 151 bytes. DecodeCommand rejects unknown versions, ops and flags, keys
+// over MaxKeyBytes, values or expects over MaxValueBytes, fields an op does
+// not use, and missing or trailing bytes.
+//
+// # On-disk layout
+//
+//	dir/CURRENT          "db-000007\n": the active database (replaced only by rename)
+//	dir/db-000007/       the Pebble database
+//	dir/db-000008/       a Restore in progress, or the leftover of one (removed by Open)
+//	dir/snapshot-N.tmp/  a checkpoint being streamed by WriteSnapshot (removed by Open)
+//
+// Inside Pebble, user keys are stored behind the prefix byte 0x01; the
+// store's own records (applied index, 8 bytes big-endian; Meta) are behind
+// 0x00, so no user key can collide with them.
+//
+// Restore writes the snapshot into db-<n+1>, fsyncs every file and the
+// directory, opens it and checks that it holds the applied index and Meta
+// its header names, and only then switches CURRENT (write CURRENT.tmp,
+// fsync, rename over CURRENT, fsync dir). A crash before the rename leaves
+// the old state; after it, the new one. The tests inject a crash after every
+// step and check exactly that.
+//
+// # Snapshot archive format, version 1
+//
+// All integers big-endian; CRCs are CRC-32C (Castagnoli).
+//
+//	header  = "RPKVSNAP" | version u32 = 1 | applied index u64 | meta length u32 | meta | crc u32
+//	file    = kind u8 = 1 | name length u16 | name | size u64 | data | crc u32
+//	end     = kind u8 = 2 | file count u32 | stream crc u32
+//
+// The header crc covers the header bytes before it; a file's crc covers its
+// record from the kind byte through the data; the stream crc covers every
+// byte of the stream before it, so a truncated, reordered or corrupted
+// stream is caught. The files are those of a Pebble checkpoint, which is
+// flat. Every length is checked against a limit (maxSnapMetaBytes,
+// maxSnapNameBytes, maxSnapFileBytes, maxSnapFiles) before anything is
+// allocated or written, and names must be plain file names.
+//
+// # Concurrency
+//
+// Apply, Flush, WriteSnapshot (its checkpoint part), Restore and Close are
+// serialized by one mutex. Get, AppendValue, Hash, AppliedIndex and Meta may
+// run at any time; reads hold a shared lock that Restore and Close take
+// exclusively only for the moment they swap or close the database.
+// WriteSnapshot streams from a checkpoint of hard-linked, immutable files,
+// so Apply goes on while a snapshot is sent.
+//
+// # Performance
+//
+// One Apply is one Pebble batch and one commit, without fsync. The batch is
+// reused across calls, user keys are written into it with their prefix in
+// place (SetDeferred), and results carry a value only for a CAS failure or a
+// replicated get, so a batch of puts allocates nothing per entry. Batches
+// with a CAS use a reused indexed batch, so a CAS sees earlier writes of the
+// same batch.
+package kv

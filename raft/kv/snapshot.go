@@ -1,0 +1,519 @@
+package kv
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// ErrBadSnapshot means a snapshot stream is truncated, corrupt (a CRC
+// mismatch), over a limit, or does not hold the database its header
+// describes. Restore returns it with the old state intact.
+var ErrBadSnapshot = errors.New("kv: bad snapshot")
+
+// Snapshot archive format constants. Part of the format; the layout is in
+// the package doc.
+const (
+	// snapMagic opens every snapshot stream.
+	snapMagic = "RPKVSNAP"
+	// snapVersion1 is the only archive version so far.
+	snapVersion1 = 1
+	// snapKindFile and snapKindEnd tag the records after the header.
+	snapKindFile = 1
+	snapKindEnd  = 2
+)
+
+// Limits checked before anything read from a snapshot stream is allocated
+// or written.
+const (
+	// maxSnapMetaBytes bounds the Meta blob in the header.
+	maxSnapMetaBytes = 16 << 20
+	// maxSnapNameBytes bounds a file name.
+	maxSnapNameBytes = 255
+	// maxSnapFileBytes bounds one file's size (a sanity bound on the
+	// length field; data is streamed to disk, never held in memory).
+	maxSnapFileBytes = 1 << 40
+	// maxSnapFiles bounds the number of files in one archive.
+	maxSnapFiles = 1 << 20
+	// snapIOBufferBytes is the buffer used to stream file data.
+	snapIOBufferBytes = 256 << 10
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// restoreStep names a point in Restore where tests inject a crash.
+type restoreStep int
+
+const (
+	stepDirCreated restoreStep = iota + 1
+	stepFileWritten
+	stepFilesSynced
+	stepNewDBOpened
+	stepCurrentTmpWritten
+	stepCurrentRenamed
+	stepDirSynced
+	stepSwapped
+	stepOldRemoved
+)
+
+// errSimulatedCrash is returned by Restore when a test's crash hook fired:
+// Restore stops at once, releasing file handles but changing nothing else
+// on disk, as if the process had died there.
+var errSimulatedCrash = errors.New("kv: simulated crash (test hook)")
+
+// WriteSnapshot streams a consistent snapshot of the store to w and returns
+// the applied index and Meta it covers. It flushes the memtable and takes a
+// Pebble checkpoint (hard links) in a temporary directory under the store's
+// directory while holding off Apply, then streams the checkpoint's files in
+// the archive format of the package doc without blocking Apply.
+func (s *Store) WriteSnapshot(w io.Writer) (index uint64, meta []byte, err error) {
+	ckpt := filepath.Join(s.dir, fmt.Sprintf("%s%d%s", snapDirPrefix, s.snapSeq.Add(1), tmpSuffix))
+	index, meta, err = s.checkpoint(ckpt)
+	defer os.RemoveAll(ckpt)
+	if err != nil {
+		return 0, nil, err
+	}
+	if err := writeArchive(w, ckpt, index, meta); err != nil {
+		return 0, nil, err
+	}
+	return index, meta, nil
+}
+
+// checkpoint flushes and checkpoints the database into dir, and returns the
+// applied index and Meta that the checkpoint holds.
+func (s *Store) checkpoint(dir string) (uint64, []byte, error) {
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
+	if s.closed {
+		return 0, nil, ErrClosed
+	}
+	// Flush first: with the WAL off, the memtable is in no file a
+	// checkpoint could copy.
+	if err := s.db.Flush(); err != nil {
+		return 0, nil, fmt.Errorf("kv: snapshot flush: %w", err)
+	}
+	if err := s.db.Checkpoint(dir, pebble.WithFlushedWAL()); err != nil {
+		return 0, nil, fmt.Errorf("kv: checkpoint: %w", err)
+	}
+	return s.applied.Load(), s.Meta(), nil
+}
+
+// writeArchive streams the files of dir to w.
+func writeArchive(w io.Writer, dir string, index uint64, meta []byte) error {
+	entries, err := os.ReadDir(dir) // sorted by name
+	if err != nil {
+		return fmt.Errorf("kv: listing checkpoint: %w", err)
+	}
+	sw := &snapWriter{w: bufio.NewWriterSize(w, snapIOBufferBytes)}
+	var hdr []byte
+	hdr = append(hdr, snapMagic...)
+	hdr = binary.BigEndian.AppendUint32(hdr, snapVersion1)
+	hdr = binary.BigEndian.AppendUint64(hdr, index)
+	hdr = binary.BigEndian.AppendUint32(hdr, uint32(len(meta)))
+	hdr = append(hdr, meta...)
+	sw.write(hdr)
+	sw.writeRecordCRC()
+	buf := make([]byte, snapIOBufferBytes)
+	for _, e := range entries {
+		if !e.Type().IsRegular() {
+			return fmt.Errorf("kv: checkpoint holds %s, which is not a regular file", e.Name())
+		}
+		if err := sw.writeFile(filepath.Join(dir, e.Name()), e.Name(), buf); err != nil {
+			return err
+		}
+	}
+	var end []byte
+	end = append(end, snapKindEnd)
+	end = binary.BigEndian.AppendUint32(end, uint32(len(entries)))
+	sw.write(end)
+	sw.writeUint32(sw.streamCRC)
+	if sw.err == nil {
+		sw.err = sw.w.Flush()
+	}
+	if sw.err != nil {
+		return fmt.Errorf("kv: writing snapshot: %w", sw.err)
+	}
+	return nil
+}
+
+// snapWriter writes a snapshot stream, keeping the CRC of the current record
+// and of the whole stream, and the first write error.
+type snapWriter struct {
+	// w is the buffered destination.
+	w *bufio.Writer
+	// recordCRC covers the bytes of the record being written.
+	recordCRC uint32
+	// streamCRC covers every byte written so far.
+	streamCRC uint32
+	// err is the first write error; later writes are skipped.
+	err error
+}
+
+func (sw *snapWriter) Write(p []byte) (int, error) {
+	if sw.err != nil {
+		return 0, sw.err
+	}
+	n, err := sw.w.Write(p)
+	sw.recordCRC = crc32.Update(sw.recordCRC, castagnoli, p[:n])
+	sw.streamCRC = crc32.Update(sw.streamCRC, castagnoli, p[:n])
+	sw.err = err
+	return n, err
+}
+
+func (sw *snapWriter) write(p []byte) { _, _ = sw.Write(p) }
+
+func (sw *snapWriter) writeUint32(v uint32) {
+	var b [4]byte
+	binary.BigEndian.PutUint32(b[:], v)
+	sw.write(b[:])
+}
+
+// writeRecordCRC ends a record with its CRC and starts the next.
+func (sw *snapWriter) writeRecordCRC() {
+	sw.writeUint32(sw.recordCRC)
+	sw.recordCRC = 0
+}
+
+// writeFile writes one file record.
+func (sw *snapWriter) writeFile(path, name string, buf []byte) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("kv: snapshot: %w", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("kv: snapshot: %w", err)
+	}
+	var hdr []byte
+	hdr = append(hdr, snapKindFile)
+	hdr = binary.BigEndian.AppendUint16(hdr, uint16(len(name)))
+	hdr = append(hdr, name...)
+	hdr = binary.BigEndian.AppendUint64(hdr, uint64(st.Size()))
+	sw.write(hdr)
+	n, err := io.CopyBuffer(sw, io.LimitReader(f, st.Size()), buf)
+	if sw.err != nil {
+		return fmt.Errorf("kv: writing snapshot: %w", sw.err)
+	}
+	if err != nil {
+		return fmt.Errorf("kv: snapshot: reading %s: %w", name, err)
+	}
+	if n != st.Size() {
+		return fmt.Errorf("kv: snapshot: %s shrank from %d to %d bytes while being read", name, st.Size(), n)
+	}
+	sw.writeRecordCRC()
+	return sw.err
+}
+
+// snapReader reads a snapshot stream, keeping the CRC of the current record
+// and of the whole stream.
+type snapReader struct {
+	// r is the buffered source.
+	r *bufio.Reader
+	// recordCRC covers the bytes of the record being read.
+	recordCRC uint32
+	// streamCRC covers every byte read so far.
+	streamCRC uint32
+}
+
+func (sr *snapReader) Read(p []byte) (int, error) {
+	n, err := sr.r.Read(p)
+	sr.recordCRC = crc32.Update(sr.recordCRC, castagnoli, p[:n])
+	sr.streamCRC = crc32.Update(sr.streamCRC, castagnoli, p[:n])
+	return n, err
+}
+
+// readFull fills p; running out of stream is ErrBadSnapshot (truncated).
+func (sr *snapReader) readFull(p []byte, what string) error {
+	if _, err := io.ReadFull(sr, p); err != nil {
+		return fmt.Errorf("%w: reading %s: %w", ErrBadSnapshot, what, err)
+	}
+	return nil
+}
+
+func (sr *snapReader) readUint(size int, what string) (uint64, error) {
+	var b [8]byte
+	if err := sr.readFull(b[8-size:], what); err != nil {
+		return 0, err
+	}
+	return binary.BigEndian.Uint64(b[:]), nil
+}
+
+// checkCRC reads a 4-byte CRC and compares it with want (the CRC of the
+// bytes before it).
+func (sr *snapReader) checkCRC(want uint32, what string) error {
+	got, err := sr.readUint(4, what+" crc")
+	if err != nil {
+		return err
+	}
+	if uint32(got) != want {
+		return fmt.Errorf("%w: %s crc mismatch (stored %#x, computed %#x)", ErrBadSnapshot, what, got, want)
+	}
+	sr.recordCRC = 0
+	return nil
+}
+
+// readHeader reads and checks the archive header.
+func (sr *snapReader) readHeader() (index uint64, meta []byte, err error) {
+	magic := make([]byte, len(snapMagic))
+	if err := sr.readFull(magic, "magic"); err != nil {
+		return 0, nil, err
+	}
+	if string(magic) != snapMagic {
+		return 0, nil, fmt.Errorf("%w: bad magic %q", ErrBadSnapshot, magic)
+	}
+	version, err := sr.readUint(4, "version")
+	if err != nil {
+		return 0, nil, err
+	}
+	if version != snapVersion1 {
+		return 0, nil, fmt.Errorf("%w: unknown archive version %d", ErrBadSnapshot, version)
+	}
+	if index, err = sr.readUint(8, "applied index"); err != nil {
+		return 0, nil, err
+	}
+	metaLen, err := sr.readUint(4, "meta length")
+	if err != nil {
+		return 0, nil, err
+	}
+	if metaLen > maxSnapMetaBytes {
+		return 0, nil, fmt.Errorf("%w: meta of %d bytes is over the %d-byte limit", ErrBadSnapshot, metaLen, maxSnapMetaBytes)
+	}
+	if metaLen > 0 {
+		meta = make([]byte, metaLen)
+		if err := sr.readFull(meta, "meta"); err != nil {
+			return 0, nil, err
+		}
+	}
+	if err := sr.checkCRC(sr.recordCRC, "header"); err != nil {
+		return 0, nil, err
+	}
+	return index, meta, nil
+}
+
+// validSnapName reports whether name may be created inside the new
+// database directory: a plain file name, never a path.
+func validSnapName(name string) bool {
+	return name != "" && name != "." && name != ".." &&
+		!strings.ContainsAny(name, "/\\\x00")
+}
+
+// Restore replaces the whole state with the snapshot streamed from r,
+// atomically: the new database is written to db-<n+1>, fsynced and opened
+// (checking it holds the index and Meta its header claims) while the old
+// one keeps serving; then CURRENT is switched to it (write CURRENT.tmp,
+// fsync, rename, fsync the directory) and the old database is closed and
+// removed. A crash before the rename leaves the old state, after it the
+// new; Open removes the leftovers either way.
+//
+// A truncated or corrupt stream returns ErrBadSnapshot and leaves the old
+// state intact. An error after the rename (only the directory fsync can
+// fail there) is returned with the new state installed; the node should
+// treat it as fatal, like any fsync error. Restore does not compare the
+// snapshot's index with AppliedIndex: the node decides what to install.
+func (s *Store) Restore(r io.Reader) error {
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	n := s.dbNum + 1
+	path := dbPath(s.dir, n)
+	newDB, err := s.buildFromSnapshot(r, path)
+	if err != nil {
+		return err
+	}
+	err = writeCurrent(s.dir, n, s.crashAt)
+	if errors.Is(err, errSimulatedCrash) {
+		_ = newDB.Close()
+		return err
+	}
+	if err != nil {
+		if cur, ok, rerr := readCurrent(s.dir); rerr != nil || !ok || cur != n {
+			// The rename did not happen: the old state stands.
+			_ = newDB.Close()
+			_ = os.RemoveAll(path)
+			return err
+		}
+		// The rename happened but its directory fsync failed: the new
+		// state is on disk, so serve it and report the error.
+	}
+	oldNum := s.dbNum
+	s.dbMu.Lock()
+	oldDB := s.db
+	_ = s.batch.Close()
+	_ = s.ibatch.Close()
+	ierr := s.install(newDB)
+	if ierr != nil {
+		panic(fmt.Sprintf("kv: restored database unreadable after it was verified: %v", ierr))
+	}
+	s.dbNum = n
+	s.err = nil
+	s.dbMu.Unlock()
+	// Readers hold dbMu while they use a database, so none uses oldDB now.
+	cerr := oldDB.Close()
+	if s.crashAt != nil && s.crashAt(stepSwapped) {
+		return errSimulatedCrash
+	}
+	rerr := os.RemoveAll(dbPath(s.dir, oldNum))
+	if rerr == nil {
+		rerr = syncDir(s.dir)
+	}
+	if s.crashAt != nil && s.crashAt(stepOldRemoved) {
+		return errSimulatedCrash
+	}
+	if err != nil || cerr != nil || rerr != nil {
+		return fmt.Errorf("kv: restore installed the new state but: %w", errors.Join(err, cerr, rerr))
+	}
+	return nil
+}
+
+// buildFromSnapshot writes the archive from r into the new directory path,
+// fsyncs it, opens it and checks it. On failure it removes path (unless a
+// simulated crash stopped it) and returns an error.
+func (s *Store) buildFromSnapshot(r io.Reader, path string) (db *pebble.DB, err error) {
+	crashed := false
+	crash := func(step restoreStep) bool {
+		crashed = s.crashAt != nil && s.crashAt(step)
+		return crashed
+	}
+	defer func() {
+		if err == nil {
+			return
+		}
+		if db != nil {
+			_ = db.Close()
+			db = nil
+		}
+		if !crashed {
+			_ = os.RemoveAll(path)
+		}
+	}()
+	if err := os.RemoveAll(path); err != nil {
+		return nil, fmt.Errorf("kv: clearing %s: %w", path, err)
+	}
+	if err := os.Mkdir(path, 0o755); err != nil {
+		return nil, fmt.Errorf("kv: restore: %w", err)
+	}
+	if crash(stepDirCreated) {
+		return nil, errSimulatedCrash
+	}
+	sr := &snapReader{r: bufio.NewReaderSize(r, snapIOBufferBytes)}
+	index, meta, err := sr.readHeader()
+	if err != nil {
+		return nil, err
+	}
+	buf := make([]byte, snapIOBufferBytes)
+	files := uint64(0)
+	for {
+		kind, err := sr.readUint(1, "record kind")
+		if err != nil {
+			return nil, err
+		}
+		if kind == snapKindEnd {
+			break
+		}
+		if kind != snapKindFile {
+			return nil, fmt.Errorf("%w: unknown record kind %d", ErrBadSnapshot, kind)
+		}
+		if files++; files > maxSnapFiles {
+			return nil, fmt.Errorf("%w: more than %d files", ErrBadSnapshot, maxSnapFiles)
+		}
+		if err := readSnapFile(sr, path, buf); err != nil {
+			return nil, err
+		}
+		if crash(stepFileWritten) {
+			return nil, errSimulatedCrash
+		}
+	}
+	count, err := sr.readUint(4, "file count")
+	if err != nil {
+		return nil, err
+	}
+	if count != files {
+		return nil, fmt.Errorf("%w: trailer says %d files, stream held %d", ErrBadSnapshot, count, files)
+	}
+	if err := sr.checkCRC(sr.streamCRC, "stream"); err != nil {
+		return nil, err
+	}
+	if err := syncDir(path); err != nil {
+		return nil, err
+	}
+	if err := syncDir(s.dir); err != nil {
+		return nil, err
+	}
+	if crash(stepFilesSynced) {
+		return nil, errSimulatedCrash
+	}
+	if db, err = openPebble(path, s.opts, true); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadSnapshot, err)
+	}
+	gotIndex, gotMeta, err := loadState(db)
+	if err != nil {
+		return db, fmt.Errorf("%w: %w", ErrBadSnapshot, err)
+	}
+	if gotIndex != index || !bytes.Equal(gotMeta, meta) {
+		return db, fmt.Errorf("%w: header says applied index %d, database holds %d (or meta differs)", ErrBadSnapshot, index, gotIndex)
+	}
+	if crash(stepNewDBOpened) {
+		return db, errSimulatedCrash
+	}
+	return db, nil
+}
+
+// readSnapFile reads one file record (after its kind byte) into dir.
+func readSnapFile(sr *snapReader, dir string, buf []byte) error {
+	nameLen, err := sr.readUint(2, "name length")
+	if err != nil {
+		return err
+	}
+	if nameLen > maxSnapNameBytes {
+		return fmt.Errorf("%w: file name of %d bytes is over the %d-byte limit", ErrBadSnapshot, nameLen, maxSnapNameBytes)
+	}
+	nameBuf := make([]byte, nameLen)
+	if err := sr.readFull(nameBuf, "file name"); err != nil {
+		return err
+	}
+	name := string(nameBuf)
+	if !validSnapName(name) {
+		return fmt.Errorf("%w: invalid file name %q", ErrBadSnapshot, name)
+	}
+	size, err := sr.readUint(8, "file size")
+	if err != nil {
+		return err
+	}
+	if size > maxSnapFileBytes {
+		return fmt.Errorf("%w: file %s of %d bytes is over the %d-byte limit", ErrBadSnapshot, name, size, uint64(maxSnapFileBytes))
+	}
+	fpath := filepath.Join(dir, name)
+	f, err := os.OpenFile(fpath, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return fmt.Errorf("%w: file %s appears twice", ErrBadSnapshot, name)
+		}
+		return fmt.Errorf("kv: restore: %w", err)
+	}
+	n, err := io.CopyBuffer(f, io.LimitReader(sr, int64(size)), buf)
+	if err == nil && uint64(n) != size {
+		err = fmt.Errorf("%w: file %s truncated at %d of %d bytes", ErrBadSnapshot, name, n, size)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("kv: restore: writing %s: %w", name, err)
+	}
+	return sr.checkCRC(sr.recordCRC, "file "+name)
+}
