@@ -1,0 +1,344 @@
+package client
+
+import (
+	"bytes"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/raftpipe/raftpipe/wire"
+)
+
+// fakeServer is a loopback stand-in for a node's client port: it speaks the
+// handshake and answers requests from an in-memory map. Knobs make it
+// misbehave in the ways the client must survive.
+type fakeServer struct {
+	t    testing.TB
+	ln   net.Listener
+	addr string
+	// clusterID is what the server puts in its handshake and expects.
+	clusterID uint64
+	// wg counts the accept loop and per-connection goroutines.
+	wg sync.WaitGroup
+	// received counts requests read, including ones never answered.
+	received atomic.Int64
+	// dropNext: while positive, each request is applied (writes) and then
+	// the connection is closed without an answer; decremented per drop.
+	dropNext atomic.Int64
+	// busyNext: while positive, each request is answered StatusBusy.
+	busyNext atomic.Int64
+
+	mu struct {
+		sync.Mutex
+		// conns are the open server-side sockets, closed by close.
+		conns map[net.Conn]struct{}
+		// data is the key-value state.
+		data map[string][]byte
+		// index is the last "applied" log index.
+		index uint64
+		// notLeader makes the server refuse non-stale requests with
+		// StatusNotLeader and hint.
+		notLeader bool
+		// hint is the LeaderHint sent with StatusNotLeader.
+		hint string
+		// reorder, when > 1, makes each connection answer in groups of
+		// reorder requests, each group in reverse order.
+		reorder int
+		// hold makes requests wait unanswered until release.
+		hold bool
+		// held are the requests waiting for release, with their answer
+		// functions.
+		held []func()
+		// maxGroupSeen is the largest reversed group answered, to prove
+		// requests were in flight together.
+		maxGroupSeen int
+	}
+}
+
+func newFakeServer(t testing.TB, clusterID uint64) *fakeServer {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &fakeServer{t: t, ln: ln, addr: ln.Addr().String(), clusterID: clusterID}
+	s.mu.conns = make(map[net.Conn]struct{})
+	s.mu.data = make(map[string][]byte)
+	s.wg.Add(1)
+	go s.acceptLoop()
+	t.Cleanup(s.close)
+	return s
+}
+
+func (s *fakeServer) setNotLeader(on bool, hint string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.mu.notLeader, s.mu.hint = on, hint
+}
+
+func (s *fakeServer) setReorder(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.mu.reorder = n
+}
+
+func (s *fakeServer) setHold(on bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.mu.hold = on
+}
+
+// release answers every held request (on connections still open).
+func (s *fakeServer) release() {
+	s.mu.Lock()
+	held := s.mu.held
+	s.mu.held = nil
+	s.mu.hold = false
+	s.mu.Unlock()
+	for _, f := range held {
+		f()
+	}
+}
+
+func (s *fakeServer) value(key string) ([]byte, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v, ok := s.mu.data[key]
+	return v, ok
+}
+
+func (s *fakeServer) close() {
+	_ = s.ln.Close()
+	s.mu.Lock()
+	for c := range s.mu.conns {
+		_ = c.Close()
+	}
+	s.mu.held = nil
+	s.mu.Unlock()
+	s.wg.Wait()
+}
+
+// openConns is the number of server-side connections still open.
+func (s *fakeServer) openConns() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.mu.conns)
+}
+
+func (s *fakeServer) acceptLoop() {
+	defer s.wg.Done()
+	for {
+		nc, err := s.ln.Accept()
+		if err != nil {
+			return
+		}
+		s.mu.Lock()
+		s.mu.conns[nc] = struct{}{}
+		s.mu.Unlock()
+		s.wg.Add(1)
+		go s.serve(nc)
+	}
+}
+
+// srvConn is the server side of one connection: a reader (serve) and a
+// writer goroutine that sends batched responses.
+type srvConn struct {
+	nc   net.Conn
+	kick chan struct{}
+	mu   struct {
+		sync.Mutex
+		out    []byte
+		closed bool
+	}
+}
+
+func (sc *srvConn) send(resp *wire.ClientResponse) {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	if sc.mu.closed {
+		return
+	}
+	wasEmpty := len(sc.mu.out) == 0
+	out, err := wire.AppendClientResponse(sc.mu.out, resp, nil)
+	if err != nil {
+		panic(err)
+	}
+	sc.mu.out = out
+	if wasEmpty {
+		select {
+		case sc.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (sc *srvConn) writeLoop(done <-chan struct{}) {
+	var spare []byte
+	for {
+		select {
+		case <-sc.kick:
+		case <-done:
+			return
+		}
+		sc.mu.Lock()
+		buf := sc.mu.out
+		sc.mu.out = spare[:0]
+		sc.mu.Unlock()
+		if len(buf) == 0 {
+			continue
+		}
+		if _, err := sc.nc.Write(buf); err != nil {
+			return
+		}
+		spare = buf
+	}
+}
+
+func (s *fakeServer) serve(nc net.Conn) {
+	defer s.wg.Done()
+	defer func() {
+		_ = nc.Close()
+		s.mu.Lock()
+		delete(s.mu.conns, nc)
+		s.mu.Unlock()
+	}()
+	r := wire.NewReader(nc, wire.DefaultOptions())
+	f, err := r.Next(nil)
+	if err != nil || f.Type != wire.MsgHandshake {
+		return
+	}
+	var hs wire.Handshake
+	if wire.DecodeHandshake(f.Payload, &hs) != nil || hs.ClusterID != s.clusterID ||
+		hs.Version != wire.ProtocolVersion || hs.Kind != wire.ConnClient {
+		return
+	}
+	my := wire.Handshake{ClusterID: s.clusterID, NodeID: 1, Version: wire.ProtocolVersion, Kind: wire.ConnClient, Features: wire.SupportedFeatures()}
+	if _, err := nc.Write(wire.AppendHandshake(nil, &my)); err != nil {
+		return
+	}
+
+	sc := &srvConn{nc: nc, kick: make(chan struct{}, 1)}
+	done := make(chan struct{})
+	writerDone := make(chan struct{})
+	go func() { sc.writeLoop(done); close(writerDone) }()
+	defer func() {
+		sc.mu.Lock()
+		sc.mu.closed = true
+		sc.mu.Unlock()
+		close(done)
+		<-writerDone
+	}()
+
+	var group []wire.ClientResponse
+	buf := make([]byte, 4096)
+	for {
+		f, err := r.Next(buf)
+		if err != nil || f.Type != wire.MsgClientRequest {
+			return
+		}
+		var req wire.ClientRequest
+		if err := wire.DecodeClientRequest(f.Payload, &req); err != nil {
+			return
+		}
+		s.received.Add(1)
+		if s.busyNext.Add(-1) >= 0 {
+			sc.send(&wire.ClientResponse{ID: req.ID, Status: wire.StatusBusy})
+			continue
+		}
+		s.busyNext.Store(0) // keep it from going further negative
+		if s.dropNext.Add(-1) >= 0 {
+			s.apply(&req)
+			return
+		}
+		s.dropNext.Store(0)
+
+		s.mu.Lock()
+		hold := s.mu.hold
+		reorder := s.mu.reorder
+		s.mu.Unlock()
+		if hold {
+			// Copy: req aliases buf, which the next frame overwrites.
+			req := cloneRequest(&req)
+			s.mu.Lock()
+			s.mu.held = append(s.mu.held, func() {
+				resp := s.apply(req)
+				sc.send(&resp)
+			})
+			s.mu.Unlock()
+			continue
+		}
+		resp := s.apply(&req)
+		resp.Value = bytes.Clone(resp.Value)
+		if reorder <= 1 {
+			sc.send(&resp)
+			continue
+		}
+		group = append(group, resp)
+		if len(group) == reorder {
+			for i := len(group) - 1; i >= 0; i-- {
+				sc.send(&group[i])
+			}
+			s.mu.Lock()
+			s.mu.maxGroupSeen = max(s.mu.maxGroupSeen, len(group))
+			s.mu.Unlock()
+			group = group[:0]
+		}
+	}
+}
+
+func cloneRequest(r *wire.ClientRequest) *wire.ClientRequest {
+	c := *r
+	c.Key = bytes.Clone(r.Key)
+	c.Value = bytes.Clone(r.Value)
+	c.Expect = bytes.Clone(r.Expect)
+	return &c
+}
+
+// apply executes req against the map, as a leader would after commit.
+func (s *fakeServer) apply(req *wire.ClientRequest) wire.ClientResponse {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	resp := wire.ClientResponse{ID: req.ID}
+	stale := req.Op == wire.OpGet && req.Flags&wire.FlagStale != 0
+	if s.mu.notLeader && !stale {
+		resp.Status = wire.StatusNotLeader
+		resp.LeaderHint = s.mu.hint
+		return resp
+	}
+	key := string(req.Key)
+	switch req.Op {
+	case wire.OpPut:
+		s.mu.index++
+		s.mu.data[key] = bytes.Clone(req.Value)
+	case wire.OpGet:
+		v, ok := s.mu.data[key]
+		if !ok {
+			resp.Status = wire.StatusNotFound
+		}
+		resp.Value = v
+	case wire.OpDelete:
+		s.mu.index++
+		delete(s.mu.data, key)
+	case wire.OpCAS:
+		s.mu.index++
+		v, ok := s.mu.data[key]
+		match := ok && bytes.Equal(v, req.Expect)
+		if req.Flags&wire.FlagExpectAbsent != 0 {
+			match = !ok
+		}
+		if !match {
+			resp.Status = wire.StatusCASFailed
+			resp.Value = v
+			break
+		}
+		s.mu.data[key] = bytes.Clone(req.Value)
+	case wire.OpNoop:
+		s.mu.index++
+	default:
+		resp.Status = wire.StatusBadRequest
+		resp.Err = "unknown op"
+	}
+	resp.Index = s.mu.index
+	return resp
+}
