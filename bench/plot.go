@@ -1,0 +1,272 @@
+package bench
+
+import (
+	"errors"
+	"fmt"
+	"image/color"
+	"math"
+	"os"
+	"sort"
+
+	hdr "github.com/HdrHistogram/hdrhistogram-go"
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/plotutil"
+	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
+	"gonum.org/v1/plot/vg/vgimg"
+)
+
+// Plot sizes. PNGs are rendered at vgimg's default 96 dpi.
+const (
+	plotWidth       = 8 * vg.Inch
+	plotHeight      = 4.5 * vg.Inch
+	plotPanelHeight = 3 * vg.Inch
+)
+
+// WritePlots writes base+"-latency.png" (latency by percentile),
+// base+"-throughput.png" (ops/s and p99 per second) and, if lag was
+// sampled, base+"-lag.png".
+func (r *Report) WritePlots(base string) error {
+	h, err := r.Histogram()
+	if err != nil {
+		return err
+	}
+	if err := PlotPercentiles(base+"-latency.png", map[string]*hdr.Histogram{r.label(): h}); err != nil {
+		return err
+	}
+	if err := r.plotSeries(base + "-throughput.png"); err != nil {
+		return err
+	}
+	if len(r.LagSeries) > 0 {
+		return r.plotLag(base + "-lag.png")
+	}
+	return nil
+}
+
+func (r *Report) label() string {
+	s := r.System
+	if s == "" {
+		s = "run"
+	}
+	if r.Mode != "" {
+		s += " " + r.Mode
+	}
+	return s
+}
+
+// percentileTicks labels the 1/(1-p) axis with percentiles, HdrHistogram style.
+func percentileTicks(min, max float64) []plot.Tick {
+	var ticks []plot.Tick
+	labels := []string{"0%", "90%", "99%", "99.9%", "99.99%", "99.999%", "99.9999%", "99.99999%"}
+	for i, x := 0, 1.0; x <= max*1.0001; i, x = i+1, x*10 {
+		l := fmt.Sprintf("1-1e-%d", i)
+		if i < len(labels) {
+			l = labels[i]
+		}
+		if x >= min/1.0001 {
+			ticks = append(ticks, plot.Tick{Value: x, Label: l})
+		}
+	}
+	return ticks
+}
+
+// PlotPercentiles writes a PNG of latency (ms) against percentile for each
+// named histogram (µs values), with the x axis at 1/(1-p) on a log scale
+// so the tail is spread out as in HdrHistogram's plotter.
+func PlotPercentiles(path string, hists map[string]*hdr.Histogram) error {
+	p := plot.New()
+	p.Title.Text = "Latency by percentile"
+	p.X.Label.Text = "percentile"
+	p.Y.Label.Text = "latency (ms)"
+	p.X.Scale = plot.LogScale{}
+	p.X.Tick.Marker = plot.TickerFunc(percentileTicks)
+	names := make([]string, 0, len(hists))
+	for n := range hists {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	maxX := 10.0
+	for i, name := range names {
+		h := hists[name]
+		if h.TotalCount() == 0 {
+			continue
+		}
+		// The top percentile is 1/(1-p) = inf; put it one decade past the
+		// count, where no finer percentile can be resolved anyway.
+		top := math.Pow(10, math.Ceil(math.Log10(float64(h.TotalCount())))+1)
+		var xys plotter.XYs
+		for _, b := range h.CumulativeDistributionWithTicks(hgrmTicksPerHalfDistance) {
+			x := 1 / (1 - b.Quantile/100)
+			if math.IsInf(x, 0) || x > top {
+				x = top
+			}
+			xys = append(xys, plotter.XY{X: x, Y: float64(b.ValueAt) / 1e3})
+		}
+		maxX = max(maxX, top)
+		line, err := plotter.NewLine(xys)
+		if err != nil {
+			return fmt.Errorf("bench: plot %s: %w", name, err)
+		}
+		line.Color = plotutil.Color(i)
+		line.Width = vg.Points(1.5)
+		p.Add(line)
+		p.Legend.Add(name, line)
+	}
+	p.X.Min, p.X.Max = 1, maxX
+	p.Legend.Top = true
+	p.Legend.Left = true
+	p.Add(plotter.NewGrid())
+	return savePlot(p, path, plotWidth, plotHeight)
+}
+
+// plotSeries writes throughput and p99 per second, stacked.
+func (r *Report) plotSeries(path string) error {
+	ops, p99 := make(plotter.XYs, 0, len(r.Series)), make(plotter.XYs, 0, len(r.Series))
+	for _, s := range r.Series {
+		ops = append(ops, plotter.XY{X: float64(s.T), Y: float64(s.Ops)})
+		if s.Ops > 0 {
+			p99 = append(p99, plotter.XY{X: float64(s.T), Y: float64(s.P99Us) / 1e3})
+		}
+	}
+	top := plot.New()
+	top.Title.Text = r.label() + ": throughput and p99 per second"
+	top.Y.Label.Text = "ops/s"
+	bottom := plot.New()
+	bottom.X.Label.Text = "time in window (s)"
+	bottom.Y.Label.Text = "p99 (ms)"
+	if err := addLine(top, "ops/s", ops, 0); err != nil {
+		return err
+	}
+	if err := addLine(bottom, "p99", p99, 1); err != nil {
+		return err
+	}
+	top.Y.Min, bottom.Y.Min = 0, 0
+	return saveStacked(path, top, bottom)
+}
+
+// plotLag writes time lag (ms) and entries behind the leader's last index
+// per follower over time, stacked.
+func (r *Report) plotLag(path string) error {
+	timeLag := map[uint64]plotter.XYs{}
+	entries := map[uint64]plotter.XYs{}
+	for _, p := range r.LagSeries {
+		for _, f := range p.Followers {
+			x := p.TMs / 1e3
+			timeLag[f.ID] = append(timeLag[f.ID], plotter.XY{X: x, Y: f.TimeLagMs})
+			entries[f.ID] = append(entries[f.ID], plotter.XY{X: x, Y: float64(f.BehindLast)})
+		}
+	}
+	ids := make([]uint64, 0, len(timeLag))
+	for id := range timeLag {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	top := plot.New()
+	top.Title.Text = r.label() + ": follower lag"
+	top.Y.Label.Text = "time lag (ms)"
+	bottom := plot.New()
+	bottom.X.Label.Text = "time in window (s)"
+	bottom.Y.Label.Text = "entries behind last"
+	for i, id := range ids {
+		name := fmt.Sprintf("follower %d", id)
+		if err := addLine(top, name, timeLag[id], i); err != nil {
+			return err
+		}
+		if err := addLine(bottom, name, entries[id], i); err != nil {
+			return err
+		}
+	}
+	top.Y.Min, bottom.Y.Min = 0, 0
+	return saveStacked(path, top, bottom)
+}
+
+// addLine adds a named line in the i-th default colour; an empty series
+// adds nothing (gonum refuses empty lines).
+func addLine(p *plot.Plot, name string, xys plotter.XYs, i int) error {
+	if len(xys) == 0 {
+		return nil
+	}
+	l, err := plotter.NewLine(xys)
+	if err != nil {
+		return fmt.Errorf("bench: plot %s: %w", name, err)
+	}
+	l.Color = plotutil.Color(i)
+	l.Width = vg.Points(1.5)
+	p.Add(l)
+	p.Legend.Add(name, l)
+	p.Legend.Top = true
+	return nil
+}
+
+func savePlot(p *plot.Plot, path string, w, h vg.Length) error {
+	if err := p.Save(w, h, path); err != nil {
+		return fmt.Errorf("bench: save plot %s: %w", path, err)
+	}
+	return nil
+}
+
+// saveStacked draws plots one above the other, x axes aligned, into a PNG.
+func saveStacked(path string, plots ...*plot.Plot) (err error) {
+	img := vgimg.NewWith(vgimg.UseWH(plotWidth, plotPanelHeight*vg.Length(len(plots))),
+		vgimg.UseBackgroundColor(color.White))
+	dc := draw.New(img)
+	grid := make([][]*plot.Plot, len(plots))
+	for i, p := range plots {
+		p.Add(plotter.NewGrid())
+		grid[i] = []*plot.Plot{p}
+	}
+	tiles := draw.Tiles{Rows: len(plots), Cols: 1, PadX: vg.Millimeter, PadY: 2 * vg.Millimeter,
+		PadTop: vg.Points(4), PadBottom: vg.Points(4), PadLeft: vg.Points(4), PadRight: vg.Points(8)}
+	canvases := plot.Align(grid, tiles, dc)
+	for i, p := range plots {
+		p.Draw(canvases[i][0])
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("bench: %w", err)
+	}
+	defer func() { err = errors.Join(err, f.Close()) }()
+	if _, err := (vgimg.PngCanvas{Canvas: img}).WriteTo(f); err != nil {
+		return fmt.Errorf("bench: write %s: %w", path, err)
+	}
+	return nil
+}
+
+// PlotThroughputLatency writes a PNG of p99 latency (ms) against throughput
+// (ops/s), one line per named series of reports (for example one per
+// system), each point one run of a sweep.
+func PlotThroughputLatency(path string, series map[string][]*Report) error {
+	p := plot.New()
+	p.Title.Text = "Throughput vs p99 latency"
+	p.X.Label.Text = "throughput (ops/s)"
+	p.Y.Label.Text = "p99 latency (ms)"
+	names := make([]string, 0, len(series))
+	for n := range series {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for i, name := range names {
+		var xys plotter.XYs
+		for _, r := range series[name] {
+			if r.Ops > 0 {
+				xys = append(xys, plotter.XY{X: r.OpsPerS, Y: float64(r.P99Us) / 1e3})
+			}
+		}
+		if len(xys) == 0 {
+			continue
+		}
+		l, s, err := plotter.NewLinePoints(xys)
+		if err != nil {
+			return fmt.Errorf("bench: plot %s: %w", name, err)
+		}
+		l.Color, s.Color = plotutil.Color(i), plotutil.Color(i)
+		s.Shape = plotutil.Shape(i)
+		p.Add(l, s)
+		p.Legend.Add(name, l, s)
+	}
+	p.X.Min, p.Y.Min = 0, 0
+	p.Legend.Top, p.Legend.Left = true, true
+	p.Add(plotter.NewGrid())
+	return savePlot(p, path, plotWidth, plotHeight)
+}
