@@ -84,6 +84,7 @@ func TestDataIntact(t *testing.T) {
 			}
 			// The data is highly compressible: the negotiated codec shows in
 			// the bytes on the wire.
+			waitFor(t, "the send to be counted", func() bool { return a.PeerStats(2).Sent == 1 })
 			sentBytes := a.PeerStats(2).SentBytes
 			if compressed := sentBytes < 5_000; compressed != (comp != wire.CompressionNone) {
 				t.Fatalf("%d bytes on the wire with compression %v", sentBytes, comp)
