@@ -57,7 +57,8 @@
 // ErrorKind method, or Config.ClassifyError). Each worker also keeps a 2
 // significant digit histogram of the current second, handed to a shared
 // aggregator once per second, for the per-second series (ops, errors, p50,
-// p99, max by completion second) and the live progress line.
+// p99, max by completion second) and the live progress line. Series
+// points at or past duration_s hold ops that completed during the drain.
 //
 // Throughput: ops is the number of successful ops in the window, ops_per_s
 // is ops divided by the window's length.

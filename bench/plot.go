@@ -120,10 +120,17 @@ func PlotPercentiles(path string, hists map[string]*hdr.Histogram) error {
 	return savePlot(p, path, plotWidth, plotHeight)
 }
 
-// plotSeries writes throughput and p99 per second, stacked.
+// plotSeries writes throughput and p99 per second, stacked. Seconds not
+// wholly inside the window (a partial last second, drain seconds) are left
+// out of the plot, since their op counts cover less than a second; they
+// stay in the JSON and CSV.
 func (r *Report) plotSeries(path string) error {
 	ops, p99 := make(plotter.XYs, 0, len(r.Series)), make(plotter.XYs, 0, len(r.Series))
+	whole := int(math.Floor(r.DurationS + 1e-9))
 	for _, s := range r.Series {
+		if s.T >= whole {
+			continue
+		}
 		ops = append(ops, plotter.XY{X: float64(s.T), Y: float64(s.Ops)})
 		if s.Ops > 0 {
 			p99 = append(p99, plotter.XY{X: float64(s.T), Y: float64(s.P99Us) / 1e3})
@@ -196,6 +203,10 @@ func addLine(p *plot.Plot, name string, xys plotter.XYs, i int) error {
 	p.Add(l)
 	p.Legend.Add(name, l)
 	p.Legend.Top = true
+	// Leave headroom above the data for the legend.
+	for _, xy := range xys {
+		p.Y.Max = max(p.Y.Max, xy.Y*1.3)
+	}
 	return nil
 }
 
