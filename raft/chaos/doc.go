@@ -41,8 +41,9 @@
 // Addr(i, j) to reach node j. Its operations compose (each adds faults,
 // Heal removes all): Partition(groupA, groupB) cuts every link between the
 // groups both ways; PartitionOneWay(from, to) cuts bytes from->to only,
-// whichever side dialled; Isolate(node); Flap(a, b, period) alternates
-// partition and heal; Heal. NetworkConfig.Mode chooses whether a partition
+// whichever side dialled; Isolate(node); Sever(node) resets every link of
+// a node (a host crash); Flap(a, b, period) alternates partition and heal;
+// Heal. NetworkConfig.Mode chooses whether a partition
 // drops (default) or stalls. For faults on one link, use Network.Proxy.
 //
 // # Recording histories

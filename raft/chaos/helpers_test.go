@@ -51,7 +51,7 @@ type echoServer struct {
 }
 
 // newEchoServer starts an echo server; t.Cleanup closes it.
-func newEchoServer(t *testing.T) *echoServer {
+func newEchoServer(t testing.TB) *echoServer {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -108,7 +108,7 @@ func (s *echoServer) close() {
 }
 
 // dial connects to addr; t.Cleanup closes the connection.
-func dial(t *testing.T, addr string) net.Conn {
+func dial(t testing.TB, addr string) net.Conn {
 	t.Helper()
 	c, err := net.DialTimeout("tcp", addr, waitDeadline)
 	if err != nil {
@@ -167,7 +167,7 @@ func expectClosed(t *testing.T, c net.Conn) {
 }
 
 // newTestProxy starts a proxy to target; t.Cleanup closes it.
-func newTestProxy(t *testing.T, cfg ProxyConfig) *Proxy {
+func newTestProxy(t testing.TB, cfg ProxyConfig) *Proxy {
 	t.Helper()
 	p, err := NewProxyConfig(cfg)
 	if err != nil {

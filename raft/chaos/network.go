@@ -170,6 +170,19 @@ func (nw *Network) Isolate(node int) {
 	nw.Partition([]int{node}, others)
 }
 
+// Sever closes every connection to and from node and refuses new ones
+// until Heal, as if the node's host had crashed: peers see resets rather
+// than silence. (The node process itself is the test's to stop.)
+func (nw *Network) Sever(node int) {
+	nw.checkNode(node)
+	for i := range nw.proxies {
+		if i != node {
+			nw.Proxy(i, node).Sever()
+			nw.Proxy(node, i).Sever()
+		}
+	}
+}
+
 // Flap partitions a and b (both ways) and heals them, alternating every
 // period, until Heal or Close. A second Flap of the same pair replaces
 // the first. While it runs, the flapper owns the a<->b links: its heal

@@ -114,6 +114,23 @@ func TestNetworkIsolate(t *testing.T) {
 	roundTrip(t, dial(t, nw.Addr(0, 1)), "majority side")
 }
 
+func TestNetworkSeverNode(t *testing.T) {
+	_, nw := testMesh(t, 3, NetworkConfig{Seed: 7})
+	c01 := dial(t, nw.Addr(0, 1))
+	c10 := dial(t, nw.Addr(1, 0))
+	c20 := dial(t, nw.Addr(2, 0))
+	for _, c := range []net.Conn{c01, c10, c20} {
+		roundTrip(t, c, "up")
+	}
+	nw.Sever(1)
+	expectClosed(t, c01)
+	expectClosed(t, c10)
+	roundTrip(t, c20, "unaffected")
+	expectClosed(t, dial(t, nw.Addr(2, 1)))
+	nw.Heal()
+	roundTrip(t, dial(t, nw.Addr(2, 1)), "back")
+}
+
 func TestNetworkStallModeDeliversAfterHeal(t *testing.T) {
 	_, nw := testMesh(t, 2, NetworkConfig{Seed: 5, Mode: PartitionStall})
 	c := dial(t, nw.Addr(0, 1))

@@ -15,7 +15,7 @@ import (
 
 // pump writes data to c in random-sized pieces and reads the echo back
 // concurrently, failing unless every byte comes back in order.
-func pump(t *testing.T, c net.Conn, data []byte, seed uint64) {
+func pump(t testing.TB, c net.Conn, data []byte, seed uint64) {
 	t.Helper()
 	werr := make(chan error, 1)
 	go func() {
