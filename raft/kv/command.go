@@ -177,7 +177,9 @@ func checkFields(r *wire.ClientRequest) error {
 // length against limitBytes before slicing.
 func decodeField(b []byte, limitBytes int, what string) (field, rest []byte, err error) {
 	n, w := binary.Uvarint(b)
-	if w <= 0 {
+	if w <= 0 || w != uvarintLen(n) {
+		// Overlong varints are refused too, so every command has exactly one
+		// encoding and EncodeCommand(DecodeCommand(b)) == b.
 		return nil, nil, fmt.Errorf("%w: bad %s length", ErrBadCommand, what)
 	}
 	b = b[w:]

@@ -1,0 +1,293 @@
+package kv
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/raftpipe/raftpipe/wire"
+)
+
+// snapshotFixture builds a store at index 200 (with deletes and enough data
+// for several sstables after a flush) and returns its snapshot stream and
+// model.
+func snapshotFixture(t *testing.T) (snap []byte, m model, index uint64, meta []byte) {
+	t.Helper()
+	src := openT(t, t.TempDir(), Options{DisableWAL: true})
+	defer src.Close()
+	m = model{}
+	apply(t, src, entries(1, workload(m, 1, 100)...), []byte("meta-100"))
+	if err := src.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	apply(t, src, entries(101, workload(m, 101, 200)...), []byte("meta-200"))
+	var buf bytes.Buffer
+	index, meta, err := src.WriteSnapshot(&buf)
+	if err != nil {
+		t.Fatalf("WriteSnapshot: %v", err)
+	}
+	if index != 200 || string(meta) != "meta-200" {
+		t.Fatalf("WriteSnapshot covers %d %q, want 200 meta-200", index, meta)
+	}
+	checkNoLeftovers(t, src.dir) // the checkpoint directory is gone
+	return buf.Bytes(), m, index, meta
+}
+
+// oldIndex is the applied index oldState leaves.
+const oldIndex = 3
+
+// oldState fills a store with state unlike the fixture's.
+func oldState(t *testing.T, s *Store) model {
+	t.Helper()
+	m := model{}
+	apply(t, s, entries(1, putCmd("old-a", "1"), putCmd("old-b", "2"), putCmd("key-001", "stale")), []byte("old-meta"))
+	for k, v := range map[string]string{"old-a": "1", "old-b": "2", "key-001": "stale"} {
+		m[k] = v
+	}
+	return m
+}
+
+func TestSnapshotRestore(t *testing.T) {
+	snap, m, index, meta := snapshotFixture(t)
+	dir := t.TempDir()
+	dst := openT(t, dir, Options{DisableWAL: true})
+	oldState(t, dst)
+	if err := dst.Restore(bytes.NewReader(snap)); err != nil {
+		t.Fatalf("Restore: %v", err)
+	}
+	if dst.AppliedIndex() != index || !bytes.Equal(dst.Meta(), meta) {
+		t.Fatalf("restored AppliedIndex %d Meta %q, want %d %q", dst.AppliedIndex(), dst.Meta(), index, meta)
+	}
+	checkModel(t, dst, m) // identical hash, and the old keys are gone
+	checkNoLeftovers(t, dir)
+
+	// The restored store applies on from the snapshot and survives restart.
+	apply(t, dst, entries(index+1, putCmd("after", "restore")), nil)
+	m["after"] = "restore"
+	if err := dst.Close(); err != nil {
+		t.Fatal(err)
+	}
+	dst = openT(t, dir, Options{DisableWAL: true})
+	defer dst.Close()
+	if dst.AppliedIndex() != index+1 || !bytes.Equal(dst.Meta(), meta) {
+		t.Fatalf("after restart AppliedIndex %d Meta %q", dst.AppliedIndex(), dst.Meta())
+	}
+	checkModel(t, dst, m)
+
+	// A snapshot of a restored store restores again (db-<n> numbering moves on).
+	var buf bytes.Buffer
+	if _, _, err := dst.WriteSnapshot(&buf); err != nil {
+		t.Fatal(err)
+	}
+	third := openT(t, t.TempDir(), Options{})
+	defer third.Close()
+	if err := third.Restore(&buf); err != nil {
+		t.Fatal(err)
+	}
+	checkModel(t, third, m)
+}
+
+// TestRestoreRejectsDamage flips bytes across the stream and truncates it
+// at many lengths: every damaged stream must return ErrBadSnapshot and
+// leave the old state as it was.
+func TestRestoreRejectsDamage(t *testing.T) {
+	snap, _, _, _ := snapshotFixture(t)
+	dir := t.TempDir()
+	s := openT(t, dir, Options{DisableWAL: true})
+	defer s.Close()
+	old := oldState(t, s)
+	oldHash, _ := s.Hash()
+
+	var damaged [][]byte
+	var what []string
+	// Every byte of the header and first record header, then a spread
+	// through the rest, and the very last bytes.
+	positions := []int{}
+	for i := 0; i < 64 && i < len(snap); i++ {
+		positions = append(positions, i)
+	}
+	for i := 64; i < len(snap); i += len(snap)/40 + 1 {
+		positions = append(positions, i)
+	}
+	for i := len(snap) - 8; i < len(snap); i++ {
+		positions = append(positions, i)
+	}
+	for _, p := range positions {
+		d := bytes.Clone(snap)
+		d[p] ^= 0x5a
+		damaged = append(damaged, d)
+		what = append(what, fmt.Sprintf("flip at %d of %d", p, len(snap)))
+	}
+	for _, n := range []int{0, 1, 7, 8, 20, 30, len(snap) / 3, len(snap) / 2, len(snap) - 5, len(snap) - 1} {
+		damaged = append(damaged, snap[:n])
+		what = append(what, fmt.Sprintf("truncated to %d of %d", n, len(snap)))
+	}
+	for i, d := range damaged {
+		err := s.Restore(bytes.NewReader(d))
+		if !errors.Is(err, ErrBadSnapshot) {
+			t.Fatalf("%s: Restore = %v, want ErrBadSnapshot", what[i], err)
+		}
+		if s.AppliedIndex() != oldIndex || string(s.Meta()) != "old-meta" {
+			t.Fatalf("%s: state moved to index %d meta %q", what[i], s.AppliedIndex(), s.Meta())
+		}
+		if h, _ := s.Hash(); h != oldHash {
+			t.Fatalf("%s: hash changed", what[i])
+		}
+		checkNoLeftovers(t, dir)
+	}
+	checkModel(t, s, old)
+	// And the undamaged stream still restores.
+	if err := s.Restore(bytes.NewReader(snap)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRestoreRejectsHostileLengths checks the limits: a header or record
+// claiming huge lengths is refused before anything is allocated.
+func TestRestoreRejectsHostileLengths(t *testing.T) {
+	s := openT(t, t.TempDir(), Options{DisableWAL: true})
+	defer s.Close()
+	hdr := func(metaLen uint32) []byte {
+		b := []byte(snapMagic)
+		b = binary.BigEndian.AppendUint32(b, snapVersion1)
+		b = binary.BigEndian.AppendUint64(b, 5)
+		return binary.BigEndian.AppendUint32(b, metaLen)
+	}
+	withCRC := func(b []byte) []byte {
+		return binary.BigEndian.AppendUint32(b, crc32c(b))
+	}
+	fileRec := func(name string, size uint64) []byte {
+		b := []byte{snapKindFile}
+		b = binary.BigEndian.AppendUint16(b, uint16(len(name)))
+		b = append(b, name...)
+		return binary.BigEndian.AppendUint64(b, size)
+	}
+	cases := map[string][]byte{
+		"meta over limit":   hdr(maxSnapMetaBytes + 1),
+		"name over limit":   append(withCRC(hdr(0)), fileRec(string(bytes.Repeat([]byte("n"), maxSnapNameBytes+1)), 1)...),
+		"size over limit":   append(withCRC(hdr(0)), fileRec("000001.sst", maxSnapFileBytes+1)...),
+		"path in name":      append(withCRC(hdr(0)), fileRec("../escape", 1)...),
+		"unknown kind":      append(withCRC(hdr(0)), 9),
+		"bad version":       append([]byte(snapMagic), 0, 0, 0, 2),
+		"no files":          append(withCRC(hdr(0)), snapKindEnd, 0, 0, 0, 0),
+		"empty meta header": withCRC(hdr(0)),
+	}
+	for name, b := range cases {
+		if err := s.Restore(bytes.NewReader(b)); !errors.Is(err, ErrBadSnapshot) {
+			t.Errorf("%s: Restore = %v, want ErrBadSnapshot", name, err)
+		}
+	}
+	checkNoLeftovers(t, s.dir)
+}
+
+func crc32c(b []byte) uint32 { return crc32.Checksum(b, castagnoli) }
+
+// TestRestoreCrashAtomicity runs Restore with a crash injected after each of
+// its steps in turn, then reopens the directory: the state must be wholly
+// the old one (crash before CURRENT was renamed) or wholly the new one
+// (after), and Open must remove every leftover.
+func TestRestoreCrashAtomicity(t *testing.T) {
+	snap, newModel, newIndex, newMeta := snapshotFixture(t)
+
+	// A clean run records the sequence of steps.
+	var steps []restoreStep
+	{
+		s := openT(t, t.TempDir(), Options{DisableWAL: true})
+		oldState(t, s)
+		s.crashAt = func(st restoreStep) bool { steps = append(steps, st); return false }
+		if err := s.Restore(bytes.NewReader(snap)); err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+	}
+	if len(steps) < 8 {
+		t.Fatalf("only %d restore steps recorded: %v", len(steps), steps)
+	}
+	for k := range steps {
+		t.Run(fmt.Sprintf("crash-after-step-%d-%d", k+1, steps[k]), func(t *testing.T) {
+			dir := t.TempDir()
+			s := openT(t, dir, Options{DisableWAL: true})
+			oldModel := oldState(t, s)
+			if err := s.Flush(); err != nil { // the old state is durable before the restore
+				t.Fatal(err)
+			}
+			calls := 0
+			s.crashAt = func(restoreStep) bool { calls++; return calls == k+1 }
+			if err := s.Restore(bytes.NewReader(snap)); !errors.Is(err, errSimulatedCrash) {
+				t.Fatalf("Restore = %v, want the simulated crash", err)
+			}
+			s.crashClose()
+
+			s = openT(t, dir, Options{DisableWAL: true})
+			defer s.Close()
+			checkNoLeftovers(t, dir)
+			if steps[k] >= stepCurrentRenamed {
+				if s.AppliedIndex() != newIndex || !bytes.Equal(s.Meta(), newMeta) {
+					t.Fatalf("crash after the switch: index %d meta %q, want the new state", s.AppliedIndex(), s.Meta())
+				}
+				checkModel(t, s, newModel)
+			} else {
+				if s.AppliedIndex() != oldIndex || string(s.Meta()) != "old-meta" {
+					t.Fatalf("crash before the switch: index %d meta %q, want the old state", s.AppliedIndex(), s.Meta())
+				}
+				checkModel(t, s, oldModel)
+			}
+		})
+	}
+}
+
+// TestConcurrentReadsDuringRestore runs Gets, Hash and WriteSnapshot while
+// Apply and Restore proceed, for the race detector and to check a reader
+// always sees one whole state.
+func TestConcurrentReadsDuringRestore(t *testing.T) {
+	snap, _, _, _ := snapshotFixture(t)
+	s := openT(t, t.TempDir(), Options{DisableWAL: true})
+	defer s.Close()
+	apply(t, s, entries(1, putCmd("key-001", "old")), nil)
+
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	var readErr atomic.Value
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		for !stop.Load() {
+			v, ok, err := s.Get([]byte("key-001"))
+			if err != nil || !ok || len(v) == 0 {
+				readErr.Store(fmt.Sprintf("Get = %q %v %v", v, ok, err))
+				return
+			}
+			if _, err := s.Hash(); err != nil {
+				readErr.Store(err.Error())
+				return
+			}
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		for !stop.Load() {
+			if _, _, err := s.WriteSnapshot(io.Discard); err != nil {
+				readErr.Store(err.Error())
+				return
+			}
+		}
+	}()
+	for i := 0; i < 5; i++ {
+		if err := s.Restore(bytes.NewReader(snap)); err != nil {
+			t.Fatal(err)
+		}
+		next := s.AppliedIndex() + 1
+		apply(t, s, entries(next, putCmd("key-001", "x"), cmd(wire.ClientRequest{Op: wire.OpNoop})), nil)
+	}
+	stop.Store(true)
+	wg.Wait()
+	if e := readErr.Load(); e != nil {
+		t.Fatal(e)
+	}
+}
