@@ -78,7 +78,9 @@ func TestBadClientsAreDisconnected(t *testing.T) {
 				return
 			default:
 			}
-			sendRetry(t, a, &wire.Message{Type: wire.MsgHeartbeat, From: 1, To: 2, Commit: seq})
+			if !sendRetry(t, a, &wire.Message{Type: wire.MsgHeartbeat, From: 1, To: 2, Commit: seq}) {
+				return
+			}
 			last = seq
 		}
 	}()

@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"fmt"
 	"runtime"
 	"sync"
 	"testing"
@@ -24,15 +25,24 @@ const testDeadline = 30 * time.Second
 const testClusterID = 0xC1
 
 // waitFor polls cond until it holds, failing the test at testDeadline.
+// Call it from the test goroutine only; elsewhere use waitCond.
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
+	if err := waitCond(what, cond); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitCond polls cond until it holds, or returns an error at testDeadline.
+func waitCond(what string, cond func() bool) error {
 	deadline := time.Now().Add(testDeadline)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", testDeadline, what)
+			return fmt.Errorf("timed out after %v waiting for %s", testDeadline, what)
 		}
 		time.Sleep(time.Millisecond)
 	}
+	return nil
 }
 
 // inbox records what a transport's Handler received, per sender.
@@ -118,9 +128,9 @@ func connect(t testing.TB, from, to *Transport) {
 
 // sendRetry sends m, retrying while the queue is full or the link is down.
 // Between retries it yields, and after many failures it pauses briefly so
-// that a link being redialed does not burn a shared CPU.
-func sendRetry(t testing.TB, tr *Transport, m *wire.Message) {
-	t.Helper()
+// that a link being redialed does not burn a shared CPU. It reports failure
+// with t.Errorf (safe from any goroutine) and returns false at testDeadline.
+func sendRetry(t testing.TB, tr *Transport, m *wire.Message) bool {
 	deadline := time.Now().Add(testDeadline)
 	for i := 0; !tr.Send(m); i++ {
 		if i < 100 {
@@ -128,10 +138,12 @@ func sendRetry(t testing.TB, tr *Transport, m *wire.Message) {
 			continue
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("Send to %d kept failing for %v: %+v", m.To, testDeadline, tr.PeerStats(m.To))
+			t.Errorf("Send to %d kept failing for %v: %+v", m.To, testDeadline, tr.PeerStats(m.To))
+			return false
 		}
 		time.Sleep(100 * time.Microsecond)
 	}
+	return true
 }
 
 // checkContiguous fails unless seqs is first, first+1, ..., last.

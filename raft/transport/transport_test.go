@@ -40,7 +40,9 @@ func TestInOrderBothWays(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := uint64(1); i <= n; i++ {
-				sendRetry(t, dir.from, appMsg(dir.fromID, dir.toID, i, data))
+				if !sendRetry(t, dir.from, appMsg(dir.fromID, dir.toID, i, data)) {
+					return
+				}
 			}
 		}()
 	}
@@ -120,7 +122,9 @@ func TestReconnectAfterRestart(t *testing.T) {
 			default:
 			}
 			seq++
-			sendRetry(t, a, appMsg(1, 2, seq, []byte("x")))
+			if !sendRetry(t, a, appMsg(1, 2, seq, []byte("x"))) {
+				return
+			}
 		}
 	}()
 
