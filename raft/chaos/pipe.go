@@ -258,10 +258,6 @@ func (pp *pipe) writeLoop() {
 		if !ok {
 			return
 		}
-		if ch.eof {
-			pp.finish()
-			return
-		}
 		if !pp.deliver(ch) {
 			return
 		}
@@ -278,12 +274,14 @@ func (pp *pipe) finish() {
 }
 
 // deliver writes one chunk, re-reading the faults before every write so
-// that a change (Heal, a new Drop) applies to bytes already queued. It
-// returns false if the connection closed.
+// that a change (Heal, a new Drop) applies to bytes already queued. An
+// EOF chunk goes through the same faults: a stall or delay holds the
+// sender's FIN like its bytes, and a drop loses it. It returns false when
+// the writer is finished: the connection closed or the EOF was passed on.
 func (pp *pipe) deliver(ch chunk) bool {
 	p := pp.c.p
 	data := ch.data
-	for len(data) > 0 {
+	for len(data) > 0 || ch.eof {
 		p.mu.Lock()
 		f := p.mu.faults[pp.dir]
 		changed := p.mu.changed
@@ -314,6 +312,10 @@ func (pp *pipe) deliver(ch chunk) bool {
 				}
 				continue
 			}
+		}
+		if ch.eof {
+			pp.finish()
+			return false
 		}
 		n := len(data)
 		bw := f.BandwidthBytesPerSec

@@ -103,6 +103,8 @@ const (
 	// is at most 1/paceSlicesPerSec seconds' worth of bytes, so a
 	// bandwidth-limited stream moves in steps of about 20 ms.
 	paceSlicesPerSec = 50
+	// acceptRetryDelay spaces retries after a transient Accept error.
+	acceptRetryDelay = 5 * time.Millisecond
 )
 
 // Sentinel errors returned by NewProxy and NewNetwork.
@@ -394,8 +396,18 @@ func (p *Proxy) acceptLoop() {
 	defer p.wg.Done()
 	for {
 		client, err := p.ln.Accept()
-		if err != nil {
+		if errors.Is(err, net.ErrClosed) {
 			return // listener closed by Close
+		}
+		if err != nil {
+			// Transient (for example, out of file descriptors): retry
+			// rather than leave a proxy that silently accepts nothing.
+			select {
+			case <-p.ctx.Done():
+				return
+			case <-time.After(acceptRetryDelay):
+			}
+			continue
 		}
 		p.mu.Lock()
 		refuse := p.mu.severed || p.mu.closed

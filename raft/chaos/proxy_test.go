@@ -330,3 +330,32 @@ func TestProxyCloseStopsEverything(t *testing.T) {
 	expectClosed(t, delayed)
 	goleak.VerifyNone(t, before)
 }
+
+func TestProxyFaultChangeAppliesToQueuedBytes(t *testing.T) {
+	srv := newEchoServer(t)
+	p := newTestProxy(t, ProxyConfig{Target: srv.addr()})
+	c := dial(t, p.Addr())
+	roundTrip(t, c, "warm")
+
+	// Bytes queued under an hour's delay are released by Pass at once.
+	p.Delay(Forward, time.Hour, 0)
+	msg := "released early"
+	if _, err := c.Write([]byte(msg)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the bytes to be held", func() bool { return p.Stats().HeldBytes == len(msg) })
+	p.Pass(Forward)
+	roundTripRead(t, c, msg)
+
+	// Bytes queued under a stall are lost if the link then drops.
+	p.Stall(Forward)
+	if _, err := c.Write([]byte(msg)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the bytes to be held", func() bool { return p.Stats().HeldBytes == len(msg) })
+	p.Drop(Forward)
+	waitFor(t, "the held bytes to be dropped", func() bool {
+		return p.Stats().Forward.DroppedBytes == int64(len(msg))
+	})
+	expectSilence(t, c)
+}
