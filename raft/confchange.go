@@ -1,0 +1,196 @@
+package raft
+
+import (
+	"encoding/binary"
+	"fmt"
+	"slices"
+
+	"github.com/raftpipe/raftpipe/wire"
+)
+
+// confchange.go: single-server membership changes, effective when the
+// change entry is APPENDED to a log (Ongaro's thesis §4.1), not when it is
+// applied. See doc.go, "Membership", for the safety argument.
+
+// confChangeHeaderBytes is the encoded size of a ConfChange without Context:
+// type (1 byte) + node ID (8 bytes).
+const confChangeHeaderBytes = 9
+
+// maxConfChangeContextBytes bounds ConfChange.Context (the member's
+// addresses) so a conf-change entry stays small.
+const maxConfChangeContextBytes = 4096
+
+// encodeConfChange is the Data of an EntryConfChange entry:
+// [type u8][node ID u64 little-endian][context...].
+// TODO(integration): switch to wire.AppendConfChange once it lands; the
+// layout here is private to the core until then.
+func encodeConfChange(cc wire.ConfChange) []byte {
+	b := make([]byte, confChangeHeaderBytes, confChangeHeaderBytes+len(cc.Context))
+	b[0] = byte(cc.Type)
+	binary.LittleEndian.PutUint64(b[1:], cc.NodeID)
+	return append(b, cc.Context...)
+}
+
+// DecodeConfChange parses the Data of an EntryConfChange entry, as the
+// runtime must do when it applies one. Context aliases data.
+func DecodeConfChange(data []byte) (wire.ConfChange, error) {
+	if len(data) < confChangeHeaderBytes {
+		return wire.ConfChange{}, fmt.Errorf("conf change of %d bytes, need %d: %w", len(data), confChangeHeaderBytes, ErrInvalidConfChange)
+	}
+	cc := wire.ConfChange{
+		Type:   wire.ConfChangeType(data[0]),
+		NodeID: binary.LittleEndian.Uint64(data[1:]),
+	}
+	if ctx := data[confChangeHeaderBytes:]; len(ctx) > 0 {
+		cc.Context = ctx
+	}
+	return cc, nil
+}
+
+// applyConfChange returns cs changed by cc, or an error if cc does not make
+// sense against cs. cs is not modified.
+func applyConfChange(cs wire.ConfState, cc wire.ConfChange) (wire.ConfState, error) {
+	if cc.NodeID == 0 {
+		return cs, fmt.Errorf("node ID 0: %w", ErrInvalidConfChange)
+	}
+	isVoter := slices.Contains(cs.Voters, cc.NodeID)
+	isLearner := slices.Contains(cs.Learners, cc.NodeID)
+	out := cloneConfState(cs)
+	switch cc.Type {
+	case wire.ConfAddVoter:
+		if isVoter {
+			return cs, fmt.Errorf("node %d is already a voter: %w", cc.NodeID, ErrInvalidConfChange)
+		}
+		out.Learners = slices.DeleteFunc(out.Learners, func(id uint64) bool { return id == cc.NodeID })
+		out.Voters = append(out.Voters, cc.NodeID)
+	case wire.ConfAddLearner:
+		if isVoter || isLearner {
+			return cs, fmt.Errorf("node %d is already a member: %w", cc.NodeID, ErrInvalidConfChange)
+		}
+		out.Learners = append(out.Learners, cc.NodeID)
+	case wire.ConfRemove:
+		if !isVoter && !isLearner {
+			return cs, fmt.Errorf("node %d is not a member: %w", cc.NodeID, ErrInvalidConfChange)
+		}
+		if isVoter && len(cs.Voters) == 1 {
+			return cs, fmt.Errorf("removing the last voter %d: %w", cc.NodeID, ErrInvalidConfChange)
+		}
+		out.Voters = slices.DeleteFunc(out.Voters, func(id uint64) bool { return id == cc.NodeID })
+		out.Learners = slices.DeleteFunc(out.Learners, func(id uint64) bool { return id == cc.NodeID })
+	default:
+		return cs, fmt.Errorf("conf change type %d: %w", cc.Type, ErrInvalidConfChange)
+	}
+	slices.Sort(out.Voters)
+	slices.Sort(out.Learners)
+	return out, nil
+}
+
+// confRecord is the membership in effect from index on (because the entry
+// at index is a conf change, or index is the snapshot/base index).
+type confRecord struct {
+	// index is where this membership starts to apply.
+	index uint64
+	// conf is the membership.
+	conf wire.ConfState
+}
+
+// confHistory is the membership of every prefix of the log the core holds:
+// a base record at the snapshot index and one record per conf-change entry
+// after it. The effective membership is the last record (append-time
+// semantics); truncating the log drops the records of the truncated
+// entries, reverting to the previous membership.
+//
+// Invariant: len(records) >= 1 and indexes strictly increase.
+type confHistory struct {
+	// records, oldest first.
+	records []confRecord
+}
+
+// current is the membership in effect.
+func (h *confHistory) current() wire.ConfState { return h.records[len(h.records)-1].conf }
+
+// lastIndex is the index of the latest record (the latest conf change in the
+// log, or the base).
+func (h *confHistory) lastIndex() uint64 { return h.records[len(h.records)-1].index }
+
+// at is the membership as of log index i (after applying the entry at i).
+func (h *confHistory) at(i uint64) wire.ConfState {
+	for k := len(h.records) - 1; k >= 0; k-- {
+		if h.records[k].index <= i {
+			return h.records[k].conf
+		}
+	}
+	// Below the base: the oldest we know. Only reached for indexes the
+	// runtime already covers by a snapshot.
+	return h.records[0].conf
+}
+
+// reset replaces the history with a single base record.
+func (h *confHistory) reset(index uint64, cs wire.ConfState) {
+	cs = cloneConfState(cs)
+	slices.Sort(cs.Voters)
+	slices.Sort(cs.Learners)
+	h.records = append(h.records[:0], confRecord{index: index, conf: cs})
+}
+
+// truncateFrom drops records at index >= i; it reports whether any was
+// dropped (so the effective membership changed).
+func (h *confHistory) truncateFrom(i uint64) bool {
+	n := len(h.records)
+	for n > 1 && h.records[n-1].index >= i {
+		n--
+	}
+	changed := n != len(h.records)
+	h.records = h.records[:n]
+	return changed
+}
+
+// observe records the conf-change entries in ents (which were just
+// appended); it reports whether the membership changed. Invalid changes (an
+// entry a buggy leader proposed) are skipped as no-ops, identically on every
+// node, and reported in skipped.
+func (h *confHistory) observe(ents []wire.Entry) (changed bool, skipped []uint64) {
+	for i := range ents {
+		e := &ents[i]
+		if e.Type != wire.EntryConfChange {
+			continue
+		}
+		cc, err := DecodeConfChange(e.Data)
+		if err != nil {
+			skipped = append(skipped, e.Index)
+			continue
+		}
+		next, err := applyConfChange(h.current(), cc)
+		if err != nil {
+			skipped = append(skipped, e.Index)
+			continue
+		}
+		if e.Index <= h.lastIndex() {
+			panic(fmt.Sprintf("raft: invariant violated: conf change at %d not after previous at %d", e.Index, h.lastIndex()))
+		}
+		h.records = append(h.records, confRecord{index: e.Index, conf: next})
+		changed = true
+	}
+	return changed, skipped
+}
+
+// compact forgets records no longer needed once everything up to index is
+// covered by a snapshot and applied: it keeps the newest record at or
+// below index as the base.
+func (h *confHistory) compact(index uint64) {
+	k := 0
+	for k+1 < len(h.records) && h.records[k+1].index <= index {
+		k++
+	}
+	if k > 0 {
+		h.records = append(h.records[:0], h.records[k:]...)
+	}
+}
+
+// isVoter reports whether id votes in cs.
+func isVoter(cs wire.ConfState, id uint64) bool { return slices.Contains(cs.Voters, id) }
+
+// isMember reports whether id is a voter or learner in cs.
+func isMember(cs wire.ConfState, id uint64) bool {
+	return slices.Contains(cs.Voters, id) || slices.Contains(cs.Learners, id)
+}

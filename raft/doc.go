@@ -1,0 +1,164 @@
+// Package raft is raftpipe's consensus core: a deterministic Raft state
+// machine with pipelined replication, PreVote and CheckQuorum elections,
+// snapshots, single-server membership changes, leadership transfer and
+// batched ReadIndex reads.
+//
+// The core does no I/O, starts no goroutines, reads no clock and uses no
+// global randomness. Time is the number of Tick calls; randomness comes from
+// Config.Rand. Same inputs, same outputs: that is what lets the simulation
+// in sim_test.go explore thousands of interleavings and replay any failure
+// from its seed. The runtime (raft/node) does all I/O around it.
+//
+// # Reading order
+//
+// rawnode.go (the API and Ready), raft.go (state, Step dispatch, role
+// changes), step_leader.go / step_follower.go / step_candidate.go,
+// log.go + log_unstable.go (durable log + not-yet-durable suffix),
+// progress.go + inflights.go (per-follower flow control), quorum.go (pure
+// majority arithmetic), confchange.go (membership), read_only.go
+// (ReadIndex), storage.go + storage_memory.go.
+//
+// # Call contract
+//
+// One goroutine owns a RawNode. The runtime's loop:
+//
+//  1. Feed inputs: Tick() on every timer tick; Step(m) for every message
+//     received from a peer (for MsgSnap: only after the whole snapshot data
+//     has arrived and been staged); Propose / ProposeConfChange / ReadIndex /
+//     TransferLeadership for client work; ReportUnreachable and
+//     ReportSnapshot for transport outcomes; AckPersisted when the log
+//     writer reports durability (step 5).
+//  2. If HasReady(), call Ready() once. Ready() hands everything in it over:
+//     the same entries are never returned again unless a later leader
+//     overwrote them.
+//  3. Act on the Ready, in this order of constraints:
+//     a. Send Ready.Messages now. They include the leader's MsgApps, which
+//     replicate in parallel with the leader's own fsync (thesis §10.2.1).
+//     A MsgSnap in Messages carries only SnapshotMeta: stream the latest
+//     snapshot's data to the follower, then call ReportSnapshot.
+//     b. Persist, in Ready order (FIFO across Readys, possibly
+//     asynchronously and batched with later Readys): first Ready.Snapshot
+//     (restore the state machine from the received data, reset the log to
+//     start after Snapshot.Index), then Ready.Entries (the first entry may
+//     be at or below the last durable index: overwrite the log's suffix
+//     from there), then Ready.HardState if not empty. Entries must be
+//     readable through Storage by the time they are acked.
+//     c. Apply Ready.CommittedEntries in order (they are committed and
+//     durable locally). For an EntryConfChange entry, decode it with
+//     DecodeConfChange and call ApplyConfChange: it returns the membership
+//     to record with snapshots taken at or after that index.
+//     d. Serve each ReadState once the state machine has applied its Index.
+//     e. Handle Ready.SoftState: if this node stopped being leader, fail
+//     every pending proposal and read with "unknown outcome / retry".
+//  4. Call Advance(rd). Ready and Advance strictly alternate. Advance does
+//     not wait for persistence: the runtime may call Ready again while
+//     earlier Readys are still being written.
+//  5. When a Ready's persistence completes, send its
+//     Ready.MessagesAfterPersist (vote requests and grants, append acks:
+//     they promise durable state), and call AckPersisted(index, term) with
+//     the last entry of the Readys made durable (or the snapshot's index
+//     and term if a Ready had only a snapshot). A Ready with only a
+//     HardState needs no ack. The leader counts itself towards commit only
+//     for acked entries, and committed entries are handed out for applying
+//     only once acked.
+//  6. Snapshots and compaction: the core learns of them from Storage.
+//     After applying up to index i the runtime may take a snapshot at i
+//     (recording ApplyConfChange's membership), make Storage.Snapshot()
+//     return its metadata, and then compact the log up to i. Keep some
+//     entries below i so slightly lagging followers need no snapshot.
+//
+// After a crash, everything not acked as durable is lost; the runtime
+// restarts with NewRawNode(Config{Storage: <the recovered log>, Applied:
+// <the state machine's applied index>}).
+//
+// # Proposals are never lost silently
+//
+// Propose returns an error if the entries were not appended (not leader,
+// transfer under way, backpressure). Once appended at index i in term t the
+// entry either commits or is overwritten by a later leader. The runtime
+// remembers (i, t) per pending proposal and, when it applies the entry at
+// index i, checks its term: a different term means the proposal was
+// overwritten and its caller gets an "unknown outcome" error. A leader that
+// steps down (SoftState change) cannot know the outcome either: the runtime
+// fails all pending proposals with "unknown outcome" at that point, or
+// keeps waiting for index i to be applied (both are correct; the second
+// avoids spurious errors).
+//
+// # Replication and flow control
+//
+// The leader keeps a Progress per member. In probe state it sends one
+// MsgApp at a time; a rejection carries a hint (RejectHint = first index of
+// the follower's conflicting term, HintTerm = that term, or the follower's
+// last index + 1 with HintTerm 0 if its log is short), so the leader backs
+// up a whole term per round trip. On the first ack the follower moves to
+// replicate state: the leader streams batches of at most
+// MaxSizePerMsgBytes, advancing Next optimistically, bounded by
+// MaxInflightMsgs messages and MaxInflightBytes bytes in flight.
+// Heartbeats carry min(commit, follower's match). A follower whose next
+// entries are compacted moves to snapshot state and receives MsgSnap.
+//
+// The leader commits index i once a quorum of voters hold it durably and
+// the entry at i is of the leader's current term (Raft §5.4.2, figure 8);
+// a new leader appends an EntryNoop to commit earlier terms' entries.
+//
+// # Elections
+//
+// A follower that hears from no leader for a random timeout in
+// [ElectionTicks, 2*ElectionTicks) campaigns. With PreVote it first asks
+// whether it could win without raising its term, so a node rejoining after
+// a partition cannot depose a healthy leader. With CheckQuorum a leader
+// that has not heard from a quorum within ElectionTicks steps down, and a
+// node that heard from a leader within ElectionTicks ignores vote requests
+// (except those of a leadership transfer). Term and vote are persisted
+// before any vote request or grant leaves the node (MessagesAfterPersist).
+//
+// # Membership
+//
+// Changes are single-server (add voter, add learner, promote learner, remove
+// member) and take effect when the change entry is APPENDED to a node's
+// log, committed or not (thesis §4.1); truncating the entry reverts the
+// change. Two rules keep it safe:
+//
+//   - One at a time: the leader refuses a change while an earlier one is
+//     uncommitted (ErrConfChangePending). Any two configurations that are
+//     simultaneously in use then differ by one server, and majorities of
+//     two such configurations always intersect, so no two leaders can be
+//     elected in one term and committed entries survive.
+//   - The known single-server bug (Ongaro, raft-dev, 2015): a new leader
+//     could propose a change while an uncommitted change from an earlier
+//     term is still in other logs, letting two disjoint-quorum
+//     configurations coexist. Fix: a leader proposes a change only after it
+//     has committed an entry of its own term (its no-op).
+//
+// Append-time rather than apply-time: with apply-time changes a node that
+// lags in learning the commit index keeps using an older configuration
+// while the leader has moved two changes ahead; their quorums need not
+// intersect. Append-time needs no such reasoning about apply lag.
+//
+// A removed leader keeps replicating (without counting itself) until its
+// removal commits, then steps down. Learners receive the log but neither
+// vote nor count; ConfAddVoter on a learner promotes it once it caught up
+// (the runtime decides when: Status().Progress[id].Match near LastIndex).
+// New nodes start with an empty membership in their storage and learn the
+// configuration from the log (or a snapshot) the leader sends them.
+//
+// # Leadership transfer
+//
+// TransferLeadership(to) stops accepting proposals, brings `to` up to date
+// and sends MsgTimeoutNow; `to` campaigns at once, skipping PreVote, and its
+// vote requests carry a marker (Context) so voters skip the CheckQuorum
+// lease. The transfer aborts after ElectionTicks.
+//
+// # Linearizable reads
+//
+// ReadIndex (thesis §6.4), batched: reads queued before a Ready share one
+// heartbeat round; a quorum's answers to that round confirm them all. A
+// read is answered only once the leader has committed an entry of its term.
+// Lease reads are not implemented (they would need bounded clock drift).
+//
+// # Invariants
+//
+// Broken invariants panic with a message naming them. Cheap checks are
+// always on; costly ones (whole-log scans) are compiled in only with
+// `-tags invariants`, which the simulation tests enable.
+package raft
