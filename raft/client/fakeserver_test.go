@@ -3,6 +3,7 @@ package client
 import (
 	"bytes"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -181,6 +182,7 @@ func (sc *srvConn) writeLoop(done <-chan struct{}) {
 		case <-done:
 			return
 		}
+		runtime.Gosched() // let other answers queue up: bigger writes
 		sc.mu.Lock()
 		buf := sc.mu.out
 		sc.mu.out = spare[:0]

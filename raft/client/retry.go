@@ -44,6 +44,7 @@ func (c *Client) run(ctx context.Context, req *wire.ClientRequest, cl *call) err
 	var lastErr error
 	backoff := time.Duration(0) // pause before the next attempt
 	failures := 0               // attempts that asked for a backoff, for doubling
+	redirects := 0              // hinted redirects followed in this call
 	for attempt := 0; attempt < attempts; attempt++ {
 		if backoff > 0 {
 			if err := c.sleep(ctx, cl, backoff); err != nil {
@@ -59,9 +60,15 @@ func (c *Client) run(ctx context.Context, req *wire.ClientRequest, cl *call) err
 			case wire.StatusNotLeader:
 				lastErr = fmt.Errorf("%w: %s is not the leader", ErrNotLeader, addr)
 				if cl.hint != "" && cl.hint != addr && c.redirect(addr, cl.hint) {
-					continue // the hint names the leader: go there at once
+					redirects++
+					if redirects == 1 {
+						continue // the hint names the leader: go there at once
+					}
+					// Hints that chase each other mean an election is in
+					// progress: back off below rather than burn attempts.
+				} else {
+					c.advance(addr)
 				}
-				c.advance(addr)
 			case wire.StatusBusy:
 				lastErr = fmt.Errorf("%w: %s", ErrBusy, addr)
 			case wire.StatusUnknown:
@@ -271,21 +278,26 @@ func (c *Client) advance(from string) {
 // is full), in which case the caller advances instead.
 func (c *Client) redirect(from, hint string) bool {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if c.mu.leader == from {
 		c.mu.leader = ""
 	}
 	i := indexAddr(c.mu.addrs, hint)
+	learned := false
 	if i < 0 {
 		if len(c.mu.addrs) >= maxKnownAddrs {
+			c.mu.Unlock()
 			return false
 		}
 		c.mu.addrs = append(c.mu.addrs, hint)
 		i = len(c.mu.addrs) - 1
-		c.cfg.Logger.Info("client: learned node address from leader hint", "addr", hint, "from", from)
+		learned = true
 	}
 	if c.mu.addrs[c.mu.target] == from {
 		c.mu.target = i
+	}
+	c.mu.Unlock()
+	if learned {
+		c.cfg.Logger.Info("client: learned node address from leader hint", "addr", hint, "from", from)
 	}
 	return true
 }
@@ -293,10 +305,11 @@ func (c *Client) redirect(from, hint string) bool {
 // confirm records that addr answered as leader.
 func (c *Client) confirm(addr string) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.mu.leader != addr {
-		c.cfg.Logger.Info("client: leader", "addr", addr, "previous", c.mu.leader)
-		c.mu.leader = addr
+	prev := c.mu.leader
+	c.mu.leader = addr
+	c.mu.Unlock()
+	if prev != addr {
+		c.cfg.Logger.Info("client: leader", "addr", addr, "previous", prev)
 	}
 }
 
