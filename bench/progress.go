@@ -40,6 +40,13 @@ func (rs *runState) showProgress(ctx context.Context, w io.Writer) {
 	if term {
 		interval = progressTermInterval
 	}
+	// Start half an interval late, so per-line updates fall mid-second,
+	// after workers have handed in the previous second's histograms.
+	select {
+	case <-ctx.Done():
+		return
+	case <-time.After(interval / 2):
+	}
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	total := rs.measureEnd.Sub(rs.start)

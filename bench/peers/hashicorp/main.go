@@ -1,0 +1,98 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"time"
+
+	"github.com/raftpipe/raftpipe/bench"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "hashicorp peer:", err)
+		os.Exit(1)
+	}
+}
+
+func run() (err error) {
+	var (
+		cfg        bench.Config
+		opts       clusterOptions
+		jsonOut    = flag.Bool("json", false, "print the report as one JSON object on stdout (else a summary)")
+		outDir     = flag.String("out", "", "also write JSON, .hgrm, CSV and PNG plots into this directory")
+		applyTO    = flag.Duration("apply-timeout", 10*time.Second, "raft.Apply enqueue timeout")
+		noProgress = flag.Bool("quiet", false, "no progress on stderr")
+	)
+	flag.IntVar(&cfg.Clients, "clients", 64, "closed-loop clients")
+	flag.IntVar(&cfg.Inflight, "inflight", 1, "requests outstanding per client")
+	flag.IntVar(&cfg.PayloadBytes, "payload", 128, "value bytes per write")
+	flag.DurationVar(&cfg.Duration, "duration", 10*time.Second, "measurement window")
+	flag.DurationVar(&cfg.Warmup, "warmup", 2*time.Second, "warm-up before the window (negative for none)")
+	flag.Float64Var(&cfg.RateOpsPerSec, "rate", 0, "open loop at this many ops/s (0 = closed loop)")
+	flag.IntVar(&cfg.MaxOutstanding, "max-outstanding", 0, "open loop: bound on outstanding requests (0 = default)")
+	flag.IntVar(&cfg.Keys, "keys", 100_000, "key space size")
+	flag.StringVar(&cfg.Distribution, "dist", bench.DistUniform, "key distribution: uniform or zipfian")
+	flag.Uint64Var(&cfg.Seed, "seed", 1, "workload seed")
+	flag.IntVar(&opts.nodes, "nodes", 3, "cluster size")
+	flag.StringVar(&opts.parentDir, "dir", "", "parent of the temporary data directory (default $TMPDIR)")
+	flag.BoolVar(&opts.batchApplyCh, "batch-apply", true, "raft.Config.BatchApplyCh")
+	flag.IntVar(&opts.maxAppendEntries, "max-append-entries", 64, "raft.Config.MaxAppendEntries (hashicorp default 64, max 1024)")
+	flag.Parse()
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	opts.logOutput = os.Stderr
+	c, err := startCluster(ctx, opts)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, c.close()) }()
+	leader := c.leader()
+	if leader == nil {
+		return errors.New("leader lost before the run")
+	}
+
+	cfg.System = "hashicorp-raft"
+	cfg.Version = moduleVersion("github.com/hashicorp/raft")
+	cfg.Mode = fmt.Sprintf("raft-wal-fsync tcp-loopback batch-apply=%v max-append=%d", opts.batchApplyCh, opts.maxAppendEntries)
+	cfg.Nodes = opts.nodes
+	target := &applyTarget{leader: leader.raft, timeout: *applyTO}
+	var progress io.Writer // nil: no progress
+	if !*noProgress {
+		progress = os.Stderr
+	}
+	rep, err := bench.Run(ctx, cfg, target, &lagSource{c: c, leader: leader}, progress)
+	if rep == nil {
+		return err
+	}
+	rep.Notes = append(rep.Notes,
+		fmt.Sprintf("raft-wal %s, follower index = follower LastIndex()", moduleVersion("github.com/hashicorp/raft-wal")))
+	if *outDir != "" {
+		if werr := rep.WriteOut(*outDir); werr != nil {
+			return errors.Join(err, werr)
+		}
+	}
+	if *jsonOut {
+		return errors.Join(err, rep.WriteJSON(os.Stdout))
+	}
+	return errors.Join(err, rep.WriteSummary(os.Stdout))
+}
+
+// moduleVersion reports the version of a dependency built into the binary.
+func moduleVersion(path string) string {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, d := range bi.Deps {
+			if d.Path == path {
+				return d.Version
+			}
+		}
+	}
+	return "unknown"
+}
