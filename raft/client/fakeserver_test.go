@@ -2,6 +2,7 @@ package client
 
 import (
 	"bytes"
+	"crypto/tls"
 	"net"
 	"runtime"
 	"sync"
@@ -20,6 +21,8 @@ type fakeServer struct {
 	addr string
 	// clusterID is what the server puts in its handshake and expects.
 	clusterID uint64
+	// tls, if set before the first connection, wraps accepted sockets.
+	tls *tls.Config
 	// wg counts the accept loop and per-connection goroutines.
 	wg sync.WaitGroup
 	// received counts requests read, including ones never answered.
@@ -59,11 +62,16 @@ type fakeServer struct {
 
 func newFakeServer(t testing.TB, clusterID uint64) *fakeServer {
 	t.Helper()
+	return newFakeServerTLS(t, clusterID, nil)
+}
+
+func newFakeServerTLS(t testing.TB, clusterID uint64, tcfg *tls.Config) *fakeServer {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &fakeServer{t: t, ln: ln, addr: ln.Addr().String(), clusterID: clusterID}
+	s := &fakeServer{t: t, ln: ln, addr: ln.Addr().String(), clusterID: clusterID, tls: tcfg}
 	s.mu.conns = make(map[net.Conn]struct{})
 	s.mu.data = make(map[string][]byte)
 	s.wg.Add(1)
@@ -133,6 +141,9 @@ func (s *fakeServer) acceptLoop() {
 		nc, err := s.ln.Accept()
 		if err != nil {
 			return
+		}
+		if s.tls != nil {
+			nc = tls.Server(nc, s.tls)
 		}
 		s.mu.Lock()
 		s.mu.conns[nc] = struct{}{}

@@ -149,6 +149,11 @@ func (c *Client) attempt(ctx context.Context, addr string, req *wire.ClientReque
 		return outFatal, fmt.Errorf("client: %w", ctx.Err())
 	}
 	defer func() { <-cn.slots }()
+	if err := ctx.Err(); err != nil {
+		// select picks among ready cases at random; never send a request
+		// for a caller that has already given up.
+		return outFatal, fmt.Errorf("client: %w", err)
+	}
 
 	if err := cn.enqueue(req, cl); err != nil {
 		var ce *connError

@@ -1,0 +1,142 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"math/big"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/raftpipe/raftpipe/wire"
+)
+
+// selfSignedTLS returns a server config with a certificate for 127.0.0.1
+// and a client config that trusts it.
+func selfSignedTLS(t *testing.T) (server, client *tls.Config) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "raftpipe-test"},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	server = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
+	client = &tls.Config{RootCAs: pool} // ServerName left empty: the client fills it from the address
+	return server, client
+}
+
+func TestTLS(t *testing.T) {
+	scfg, ccfg := selfSignedTLS(t)
+	s := newFakeServerTLS(t, testClusterID, scfg)
+	c := newTestClient(t, Config{Addrs: []string{s.addr}, TLS: ccfg})
+	ctx := context.Background()
+	if _, err := c.Put(ctx, []byte("k"), []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	if v, _, err := c.Get(ctx, []byte("k")); err != nil || string(v) != "v" {
+		t.Fatalf("Get over TLS: %q %v", v, err)
+	}
+
+	// A client that does not trust the certificate never gets through.
+	untrusting := newTestClient(t, Config{Addrs: []string{s.addr}, TLS: &tls.Config{}, MaxRetries: 1})
+	if _, err := untrusting.Put(ctx, []byte("k"), []byte("x")); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("untrusted certificate: got %v, want ErrUnavailable", err)
+	}
+	if v, _ := s.value("k"); string(v) != "v" {
+		t.Fatalf("value changed to %q", v)
+	}
+}
+
+func TestCompressionNegotiated(t *testing.T) {
+	s := newFakeServer(t, testClusterID)
+	opts := wire.DefaultOptions()
+	opts.Compression = wire.CompressionS2
+	c := newTestClient(t, Config{Addrs: []string{s.addr}, Wire: opts})
+	big := bytes.Repeat([]byte("compressible "), 2000) // above the threshold
+	if _, err := c.Put(context.Background(), []byte("k"), big); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := s.value("k"); !bytes.Equal(v, big) {
+		t.Fatal("server got a different value")
+	}
+	c.mu.Lock()
+	cn := c.mu.conns[s.addr]
+	c.mu.Unlock()
+	if cn == nil || cn.opts.Compression != wire.CompressionS2 {
+		t.Fatalf("negotiated compression is not S2")
+	}
+}
+
+func TestFrameTooLargeNotSent(t *testing.T) {
+	s := newFakeServer(t, testClusterID)
+	opts := wire.DefaultOptions()
+	opts.MaxFrameBytes = 1024
+	c := newTestClient(t, Config{Addrs: []string{s.addr}, Wire: opts})
+	_, err := c.Put(context.Background(), []byte("k"), make([]byte, 2048))
+	if !errors.Is(err, wire.ErrFrameTooLarge) || errors.Is(err, ErrUnknownOutcome) {
+		t.Fatalf("got %v, want wire.ErrFrameTooLarge", err)
+	}
+	if n := s.received.Load(); n != 0 {
+		t.Fatalf("server received %d requests", n)
+	}
+	// The connection is still good for requests that fit.
+	if _, err := c.Put(context.Background(), []byte("k"), []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestLeaderMovesMidStream(t *testing.T) {
+	a := newFakeServer(t, testClusterID)
+	b := newFakeServer(t, testClusterID)
+	c := newTestClient(t, Config{Addrs: []string{a.addr, b.addr}})
+	ctx := context.Background()
+	if _, err := c.Put(ctx, []byte("k"), []byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	if c.Leader() != a.addr {
+		t.Fatalf("Leader() = %q, want a", c.Leader())
+	}
+	a.setNotLeader(true, b.addr)
+	if _, err := c.Put(ctx, []byte("k"), []byte("2")); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := b.value("k"); string(v) != "2" {
+		t.Fatalf("b has %q", v)
+	}
+	if c.Leader() != b.addr {
+		t.Fatalf("Leader() = %q, want b", c.Leader())
+	}
+	// A stale read is served by whichever node is the target and does not
+	// change who is believed to be leader.
+	if _, _, err := c.GetStale(ctx, []byte("k")); err != nil {
+		t.Fatal(err)
+	}
+	if c.Leader() != b.addr {
+		t.Fatalf("Leader() after stale read = %q, want b", c.Leader())
+	}
+}
