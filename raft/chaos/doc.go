@@ -50,9 +50,12 @@
 //
 // A History is shared by all clients of a run. Each client calls
 // Invoke(clientID, input) just before sending a request and then exactly
-// one of Return(id, output) on a definite answer, or Indeterminate(id)
-// when it cannot know whether the operation took effect (timeout, broken
-// connection, leader change with the outcome unreported). Timestamps come
+// one of Return(id, output) on a definite answer, Fail(id) when the
+// operation certainly had no effect (a node refused it before proposing:
+// not leader, busy), or Indeterminate(id) when it cannot know whether the
+// operation took effect (timeout, broken connection, StatusUnknown).
+// RecordWire does this classification for a wire.ClientResponse, and
+// WireInput maps a wire.ClientRequest to a KVInput. Timestamps come
 // from a monotonic clock and are strictly increasing under the History's
 // lock, so the order of calls into the History is the real-time order.
 //
@@ -66,8 +69,11 @@
 //
 // # Checking and reporting
 //
-// KVModel specifies get, put and compare-and-swap (with an expect-absent
-// form) on string keys, partitioned by key so each key is checked alone.
+// KVModel specifies get, put, delete and compare-and-swap (with an
+// expect-absent form; a failed CAS may report the current value, which is
+// then checked too) on string keys, matching raft/kv's semantics, and is
+// partitioned by key so each key is checked alone. Writers should use
+// unique values so that a stale read cannot hide behind a repeated one.
 // Check(h, timeout) returns porcupine's verdict. On a violation the error
 // is a *CheckError wrapping ErrNotLinearizable; porcupine's HTML
 // visualization (partial linearizations and where each fails) has been
@@ -75,7 +81,7 @@
 // CheckOperations takes a CheckConfig with the run's Seed and an output
 // directory; a failing chaos test should report both, e.g.
 //
-//	res, err := chaos.CheckOperations(h.Operations(), chaos.CheckConfig{Seed: seed, Timeout: time.Minute})
+//	_, err := chaos.CheckOperations(h.Operations(), chaos.CheckConfig{Seed: seed, Timeout: time.Minute})
 //	if err != nil {
 //		t.Fatalf("%v", err) // "... not linearizable (seed 42, 1234 operations); visualization: /tmp/...html"
 //	}

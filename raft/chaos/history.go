@@ -24,6 +24,9 @@ const (
 	opReturned
 	// opIndeterminate: the client gave up without learning the outcome.
 	opIndeterminate
+	// opFailed: the operation definitely had no effect (refused by a
+	// non-leader, shed by a busy node); it is left out of the check.
+	opFailed
 )
 
 // record is one operation in a History.
@@ -94,7 +97,7 @@ func (h *History) nowLocked() int64 {
 // checker does not care, but the visualization draws one lane per client
 // and expects its operations not to overlap).
 func (h *History) Invoke(clientID int, input KVInput) int {
-	if input.Op < OpGet || input.Op > OpCAS {
+	if input.Op < OpGet || input.Op > OpDelete {
 		panic(fmt.Sprintf("chaos: REQUIRES a valid OpKind, got %d", input.Op))
 	}
 	h.mu.Lock()
@@ -121,6 +124,14 @@ func (h *History) Indeterminate(id int) {
 	h.finish(id, KVOutput{Unknown: true}, opIndeterminate)
 }
 
+// Fail records that operation id definitely had no effect, as when a node
+// answers "not leader" or "busy" without proposing it. It is left out of
+// the history: an operation with no effect is the same as none. Use
+// Indeterminate whenever there is doubt.
+func (h *History) Fail(id int) {
+	h.finish(id, KVOutput{}, opFailed)
+}
+
 // finish closes operation id exactly once.
 func (h *History) finish(id int, out KVOutput, st opState) {
 	h.mu.Lock()
@@ -145,7 +156,8 @@ func (h *History) Len() int {
 	return len(h.mu.ops)
 }
 
-// Operations returns the history in porcupine's form. Operations that
+// Operations returns the history in porcupine's form. Failed operations
+// are left out. Operations that
 // ended Indeterminate, or are still pending, get Output{Unknown: true}
 // and a return time after every recorded event (porcupine's "infinity"),
 // so they may be linearized anywhere after their call, including after
@@ -157,6 +169,9 @@ func (h *History) Operations() []porcupine.Operation {
 	end := h.nowLocked()
 	out := make([]porcupine.Operation, 0, len(h.mu.ops))
 	for _, r := range h.mu.ops {
+		if r.state == opFailed {
+			continue
+		}
 		op := porcupine.Operation{ClientId: r.client, Input: r.input, Call: r.call, Output: r.output, Return: r.ret}
 		if r.state != opReturned {
 			if r.input.Op == OpGet {

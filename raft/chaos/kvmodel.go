@@ -18,6 +18,8 @@ const (
 	// OpCAS writes Value to Key if Key holds Expect (or, with
 	// ExpectAbsent, if Key is absent).
 	OpCAS
+	// OpDelete removes Key; it succeeds whether or not Key exists.
+	OpDelete
 )
 
 // String names the kind for visualizations and failure messages.
@@ -29,6 +31,8 @@ func (k OpKind) String() string {
 		return "put"
 	case OpCAS:
 		return "cas"
+	case OpDelete:
+		return "delete"
 	}
 	return fmt.Sprintf("OpKind(%d)", uint8(k))
 }
@@ -45,7 +49,7 @@ type KVInput struct {
 	Value string
 	// Expect is the value OpCAS requires, unless ExpectAbsent.
 	Expect string
-	// ExpectAbsent makes OpCAS succeed only if Key has never been written
+	// ExpectAbsent makes OpCAS succeed only if Key does not exist
 	// (create-if-absent); Expect is then ignored.
 	ExpectAbsent bool
 }
@@ -58,6 +62,11 @@ type KVOutput struct {
 	Found bool
 	// Swapped reports whether OpCAS applied its write.
 	Swapped bool
+	// Observed says a failed OpCAS reported the key's current value in
+	// Value ("" if absent: the wire does not tell an absent key from an
+	// empty value), so the checker verifies that value too. Without it a
+	// failed CAS only asserts that its condition did not hold.
+	Observed bool
 	// Unknown marks an operation whose outcome the client never learned
 	// (timeout, lost connection). Set by History.Indeterminate; it matches
 	// every outcome.
@@ -68,14 +77,16 @@ type KVOutput struct {
 // state of the whole store is never materialised. Comparable, so
 // porcupine's default == equality works.
 type kvState struct {
-	// value is the key's current value, meaningful when present.
+	// value is the key's current value.
+	// Invariant: value is "" when !present, so == is state equality and a
+	// failed CAS's reported value compares directly.
 	value string
 	// present is false until the key's first write.
 	present bool
 }
 
 // KVModel is the porcupine model of raftpipe's KV state machine: get,
-// put and compare-and-swap on string keys, partitioned by key so each key
+// put, delete and compare-and-swap on string keys, partitioned by key so each key
 // is checked on its own (a history is linearizable iff every key's
 // sub-history is, because operations touch one key each).
 var KVModel = porcupine.Model{
@@ -110,18 +121,27 @@ func kvStep(state, input, output any) (bool, any) {
 		return !s.present || out.Value == s.value, s
 	case OpPut:
 		return true, kvState{value: in.Value, present: true}
+	case OpDelete:
+		return true, kvState{}
 	case OpCAS:
 		cond := s.present && s.value == in.Expect
 		if in.ExpectAbsent {
 			cond = !s.present
 		}
-		if !out.Unknown && out.Swapped != cond {
+		if out.Unknown {
+			if cond {
+				return true, kvState{value: in.Value, present: true}
+			}
+			return true, s
+		}
+		if out.Swapped != cond {
 			return false, s
 		}
 		if cond {
 			return true, kvState{value: in.Value, present: true}
 		}
-		return true, s
+		// Failed as it should; check the value it reported, if any.
+		return !out.Observed || out.Value == s.value, s
 	}
 	panic(fmt.Sprintf("chaos: invariant violated: unknown OpKind %d in history", in.Op))
 }
@@ -204,14 +224,26 @@ func describeOp(input, output any) string {
 			res = "?"
 		}
 		return fmt.Sprintf("put(%q, %q) -> %s", in.Key, in.Value, res)
+	case OpDelete:
+		res = "ok"
+		if out.Unknown {
+			res = "?"
+		}
+		return fmt.Sprintf("delete(%q) -> %s", in.Key, res)
 	case OpCAS:
 		expect := fmt.Sprintf("%q", in.Expect)
 		if in.ExpectAbsent {
 			expect = "<absent>"
 		}
-		res = fmt.Sprintf("%t", out.Swapped)
-		if out.Unknown {
+		switch {
+		case out.Unknown:
 			res = "?"
+		case out.Swapped:
+			res = "swapped"
+		case out.Observed:
+			res = fmt.Sprintf("failed, found %q", out.Value)
+		default:
+			res = "failed"
 		}
 		return fmt.Sprintf("cas(%q, %s -> %q) -> %s", in.Key, expect, in.Value, res)
 	}

@@ -17,6 +17,7 @@ import (
 func get(k string) KVInput         { return KVInput{Op: OpGet, Key: k} }
 func put(k, v string) KVInput      { return KVInput{Op: OpPut, Key: k, Value: v} }
 func cas(k, old, v string) KVInput { return KVInput{Op: OpCAS, Key: k, Expect: old, Value: v} }
+func del(k string) KVInput         { return KVInput{Op: OpDelete, Key: k} }
 func casAbsent(k, v string) KVInput {
 	return KVInput{Op: OpCAS, Key: k, ExpectAbsent: true, Value: v}
 }
@@ -77,6 +78,15 @@ func TestKVModelAcceptsLinearizableHistories(t *testing.T) {
 			h.Return(a, swapped)
 			do(h, 2, get("x"), found("a"))
 		}},
+		{"delete then recreate", func(h *History) {
+			do(h, 0, put("x", "1"), ack)
+			do(h, 0, del("x"), ack)
+			do(h, 1, get("x"), absent)
+			do(h, 1, cas("x", "1", "2"), KVOutput{Observed: true})
+			do(h, 1, casAbsent("x", "3"), swapped)
+			do(h, 0, casAbsent("x", "4"), KVOutput{Observed: true, Value: "3"})
+			do(h, 0, get("x"), found("3"))
+		}},
 		{"many keys, independent", func(h *History) {
 			for i := range 20 {
 				k := fmt.Sprintf("k%d", i%4)
@@ -121,6 +131,16 @@ func TestKVModelRejectsAnomalies(t *testing.T) {
 			do(h, 0, put("x", "1"), ack)
 			do(h, 0, put("x", "2"), ack)
 			do(h, 1, cas("x", "1", "3"), swapped)
+		}},
+		{"read sees a value after an acknowledged delete", func(h *History) {
+			do(h, 0, put("x", "1"), ack)
+			do(h, 0, del("x"), ack)
+			do(h, 1, get("x"), found("1"))
+		}},
+		{"failed cas reports a value the key did not hold", func(h *History) {
+			do(h, 0, put("x", "1"), ack)
+			do(h, 0, put("x", "2"), ack)
+			do(h, 1, cas("x", "9", "3"), KVOutput{Observed: true, Value: "1"})
 		}},
 		{"read of a value never written", func(h *History) {
 			do(h, 0, put("x", "1"), ack)
@@ -218,6 +238,16 @@ func TestKVModelIndeterminateOutcomes(t *testing.T) {
 			h.Indeterminate(h.Invoke(0, cas("x", "9", "2")))
 			do(h, 1, get("x"), found("2"))
 		}}, porcupine.Illegal},
+		{historyCase{"failed operations are left out", func(h *History) {
+			h.Fail(h.Invoke(0, put("x", "1")))
+			do(h, 1, get("x"), absent)
+		}}, porcupine.Ok},
+		{historyCase{"indeterminate delete may or may not apply", func(h *History) {
+			do(h, 0, put("x", "1"), ack)
+			h.Indeterminate(h.Invoke(0, del("x")))
+			do(h, 1, get("x"), found("1"))
+			do(h, 1, get("x"), absent)
+		}}, porcupine.Ok},
 		{historyCase{"indeterminate read constrains nothing", func(h *History) {
 			do(h, 0, put("x", "1"), ack)
 			h.Indeterminate(h.Invoke(1, get("x")))
