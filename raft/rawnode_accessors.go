@@ -1,0 +1,17 @@
+package raft
+
+// Cheap accessors for the runtime's hot path. Status copies the membership
+// and the progress map, which is too costly per proposal batch.
+
+// LastIndex is the index of the last entry in the log (durable or not). After
+// a successful Propose(data...) the n proposed entries are the last n.
+func (rn *RawNode) LastIndex() uint64 { return rn.r.log.lastIndex() }
+
+// Term is the current term; entries proposed now carry it.
+func (rn *RawNode) Term() uint64 { return rn.r.term }
+
+// Lead is the known leader, 0 if none.
+func (rn *RawNode) Lead() uint64 { return rn.r.lead }
+
+// IsLeader reports whether this node is the leader.
+func (rn *RawNode) IsLeader() bool { return rn.r.role == RoleLeader }
