@@ -65,6 +65,30 @@ func BenchmarkClientGet(b *testing.B) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "ops/s")
 }
 
+// BenchmarkClientPutZeroAlloc guards the client's zero-allocation Put path:
+// the server discards requests and allocates nothing, so allocs/op is the
+// client's alone and should read 0.
+func BenchmarkClientPutZeroAlloc(b *testing.B) {
+	s := newFakeServer(b, testClusterID)
+	s.discard.Store(true)
+	c, err := New(Config{Addrs: []string{s.addr}, ClusterID: testClusterID})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+	key, val := []byte("bench-key"), make([]byte, 100)
+	if _, err := c.Put(ctx, key, val); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	runCallers(b, 64, func() error {
+		_, err := c.Put(ctx, key, val)
+		return err
+	})
+}
+
 // runCallers runs op b.N times in total, spread over exactly callers
 // goroutines (b.RunParallel would tie the count to GOMAXPROCS).
 func runCallers(b *testing.B, callers int, op func() error) {

@@ -140,13 +140,11 @@ func (c *Client) attempt(ctx context.Context, addr string, req *wire.ClientReque
 	// Take an in-flight slot; give it back when the attempt ends, whatever
 	// the outcome (the pending entry is gone by then).
 	select {
-	case cn.slots <- struct{}{}:
-	case <-cn.dead:
-		return outNotSent, &connError{err: errConnFailed}
-	case <-timeout:
-		return outNotSent, fmt.Errorf("%w: waiting for an in-flight slot on %s", ErrTimeout, addr)
-	case <-ctx.Done():
-		return outFatal, fmt.Errorf("client: %w", ctx.Err())
+	case cn.slots <- struct{}{}: // fast path: a free slot, no selectgo
+	default:
+		if out, err := c.waitSlot(ctx, cn, addr, timeout); err != nil {
+			return out, err
+		}
 	}
 	defer func() { <-cn.slots }()
 	if err := ctx.Err(); err != nil {
@@ -210,13 +208,11 @@ func (c *Client) connFor(ctx context.Context, addr string, timeout <-chan time.T
 	c.mu.Unlock()
 
 	select {
-	case <-cn.ready:
-	case <-timeout:
-		return nil, outNotSent, fmt.Errorf("%w: connecting to %s", ErrTimeout, addr)
-	case <-ctx.Done():
-		return nil, outFatal, fmt.Errorf("client: %w", ctx.Err())
-	case <-c.closeCtx.Done():
-		return nil, outFatal, ErrClosed
+	case <-cn.ready: // fast path: already connected, no selectgo
+	default:
+		if out, err := c.waitReady(ctx, cn, addr, timeout); err != nil {
+			return nil, out, err
+		}
 	}
 	if cn.dialErr != nil {
 		if c.isClosed() {
@@ -325,4 +321,32 @@ func indexAddr(addrs []string, a string) int {
 		}
 	}
 	return -1
+}
+
+// waitSlot blocks until cn has a free in-flight slot and takes it.
+func (c *Client) waitSlot(ctx context.Context, cn *conn, addr string, timeout <-chan time.Time) (outcome, error) {
+	select {
+	case cn.slots <- struct{}{}:
+		return 0, nil
+	case <-cn.dead:
+		return outNotSent, &connError{err: errConnFailed}
+	case <-timeout:
+		return outNotSent, fmt.Errorf("%w: waiting for an in-flight slot on %s", ErrTimeout, addr)
+	case <-ctx.Done():
+		return outFatal, fmt.Errorf("client: %w", ctx.Err())
+	}
+}
+
+// waitReady blocks until cn's dial ends (it may have failed: check dialErr).
+func (c *Client) waitReady(ctx context.Context, cn *conn, addr string, timeout <-chan time.Time) (outcome, error) {
+	select {
+	case <-cn.ready:
+		return 0, nil
+	case <-timeout:
+		return outNotSent, fmt.Errorf("%w: connecting to %s", ErrTimeout, addr)
+	case <-ctx.Done():
+		return outFatal, fmt.Errorf("client: %w", ctx.Err())
+	case <-c.closeCtx.Done():
+		return outFatal, ErrClosed
+	}
 }
