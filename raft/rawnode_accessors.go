@@ -1,5 +1,7 @@
 package raft
 
+import "github.com/raftpipe/raftpipe/wire"
+
 // Cheap accessors for the runtime's hot path. Status copies the membership
 // and the progress map, which is too costly per proposal batch.
 
@@ -15,3 +17,7 @@ func (rn *RawNode) Lead() uint64 { return rn.r.lead }
 
 // IsLeader reports whether this node is the leader.
 func (rn *RawNode) IsLeader() bool { return rn.r.role == RoleLeader }
+
+// ConfStateAt is the membership in effect at log index i, for i at or above
+// the log's base (the runtime records it when it compacts the log at i).
+func (rn *RawNode) ConfStateAt(i uint64) wire.ConfState { return cloneConfState(rn.r.confs.at(i)) }
