@@ -42,7 +42,10 @@ func (t *Transport) SendSnapshot(ctx context.Context, meta *wire.Message, body i
 		}
 		return fmt.Errorf("transport: snapshot to node %d at %s: %w", meta.To, addr, err)
 	}
-	if !t.track(l.conn) {
+	// The answer reader below is a transport goroutine (Close waits for it);
+	// register it together with the connection, under the lock that Close
+	// takes, so that it is never added while Close is already waiting.
+	if !t.trackWithGoroutine(l.conn) {
 		l.conn.Close()
 		return ErrClosed
 	}
@@ -55,7 +58,6 @@ func (t *Transport) SendSnapshot(ctx context.Context, meta *wire.Message, body i
 	respDone := make(chan struct{})
 	var resp wire.Message
 	var respErr error
-	t.wg.Add(1)
 	go func() {
 		defer t.wg.Done()
 		defer close(respDone)

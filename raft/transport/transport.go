@@ -236,6 +236,20 @@ func (t *Transport) track(c net.Conn) bool {
 	return true
 }
 
+// trackWithGoroutine is track plus t.wg.Add(1) for a goroutine the caller
+// is about to start, done under mu so that the Add cannot race with Close's
+// Wait.
+func (t *Transport) trackWithGoroutine(c net.Conn) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.mu.closed {
+		return false
+	}
+	t.mu.conns[c] = struct{}{}
+	t.wg.Add(1)
+	return true
+}
+
 // untrack forgets a connection registered with track.
 func (t *Transport) untrack(c net.Conn) {
 	t.mu.Lock()
