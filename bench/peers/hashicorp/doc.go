@@ -35,8 +35,11 @@
 //     MaxAppendEntries, so the leader's group-commit loop finds several
 //     proposals waiting and writes them with one StoreLogs (one fsync).
 //     This is hashicorp's own knob for throughput; leaving it off would
-//     handicap the peer under concurrent load. Measure with
-//     -batch-apply=false to see the difference on your machine.
+//     handicap the peer under concurrent load. On the 2-core development
+//     machine (shared with other work, so noisy) it made no measurable
+//     difference: 64 clients, 4 s runs, alternating: 9474 vs 9850 and
+//     8236 vs 7885 ops/s (on vs off). It is kept on as the setting a
+//     throughput-minded user would pick; -batch-apply=false to compare.
 //   - MaxAppendEntries = 64 (the default; flag -max-append-entries, at most
 //     1024): the largest batch per AppendEntries and per group commit.
 //   - Logger at WARN (the default DEBUG would log on the hot path).
