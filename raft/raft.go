@@ -166,15 +166,18 @@ func newRaft(c Config) (*raft, error) {
 		lo = ents[len(ents)-1].Index + 1
 	}
 	if !hs.IsEmpty() {
-		if hs.Commit < r.log.committed || hs.Commit > last {
-			return nil, fmt.Errorf("raft: hard state commit %d outside log [%d, %d]: %w", hs.Commit, r.log.committed, last, ErrInvalidConfig)
+		if hs.Commit > last {
+			return nil, fmt.Errorf("raft: hard state commit %d beyond last index %d: %w", hs.Commit, last, ErrInvalidConfig)
 		}
-		r.log.committed = hs.Commit
+		r.log.committed = max(r.log.committed, hs.Commit)
 		r.term, r.vote = hs.Term, hs.Vote
 	}
-	if c.Applied > r.log.committed {
-		return nil, fmt.Errorf("raft: applied %d beyond commit %d: %w", c.Applied, r.log.committed, ErrInvalidConfig)
+	if c.Applied > last {
+		return nil, fmt.Errorf("raft: applied %d beyond last index %d: %w", c.Applied, last, ErrInvalidConfig)
 	}
+	// The commit index is persisted lazily: entries the state machine
+	// applied are committed even if the HardState saying so was lost.
+	r.log.committed = max(r.log.committed, c.Applied)
 	r.log.applied = max(r.log.applied, c.Applied)
 	r.applyMembership()
 	r.becomeFollower(r.term, 0)

@@ -1,0 +1,536 @@
+package raft
+
+import (
+	"flag"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/raftpipe/raftpipe/wire"
+)
+
+// sim_test.go: randomized simulation. Each seed builds a 3- or 5-node
+// cluster with asynchronous persistence and runs a random schedule of
+// ticks, deliveries (reordered, dropped, duplicated), partitions, crashes
+// that lose everything not yet acked as durable, restarts, proposals,
+// membership changes, leadership transfers and reads. After every step the
+// safety properties are checked; at the end the network heals and every
+// accepted proposal must be resolved (committed, or overwritten so its
+// caller got an error).
+//
+//	go test ./raft -run Sim -seed 1234           # replay one seed
+//	go test ./raft -run Sim -sim.duration 10m    # run seeds for 10 minutes
+//	go test -tags invariants ./raft -run Sim     # with costly invariant checks
+
+var (
+	simSeed     = flag.Int64("seed", -1, "run only this simulation seed")
+	simDuration = flag.Duration("sim.duration", 0, "run simulation seeds for this long (default: a budget that fits the package's test time)")
+	simSteps    = flag.Int("sim.steps", 2500, "random steps per simulation seed")
+)
+
+// simDefaultBudget bounds the default run so `go test -race ./raft` stays
+// within its time budget on a shared 2-core machine.
+const simDefaultBudget = 60 * time.Second
+
+func TestSim(t *testing.T) {
+	if *simSeed >= 0 {
+		if err := runSim(uint64(*simSeed), *simSteps); err != nil {
+			t.Fatalf("seed %d: %v", *simSeed, err)
+		}
+		return
+	}
+	budget := *simDuration
+	if budget == 0 {
+		budget = simDefaultBudget
+		if testing.Short() {
+			budget = 5 * time.Second
+		}
+	}
+	deadline := time.Now().Add(budget)
+	seeds := 0
+	for seed := uint64(1); time.Now().Before(deadline); seed++ {
+		if err := runSim(seed, *simSteps); err != nil {
+			t.Fatalf("seed %d: %v\nreplay: go test ./raft -run 'TestSim$' -seed %d", seed, err, seed)
+		}
+		seeds++
+	}
+	t.Logf("%d seeds passed", seeds)
+}
+
+// simProposal is a proposal the leader accepted at (index, term).
+type simProposal struct {
+	index, term uint64
+	data        string
+}
+
+// sim is one seeded run.
+type sim struct {
+	c    *cluster
+	seed uint64
+	step int
+	// nextID is the next fresh node ID for membership changes.
+	nextID uint64
+	// leaders maps term -> leader seen in that term.
+	leaders map[uint64]uint64
+	// committed maps index -> entry a leader committed there, and the term
+	// of the leader that first committed it.
+	committed     map[uint64]wire.Entry
+	committedTerm map[uint64]uint64
+	proposals     []simProposal
+	nProposed     int
+	trace         []string
+}
+
+// runSim runs one seed for steps steps and the final heal/check.
+func runSim(seed uint64, steps int) (err error) {
+	s := &sim{seed: seed, leaders: map[uint64]uint64{}, committed: map[uint64]wire.Entry{}, committedTerm: map[uint64]uint64{}}
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("panic at step %d: %v\nlast actions:\n%s", s.step, p, s.lastTrace())
+		} else if err != nil {
+			err = fmt.Errorf("step %d: %w\nlast actions:\n%s", s.step, err, s.lastTrace())
+		}
+	}()
+	n := 3
+	preVote, checkQuorum := true, true
+	c := newCluster(n, seed, nil) // rnd only for choosing n
+	if c.rnd.IntN(2) == 0 {
+		n = 5
+	}
+	preVote = c.rnd.IntN(4) != 0
+	checkQuorum = c.rnd.IntN(4) != 0
+	inflight := 1 + c.rnd.IntN(8)
+	c = newCluster(n, seed, func(cfg *Config) {
+		cfg.PreVote, cfg.CheckQuorum = preVote, checkQuorum
+		cfg.MaxInflightMsgs = inflight
+		cfg.MaxSizePerMsgBytes = 64
+	})
+	c.async = true
+	if c.rnd.IntN(2) == 0 {
+		c.snapEvery = uint64(5 + c.rnd.IntN(30))
+		c.snapKeep = uint64(c.rnd.IntN(10))
+	}
+	s.c = c
+	s.nextID = uint64(n + 1)
+	s.tracef("n=%d preVote=%v checkQuorum=%v inflight=%d snapEvery=%d", n, preVote, checkQuorum, inflight, c.snapEvery)
+	for s.step = 0; s.step < steps; s.step++ {
+		s.randomStep()
+		if err := s.check(); err != nil {
+			return err
+		}
+	}
+	err = s.finish()
+	lastSim = s
+	return err
+}
+
+var lastSim *sim
+
+func runSimStats(seed uint64, steps int) string {
+	err := runSim(seed, steps)
+	s := lastSim
+	if s == nil { return fmt.Sprint(err) }
+	nsnap, ncc := 0, 0
+	for _, h := range s.c.history { if h.typ == wire.EntryConfChange { ncc++ } }
+	for _, id := range s.c.ids { if s.c.nodes[id].storage.FirstIndex() > 1 { nsnap++ } }
+	return fmt.Sprintf("err=%v history=%d terms=%d proposals=%d cc=%d nodesCompacted=%d nodes=%d", err, len(s.c.history), len(s.leaders), len(s.proposals), ncc, nsnap, len(s.c.ids))
+}
+
+func (s *sim) tracef(format string, args ...any) {
+	s.trace = append(s.trace, fmt.Sprintf("%5d ", s.step)+fmt.Sprintf(format, args...))
+	if len(s.trace) > 400 {
+		s.trace = s.trace[200:]
+	}
+}
+
+func (s *sim) lastTrace() string {
+	t := s.trace
+	if len(t) > 60 {
+		t = t[len(t)-60:]
+	}
+	return strings.Join(t, "\n")
+}
+
+// live returns the IDs of nodes that are up.
+func (s *sim) live() []uint64 {
+	var ids []uint64
+	for _, id := range s.c.ids {
+		if !s.c.nodes[id].down {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
+func (s *sim) pick(ids []uint64) uint64 {
+	if len(ids) == 0 {
+		return 0
+	}
+	return ids[s.c.rnd.IntN(len(ids))]
+}
+
+// randomStep performs one random action.
+func (s *sim) randomStep() {
+	c := s.c
+	rnd := c.rnd
+	switch k := rnd.IntN(1000); {
+	case k < 80: // tick one node
+		if id := s.pick(s.live()); id != 0 {
+			c.nodes[id].rn.Tick()
+			s.tracef("tick %d", id)
+		}
+	case k < 110:
+		c.tickAll()
+		s.tracef("tick all")
+	case k < 420: // deliver: mostly oldest first, sometimes reordered
+		if len(c.msgs) > 0 {
+			i := 0
+			if rnd.IntN(4) == 0 {
+				i = rnd.IntN(len(c.msgs))
+			}
+			m := c.msgs[i]
+			s.tracef("deliver %s", msgString(m))
+			c.deliverOne(i)
+		}
+	case k < 440: // drop
+		if len(c.msgs) > 0 {
+			i := rnd.IntN(len(c.msgs))
+			s.tracef("drop %s", msgString(c.msgs[i]))
+			c.msgs = append(c.msgs[:i], c.msgs[i+1:]...)
+		}
+	case k < 450: // duplicate
+		if len(c.msgs) > 0 {
+			m := c.msgs[rnd.IntN(len(c.msgs))]
+			c.msgs = append(c.msgs, m)
+			s.tracef("dup %s", msgString(m))
+		}
+	case k < 650: // process a Ready
+		var ready []uint64
+		for _, id := range s.live() {
+			if c.nodes[id].rn.HasReady() {
+				ready = append(ready, id)
+			}
+		}
+		if id := s.pick(ready); id != 0 {
+			s.tracef("ready %d", id)
+			c.handleReady(c.nodes[id])
+		}
+	case k < 800: // persist
+		var busy []uint64
+		for _, id := range s.live() {
+			if len(c.nodes[id].jobs) > 0 {
+				busy = append(busy, id)
+			}
+		}
+		if id := s.pick(busy); id != 0 {
+			s.tracef("persist %d", id)
+			c.persistOne(c.nodes[id])
+		}
+	case k < 900: // propose
+		if id := c.leader(); id != 0 {
+			s.propose(id)
+		}
+	case k < 907: // partition
+		id := s.pick(c.ids)
+		if rnd.IntN(2) == 0 {
+			c.isolate(id)
+			s.tracef("isolate %d", id)
+		} else {
+			other := s.pick(c.ids)
+			if other != id {
+				c.cut[[2]uint64{id, other}] = true
+				s.tracef("cut %d->%d", id, other)
+			}
+		}
+	case k < 922:
+		c.heal()
+		s.tracef("heal")
+	case k < 926: // crash
+		live := s.live()
+		if len(live) > 1 {
+			id := s.pick(live)
+			c.crash(id)
+			s.tracef("crash %d", id)
+		}
+	case k < 941: // restart
+		var down []uint64
+		for _, id := range c.ids {
+			if c.nodes[id].down {
+				down = append(down, id)
+			}
+		}
+		if id := s.pick(down); id != 0 {
+			c.restart(id)
+			s.tracef("restart %d", id)
+		}
+	case k < 961: // membership change
+		if id := c.leader(); id != 0 {
+			s.confChange(id)
+		}
+	case k < 968: // transfer
+		if id := c.leader(); id != 0 {
+			to := s.pick(c.nodes[id].rn.r.voters())
+			c.nodes[id].rn.TransferLeadership(to)
+			s.tracef("transfer %d -> %d", id, to)
+		}
+	case k < 990: // read
+		if id := c.leader(); id != 0 {
+			_ = c.nodes[id].rn.ReadIndex([]byte(fmt.Sprintf("r%d", s.step)))
+			s.tracef("read at %d", id)
+		}
+	default: // campaign
+		if id := s.pick(s.live()); id != 0 {
+			_ = c.nodes[id].rn.Campaign()
+			s.tracef("campaign %d", id)
+		}
+	}
+}
+
+// propose proposes a batch of unique values at leader id.
+func (s *sim) propose(id uint64) {
+	rn := s.c.nodes[id].rn
+	n := 1 + s.c.rnd.IntN(3)
+	data := make([][]byte, n)
+	for i := range data {
+		s.nProposed++
+		data[i] = []byte(fmt.Sprintf("p%d", s.nProposed))
+	}
+	last := rn.r.log.lastIndex()
+	if err := rn.Propose(data...); err != nil {
+		s.tracef("propose at %d: %v", id, err)
+		return
+	}
+	for i, d := range data {
+		s.proposals = append(s.proposals, simProposal{index: last + 1 + uint64(i), term: rn.r.term, data: string(d)})
+	}
+	s.tracef("propose %d entries at %d (index %d..)", n, id, last+1)
+}
+
+// confChange proposes a random single-server change at leader id.
+func (s *sim) confChange(id uint64) {
+	c := s.c
+	cs := c.nodes[id].rn.r.confs.current()
+	var cc wire.ConfChange
+	switch k := c.rnd.IntN(3); {
+	case k == 0 && len(cs.Voters)+len(cs.Learners) < 7:
+		cc = wire.ConfChange{Type: wire.ConfAddLearner, NodeID: s.nextID}
+	case k == 1 && len(cs.Learners) > 0:
+		cc = wire.ConfChange{Type: wire.ConfAddVoter, NodeID: s.pick(cs.Learners)}
+	case len(cs.Voters) >= 3:
+		cc = wire.ConfChange{Type: wire.ConfRemove, NodeID: s.pick(cs.Voters)}
+	default:
+		return
+	}
+	err := c.nodes[id].rn.ProposeConfChange(cc)
+	s.tracef("conf change %v %d at %d: %v", cc.Type, cc.NodeID, id, err)
+	if err == nil && cc.Type == wire.ConfAddLearner {
+		c.addNode(s.nextID, wire.ConfState{})
+		s.nextID++
+	}
+}
+
+// msgString is a compact message description for traces.
+func msgString(m wire.Message) string {
+	return fmt.Sprintf("%d->%d t%d type%d idx%d lt%d c%d n%d rej%v hint%d/%d", m.From, m.To, m.Term, m.Type, m.Index, m.LogTerm, m.Commit, len(m.Entries), m.Reject, m.RejectHint, m.HintTerm)
+}
+
+// nodeLog returns every entry a node holds (from its first index).
+func nodeLog(nd *testNode) (first uint64, ents []wire.Entry) {
+	l := nd.rn.r.log
+	first = l.firstIndex()
+	ents, err := l.slice(first, l.lastIndex()+1, 1<<62)
+	if err != nil {
+		panic(fmt.Sprintf("node %d: reading its log: %v", nd.id, err))
+	}
+	return first, ents
+}
+
+// check verifies the safety properties.
+func (s *sim) check() error {
+	c := s.c
+	if len(c.errs) > 0 {
+		return fmt.Errorf("%s", strings.Join(c.errs, "; "))
+	}
+	type view struct {
+		id    uint64
+		first uint64
+		ents  []wire.Entry
+		r     *raft
+	}
+	var views []view
+	for _, id := range c.ids {
+		nd := c.nodes[id]
+		if nd.down {
+			continue
+		}
+		first, ents := nodeLog(nd)
+		views = append(views, view{id, first, ents, nd.rn.r})
+	}
+	// Election safety: at most one leader per term.
+	for _, v := range views {
+		if v.r.role != RoleLeader {
+			continue
+		}
+		if prev, ok := s.leaders[v.r.term]; ok && prev != v.id {
+			return fmt.Errorf("election safety: %d and %d both leaders of term %d", prev, v.id, v.r.term)
+		}
+		s.leaders[v.r.term] = v.id
+	}
+	// Record what leaders committed (the commit decision is the leader's).
+	for _, v := range views {
+		if v.r.role != RoleLeader {
+			continue
+		}
+		for i := max(v.first, 1); i <= v.r.log.committed; i++ {
+			e := v.ents[i-v.first]
+			if prev, ok := s.committed[i]; ok {
+				if prev.Term != e.Term || string(prev.Data) != string(e.Data) {
+					return fmt.Errorf("committed entry changed at %d: %d/%q then leader %d has %d/%q", i, prev.Term, prev.Data, v.id, e.Term, e.Data)
+				}
+				continue
+			}
+			s.committed[i] = e
+			s.committedTerm[i] = v.r.term
+		}
+	}
+	// Log matching: if two logs hold an entry with the same index and term,
+	// they are identical up to it.
+	for a := 0; a < len(views); a++ {
+		for b := a + 1; b < len(views); b++ {
+			va, vb := views[a], views[b]
+			lo := max(va.first, vb.first)
+			hi := min(va.first+uint64(len(va.ents)), vb.first+uint64(len(vb.ents))) // exclusive
+			match := false
+			for i := hi; i > lo; i-- {
+				ea, eb := va.ents[i-1-va.first], vb.ents[i-1-vb.first]
+				if !match && ea.Term == eb.Term {
+					match = true
+				}
+				if match && (ea.Term != eb.Term || ea.Type != eb.Type || string(ea.Data) != string(eb.Data)) {
+					return fmt.Errorf("log matching: nodes %d and %d agree below but differ at %d: %d/%q vs %d/%q", va.id, vb.id, i-1, ea.Term, ea.Data, eb.Term, eb.Data)
+				}
+			}
+		}
+	}
+	// Leader completeness: a leader of term T holds every entry committed
+	// in an earlier term (unless compacted into its snapshot). Every node
+	// holds what it believes committed, identical to the leaders' record.
+	for _, v := range views {
+		for i := v.first; i < v.first+uint64(len(v.ents)); i++ {
+			ce, ok := s.committed[i]
+			if !ok {
+				continue
+			}
+			e := v.ents[i-v.first]
+			mustHave := i <= v.r.log.committed || (v.r.role == RoleLeader && s.committedTerm[i] < v.r.term)
+			if mustHave && (e.Term != ce.Term || string(e.Data) != string(ce.Data)) {
+				return fmt.Errorf("leader completeness/commit: node %d (%v, term %d, commit %d) has %d/%q at %d, committed %d/%q", v.id, v.r.role, v.r.term, v.r.log.committed, e.Term, e.Data, i, ce.Term, ce.Data)
+			}
+		}
+		if v.r.role == RoleLeader {
+			last := v.first + uint64(len(v.ents)) - 1
+			for i, t := range s.committedTerm {
+				if t < v.r.term && i > last {
+					return fmt.Errorf("leader completeness: leader %d of term %d ends at %d, misses committed %d", v.id, v.r.term, last, i)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// finish heals everything, restarts crashed nodes, lets the cluster settle
+// and checks that every accepted proposal was resolved.
+func (s *sim) finish() error {
+	c := s.c
+	s.step = -1
+	c.heal()
+	for _, id := range c.ids {
+		if c.nodes[id].down {
+			c.restart(id)
+		}
+	}
+	s.tracef("final heal")
+	var lead uint64
+	stopped := map[uint64]bool{}
+	for round := 0; round < 400; round++ {
+		c.tickAll()
+		c.stabilize()
+		if err := s.check(); err != nil {
+			return err
+		}
+		lead = c.leader()
+		if lead == 0 {
+			continue
+		}
+		// Nodes outside the leader's configuration would only disrupt it
+		// (a removed node that never learned of its removal campaigns).
+		cs := c.nodes[lead].rn.r.confs.current()
+		for _, id := range c.ids {
+			if !isMember(cs, id) && !c.nodes[id].down {
+				c.crash(id)
+				stopped[id] = true
+			}
+		}
+		ld := c.nodes[lead].rn.r
+		done := ld.committedInTerm && ld.log.committed == ld.log.lastIndex()
+		for _, id := range c.ids {
+			nd := c.nodes[id]
+			if nd.down {
+				continue
+			}
+			if nd.rn.r.log.applied != ld.log.committed || nd.rn.r.lead != lead {
+				done = false
+			}
+		}
+		if done {
+			break
+		}
+		lead = 0
+	}
+	if lead == 0 {
+		return fmt.Errorf("liveness: cluster did not settle after healing")
+	}
+	// Every accepted proposal is committed or was overwritten (its caller
+	// would have seen the different term at its index).
+	_, ents := nodeLog(c.nodes[lead])
+	first := c.nodes[lead].rn.r.log.firstIndex()
+	for _, p := range s.proposals {
+		h, ok := c.history[p.index]
+		if ok && h.term == p.term {
+			if h.data != p.data {
+				return fmt.Errorf("proposal %q at %d/%d: applied %q", p.data, p.index, p.term, h.data)
+			}
+			continue
+		}
+		if ok {
+			continue // overwritten: a different term was applied there
+		}
+		if p.index >= first && p.index < first+uint64(len(ents)) && ents[p.index-first].Term == p.term {
+			return fmt.Errorf("proposal %q at %d/%d in the leader's log but never applied", p.data, p.index, p.term)
+		}
+	}
+	// Every live member applied the same, complete history.
+	for _, id := range c.ids {
+		nd := c.nodes[id]
+		if nd.down || stopped[id] {
+			continue
+		}
+		if nd.appliedIndex != c.nodes[lead].appliedIndex {
+			return fmt.Errorf("node %d applied %d, leader %d applied %d", id, nd.appliedIndex, lead, c.nodes[lead].appliedIndex)
+		}
+	}
+	keys := make([]uint64, 0, len(c.history))
+	for k := range c.history {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for i, k := range keys {
+		if k != uint64(i+1) {
+			return fmt.Errorf("applied history has a gap at %d", i+1)
+		}
+	}
+	return nil
+}
