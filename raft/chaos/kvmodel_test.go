@@ -428,3 +428,27 @@ func TestCheckWritesVisualizationToTempDir(t *testing.T) {
 		t.Fatal(serr)
 	}
 }
+
+// TestCheckTimesOut builds a history whose refutation needs every subset
+// of 16 concurrent writes (about 10 s on this machine) and gives the
+// checker 10 ms.
+func TestCheckTimesOut(t *testing.T) {
+	h := NewHistory()
+	var ids []int
+	const writers = 16
+	for i := range writers {
+		ids = append(ids, h.Invoke(i, put("x", fmt.Sprint(i))))
+	}
+	r := h.Invoke(writers, get("x"))
+	for _, id := range ids {
+		h.Return(id, ack)
+	}
+	h.Return(r, found("never written"))
+	res, err := CheckOperations(h.Operations(), CheckConfig{Timeout: 10 * time.Millisecond, Seed: 5})
+	if res != porcupine.Unknown || !errors.Is(err, ErrCheckTimedOut) || errors.Is(err, ErrNotLinearizable) {
+		t.Fatalf("check = %v, %v; want Unknown, ErrCheckTimedOut", res, err)
+	}
+	if VisualizationPath(err) != "" {
+		t.Fatalf("a timed-out check wrote a visualization: %v", err)
+	}
+}
