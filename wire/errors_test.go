@@ -79,7 +79,9 @@ func TestFrameErrors(t *testing.T) {
 		{"reserved-flag", func(t *testing.T) []byte { b := validFrame(t); b[offFlags] = 0x10; return b }, ErrCorrupt, false},
 		{"reserved-byte", func(t *testing.T) []byte { b := validFrame(t); b[offReserved+1] = 1; return b }, ErrCorrupt, false},
 		{"unknown-codec", func(t *testing.T) []byte { b := validFrame(t); b[offFlags] = 3; return b }, ErrCompression, false},
-		{"s2-garbage", func(t *testing.T) []byte { return rawFrame(MsgApp, uint8(CompressionS2), []byte{0x10, 0xff, 0xff, 0xff}) }, ErrCompression, false},
+		{"s2-garbage", func(t *testing.T) []byte {
+			return rawFrame(MsgApp, uint8(CompressionS2), []byte{0x10, 0xff, 0xff, 0xff})
+		}, ErrCompression, false},
 		{"s2-claims-huge", func(t *testing.T) []byte {
 			return rawFrame(MsgApp, uint8(CompressionS2), binary.AppendUvarint(nil, 1<<30))
 		}, ErrFrameTooLarge, false},
