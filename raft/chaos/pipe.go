@@ -32,10 +32,13 @@ type proxyConn struct {
 	eofs atomic.Int32
 }
 
-// close tears the connection down and unregisters it. Idempotent.
+// close tears the connection down and unregisters it. Idempotent; it
+// reports whether this call did the closing, so that counters count
+// connections rather than attempts.
 // REQUIRES: p.mu not held.
-func (c *proxyConn) close() {
+func (c *proxyConn) close() (first bool) {
 	c.closeOnce.Do(func() {
+		first = true
 		close(c.done)
 		_ = c.client.Close()
 		_ = c.server.Close()
@@ -43,6 +46,7 @@ func (c *proxyConn) close() {
 		delete(c.p.mu.conns, c)
 		c.p.mu.Unlock()
 	})
+	return first
 }
 
 // wait blocks for d (forever if d < 0) or until the faults change. It
@@ -179,8 +183,9 @@ func (pp *pipe) admit(data []byte) bool {
 	}
 	if pp.c.tainted[pp.dir] {
 		p.mu.Unlock()
-		p.stats.taintClosed.Add(1)
-		pp.c.close()
+		if pp.c.close() {
+			p.stats.taintClosed.Add(1)
+		}
 		return false
 	}
 	ready := time.Now().Add(f.Delay)
@@ -296,8 +301,9 @@ func (pp *pipe) deliver(ch chunk) bool {
 			pp.release(len(data))
 			return true
 		case tainted:
-			p.stats.taintClosed.Add(1)
-			pp.c.close()
+			if pp.c.close() {
+				p.stats.taintClosed.Add(1)
+			}
 			return false
 		case f.Stall:
 			if !pp.c.wait(-1, changed) {

@@ -77,7 +77,9 @@ type Faults struct {
 	// stall ends the held bytes arrive late but intact, like a short
 	// partition that TCP retransmission survives.
 	Stall bool
-	// Delay is a fixed latency added to every chunk read from the sender.
+	// Delay is a fixed latency added to every chunk read from the sender
+	// after it is set (bytes already queued keep their delivery time,
+	// except that clearing Delay and Jitter releases them at once).
 	Delay time.Duration
 	// Jitter adds a uniformly random extra latency in [0, Jitter] per
 	// chunk, drawn from the proxy's seeded source. Chunks still arrive in
@@ -303,8 +305,9 @@ func (p *Proxy) Sever() {
 	victims := p.connsLocked()
 	p.mu.Unlock()
 	for _, c := range victims {
-		p.stats.severed.Add(1)
-		c.close()
+		if c.close() {
+			p.stats.severed.Add(1)
+		}
 	}
 }
 
@@ -377,8 +380,9 @@ func (p *Proxy) update(dir Direction, fn func(*Faults)) {
 	}
 	p.mu.Unlock()
 	for _, c := range victims {
-		p.stats.taintClosed.Add(1)
-		c.close()
+		if c.close() {
+			p.stats.taintClosed.Add(1)
+		}
 	}
 }
 
