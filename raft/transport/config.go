@@ -36,6 +36,10 @@ const (
 	// DefaultMaxInboundConns caps concurrently open inbound connections
 	// (peer, snapshot and not-yet-identified ones together).
 	DefaultMaxInboundConns = 64
+	// DefaultMaxInboundSnapshots caps concurrent inbound snapshot transfers,
+	// so that snapshot connections can never take all MaxInboundConns slots
+	// from peer connections. A follower needs at most one at a time.
+	DefaultMaxInboundSnapshots = 4
 	// DefaultSnapshotChunkBytes is the data carried by one MsgSnap frame.
 	DefaultSnapshotChunkBytes = 1 << 20
 	// DefaultSnapshotIdleTimeout bounds the wait for the next snapshot chunk
@@ -133,6 +137,10 @@ type Config struct {
 	// MaxInboundConns caps concurrently open inbound connections; beyond it
 	// new ones are closed at once and counted in Stats.InboundRefused.
 	MaxInboundConns int
+	// MaxInboundSnapshots caps concurrent inbound snapshot transfers; beyond
+	// it a snapshot is rejected at once (the sender gets
+	// ErrSnapshotRejected and retries later).
+	MaxInboundSnapshots int
 	// SnapshotChunkBytes is the data carried per MsgSnap frame; it is reduced
 	// to fit Wire.MaxFrameBytes.
 	SnapshotChunkBytes int
@@ -170,6 +178,7 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	setDefault(&cfg.QueueDepthMsgs, DefaultQueueDepthMsgs)
 	setDefault(&cfg.MaxInboundConns, DefaultMaxInboundConns)
+	setDefault(&cfg.MaxInboundSnapshots, DefaultMaxInboundSnapshots)
 	setDefault(&cfg.SnapshotChunkBytes, DefaultSnapshotChunkBytes)
 	setDefaultDur(&cfg.DialTimeout, DefaultDialTimeout)
 	setDefaultDur(&cfg.BackoffMin, DefaultBackoffMin)

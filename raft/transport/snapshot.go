@@ -170,6 +170,14 @@ func (t *Transport) serveSnapshot(l *link) error {
 		t.cfg.Logger.Warn("transport: refusing inbound snapshot: no SnapshotHandler configured", "peer", from)
 		return reply(0, 0, true)
 	}
+	select {
+	case t.snapshotSlots <- struct{}{}:
+		defer func() { <-t.snapshotSlots }()
+	default:
+		t.cfg.Logger.Warn("transport: refusing inbound snapshot: too many in progress",
+			"peer", from, "max_inbound_snapshots", t.cfg.MaxInboundSnapshots)
+		return reply(0, 0, true)
+	}
 
 	body := &snapBody{t: t, l: l}
 	if err := body.next(); err != nil {

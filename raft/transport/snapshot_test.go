@@ -222,3 +222,41 @@ func (b *blockingBody) Read(p []byte) (int, error) {
 	b.n += len(p)
 	return len(p), nil
 }
+
+// TestSnapshotConcurrencyCap rejects a second concurrent inbound snapshot
+// when MaxInboundSnapshots is 1, and accepts again once the first is done.
+func TestSnapshotConcurrencyCap(t *testing.T) {
+	entered := make(chan struct{}, 2)
+	release := make(chan struct{})
+	cfgB := testConfig(2, func(*wire.Message) {})
+	cfgB.MaxInboundSnapshots = 1
+	cfgB.SnapshotHandler = func(meta *wire.Message, body io.Reader) error {
+		entered <- struct{}{}
+		if meta.Snapshot.Index == 1 {
+			<-release
+		}
+		_, err := io.Copy(io.Discard, body)
+		return err
+	}
+	b := newNode(t, cfgB)
+	a := newNode(t, testConfig(1, func(*wire.Message) {}))
+	a.AddPeer(2, b.Addr().String())
+
+	first := make(chan error, 1)
+	go func() {
+		m := snapMeta(2)
+		m.Snapshot.Index = 1
+		first <- a.SendSnapshot(context.Background(), m, bytes.NewReader(make([]byte, 1000)))
+	}()
+	<-entered
+	if err := a.SendSnapshot(context.Background(), snapMeta(2), bytes.NewReader(nil)); !errors.Is(err, ErrSnapshotRejected) {
+		t.Fatalf("second concurrent snapshot = %v, want ErrSnapshotRejected", err)
+	}
+	close(release)
+	if err := <-first; err != nil {
+		t.Fatalf("first snapshot: %v", err)
+	}
+	if err := a.SendSnapshot(context.Background(), snapMeta(2), bytes.NewReader(nil)); err != nil {
+		t.Fatalf("snapshot after the first finished: %v", err)
+	}
+}

@@ -26,6 +26,9 @@ type Transport struct {
 	// inboundSlots is a semaphore of MaxInboundConns tokens, one per open
 	// inbound connection.
 	inboundSlots chan struct{}
+	// snapshotSlots is a semaphore of MaxInboundSnapshots tokens, one per
+	// inbound snapshot being received.
+	snapshotSlots chan struct{}
 	// wg counts every goroutine the transport started; Close waits for it.
 	wg sync.WaitGroup
 	// stats are the transport-wide counters reported by Stats.
@@ -81,9 +84,10 @@ func New(cfg Config) (*Transport, error) {
 		return nil, fmt.Errorf("transport: listen on %s: %w", cfg.ListenAddr, err)
 	}
 	t := &Transport{
-		cfg:          cfg,
-		ln:           ln,
-		inboundSlots: make(chan struct{}, cfg.MaxInboundConns),
+		cfg:           cfg,
+		ln:            ln,
+		inboundSlots:  make(chan struct{}, cfg.MaxInboundConns),
+		snapshotSlots: make(chan struct{}, cfg.MaxInboundSnapshots),
 	}
 	empty := map[uint64]*peer{}
 	t.peers.Store(&empty)
