@@ -10,8 +10,10 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
+	"fmt"
 	"math/big"
 	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -138,5 +140,102 @@ func TestLeaderMovesMidStream(t *testing.T) {
 	}
 	if c.Leader() != b.addr {
 		t.Fatalf("Leader() after stale read = %q, want b", c.Leader())
+	}
+}
+
+// TestStressConnectionDrops runs concurrent callers while the server keeps
+// dropping connections mid-request. Reads must always succeed (retried);
+// writes either succeed or report ErrUnknownOutcome, never another error;
+// and a read after a successful write by the same caller sees that write.
+func TestStressConnectionDrops(t *testing.T) {
+	const callers, ops = 16, 150
+	s := newFakeServer(t, testClusterID)
+	s.dropEvery.Store(37)
+	c := newTestClient(t, Config{Addrs: []string{s.addr}, MaxRetries: 20})
+
+	errc := make(chan error, callers)
+	var unknown atomic.Int64
+	for g := 0; g < callers; g++ {
+		go func() {
+			ctx := context.Background()
+			key := []byte(fmt.Sprintf("key-%d", g))
+			var last []byte // value of the last write known to have applied
+			for i := 0; i < ops; i++ {
+				switch i % 3 {
+				case 0, 1:
+					val := []byte(fmt.Sprintf("%d-%d", g, i))
+					var err error
+					swapped := true
+					if i%3 == 0 {
+						_, err = c.Put(ctx, key, val)
+					} else {
+						// last is nil after an unknown outcome, so this CAS
+						// may fail; only a swap makes val known.
+						swapped, _, err = c.CAS(ctx, key, last, val, false)
+					}
+					switch {
+					case err == nil:
+						last = nil
+						if swapped {
+							last = val
+						}
+					case errors.Is(err, ErrUnknownOutcome):
+						unknown.Add(1)
+						last = nil
+					default:
+						errc <- fmt.Errorf("caller %d op %d: write error %v", g, i, err)
+						return
+					}
+				case 2:
+					v, found, err := c.Get(ctx, key)
+					if err != nil {
+						errc <- fmt.Errorf("caller %d op %d: read error %v", g, i, err)
+						return
+					}
+					if last != nil && (!found || !bytes.Equal(v, last)) {
+						errc <- fmt.Errorf("caller %d op %d: read %q after acknowledged write %q", g, i, v, last)
+						return
+					}
+				}
+			}
+			errc <- nil
+		}()
+	}
+	for g := 0; g < callers; g++ {
+		if err := <-errc; err != nil {
+			t.Error(err)
+		}
+	}
+	if unknown.Load() == 0 {
+		t.Fatal("no write saw a dropped connection; the test exercised nothing")
+	}
+	t.Logf("%d requests, %d writes with unknown outcome", s.received.Load(), unknown.Load())
+}
+
+// TestHintPingPongGivesUp: two nodes each naming the other as leader (as
+// during an election) must not make the client spin; it backs off and
+// gives up after 1+MaxRetries attempts in total.
+func TestHintPingPongGivesUp(t *testing.T) {
+	a := newFakeServer(t, testClusterID)
+	b := newFakeServer(t, testClusterID)
+	a.setNotLeader(true, b.addr)
+	b.setNotLeader(true, a.addr)
+	c := newTestClient(t, Config{Addrs: []string{a.addr}, MaxRetries: 5})
+	if _, err := c.Put(context.Background(), []byte("k"), []byte("v")); !errors.Is(err, ErrNotLeader) {
+		t.Fatalf("got %v, want ErrNotLeader", err)
+	}
+	if n := a.received.Load() + b.received.Load(); n != 6 {
+		t.Fatalf("%d attempts, want 6", n)
+	}
+	if c.Leader() != "" {
+		t.Fatalf("Leader() = %q with no leader", c.Leader())
+	}
+	// Once b wins the election the same client finds it.
+	b.setNotLeader(false, "")
+	if _, err := c.Put(context.Background(), []byte("k"), []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	if c.Leader() != b.addr {
+		t.Fatalf("Leader() = %q, want b", c.Leader())
 	}
 }

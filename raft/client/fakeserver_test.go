@@ -30,6 +30,9 @@ type fakeServer struct {
 	// dropNext: while positive, each request is applied (writes) and then
 	// the connection is closed without an answer; decremented per drop.
 	dropNext atomic.Int64
+	// dropEvery: when positive, every dropEvery-th request received is
+	// applied and then its connection is closed without an answer.
+	dropEvery atomic.Int64
 	// busyNext: while positive, each request is answered StatusBusy.
 	busyNext atomic.Int64
 	// discard makes the server answer every request StatusOK without
@@ -258,7 +261,11 @@ func (s *fakeServer) serve(nc net.Conn) {
 		if err := wire.DecodeClientRequest(f.Payload, &req); err != nil {
 			return
 		}
-		s.received.Add(1)
+		nrecv := s.received.Add(1)
+		if every := s.dropEvery.Load(); every > 0 && nrecv%every == 0 {
+			s.apply(&req)
+			return
+		}
 		if s.busyNext.Add(-1) >= 0 {
 			sc.send(&wire.ClientResponse{ID: req.ID, Status: wire.StatusBusy})
 			continue
