@@ -170,9 +170,18 @@ func (t *Transport) serveSnapshot(l *link) error {
 		t.cfg.Logger.Warn("transport: refusing inbound snapshot: no SnapshotHandler configured", "peer", from)
 		return reply(0, 0, true)
 	}
+	// The slot is released before the answer is sent, so that a sender
+	// that got its answer can start the next transfer at once.
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			<-t.snapshotSlots
+		}
+	}
 	select {
 	case t.snapshotSlots <- struct{}{}:
-		defer func() { <-t.snapshotSlots }()
+		defer release()
 	default:
 		t.cfg.Logger.Warn("transport: refusing inbound snapshot: too many in progress",
 			"peer", from, "max_inbound_snapshots", t.cfg.MaxInboundSnapshots)
@@ -199,6 +208,7 @@ func (t *Transport) serveSnapshot(l *link) error {
 		t.cfg.Logger.Warn("transport: inbound snapshot failed", "peer", from,
 			"index", meta.Snapshot.Index, "received_bytes", body.off, "err", herr)
 	}
+	release()
 	if err := reply(meta.Snapshot.Index, body.off, herr != nil); err != nil && body.err == nil {
 		body.err = err
 	}
