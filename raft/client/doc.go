@@ -37,6 +37,11 @@
 // Requests are encoded by the calling goroutine straight into the
 // connection's buffer, so nothing is handed between goroutines but a wake-up;
 // everything queued while a write is in progress goes out in the next one.
+// The writer yields once before taking the buffer so that callers already
+// runnable can add to the batch (against the test server, 256 callers went
+// from 1.6 to ~38 requests per write(2)). The typed methods allocate
+// nothing per call except the value a Get or failed CAS returns
+// (BenchmarkClientPutZeroAlloc guards this).
 // A caller holds one of MaxInflight slots from before it enqueues until its
 // attempt ends, which bounds the pending map and the write buffer.
 // Connections are dialled lazily, one per node address in use, by a

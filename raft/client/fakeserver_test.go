@@ -163,11 +163,17 @@ func (s *fakeServer) acceptLoop() {
 // srvConn is the server side of one connection: a reader (serve) and a
 // writer goroutine that sends batched responses.
 type srvConn struct {
-	nc   net.Conn
+	// nc is the server side of the socket.
+	nc net.Conn
+	// kick wakes the writer when out becomes non-empty.
 	kick chan struct{}
-	mu   struct {
+	// mu guards the fields in it.
+	mu struct {
 		sync.Mutex
-		out    []byte
+		// out holds encoded responses not yet written.
+		out []byte
+		// closed is set when the connection ends; late (held) answers are
+		// then dropped.
 		closed bool
 	}
 }
