@@ -245,3 +245,24 @@ func TestProgressLine(t *testing.T) {
 		t.Error("a buffer is not a terminal")
 	}
 }
+
+// TestWriteOutWithNoSuccessfulOps: a run where every op fails still writes
+// every file (empty histogram, empty series plots) instead of failing.
+func TestWriteOutWithNoSuccessfulOps(t *testing.T) {
+	cfg := shortCfg()
+	cfg.Duration, cfg.Warmup = 100*time.Millisecond, -1
+	ft := &fakeTarget{delay: time.Millisecond, fail: func(uint64) error { return ErrNotLeader }}
+	rep, err := Run(context.Background(), cfg, ft, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Ops != 0 || rep.Errors == 0 || rep.ErrorsByKind[KindNotLeader] != rep.Errors {
+		t.Fatalf("ops %d errors %v", rep.Ops, rep.ErrorsByKind)
+	}
+	dir := t.TempDir()
+	if err := rep.WriteOut(dir); err != nil {
+		t.Fatal(err)
+	}
+	checkPNG(t, filepath.Join(dir, rep.BaseName()+"-latency.png"))
+	checkPNG(t, filepath.Join(dir, rep.BaseName()+"-throughput.png"))
+}
