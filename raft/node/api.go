@@ -1,0 +1,308 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/raftpipe/raftpipe/raft"
+	"github.com/raftpipe/raftpipe/raft/kv"
+	"github.com/raftpipe/raftpipe/wire"
+)
+
+// Submit starts one client operation and calls cb exactly once with its
+// answer, from some node goroutine; cb must not block. It is the
+// asynchronous entry point the client server uses (no goroutine per
+// request). req's byte slices are not retained after Submit returns.
+func (n *Node) Submit(req *wire.ClientRequest, cb func(*wire.ClientResponse)) {
+	id := req.ID
+	if err := kv.ValidateRequest(req); err != nil {
+		cb(&wire.ClientResponse{ID: id, Status: wire.StatusBadRequest, Err: err.Error()})
+		return
+	}
+	select {
+	case <-n.stopc:
+		cb(&wire.ClientResponse{ID: id, Status: wire.StatusError, Err: ErrStopped.Error()})
+		return
+	default:
+	}
+	switch {
+	case req.Op == wire.OpGet && req.Flags&wire.FlagStale != 0:
+		n.staleGet(req, cb)
+	case req.Op == wire.OpGet:
+		key := append([]byte(nil), req.Key...)
+		r := &readReq{key: key, cb: func(res readResult) {
+			resp := &wire.ClientResponse{ID: id, Status: res.status, Value: res.value, Index: res.index, LeaderHint: res.leaderHint}
+			if res.err != nil {
+				resp.Err = res.err.Error()
+			}
+			cb(resp)
+		}}
+		if !n.isLeader.Load() {
+			r.finish(readResult{status: wire.StatusNotLeader, leaderHint: n.leaderHint()})
+			return
+		}
+		select {
+		case n.readc <- r:
+		default:
+			n.metrics.busy.Add(1)
+			r.finish(readResult{status: wire.StatusBusy})
+		}
+	default:
+		n.propose1(kv.EncodeCommand(make([]byte, 0, kv.CommandBytes(req)), req), func(res proposalResult) {
+			resp := &wire.ClientResponse{ID: id, Status: res.status, Value: res.value, Index: res.index, LeaderHint: res.leaderHint}
+			if res.err != nil {
+				resp.Err = res.err.Error()
+			}
+			cb(resp)
+		})
+	}
+}
+
+// propose1 queues one encoded command for the loop, or answers at once if
+// this node cannot take it.
+func (n *Node) propose1(data []byte, cb func(proposalResult)) {
+	if !n.isLeader.Load() {
+		cb(proposalResult{status: wire.StatusNotLeader, leaderHint: n.leaderHint()})
+		return
+	}
+	if n.ap.pending.Add(1) > int64(n.cfg.MaxPendingProposals) {
+		n.ap.pending.Add(-1)
+		n.metrics.busy.Add(1)
+		cb(proposalResult{status: wire.StatusBusy})
+		return
+	}
+	p := &proposal{data: data}
+	p.cb = func(r proposalResult) {
+		n.ap.pending.Add(-1)
+		cb(r)
+	}
+	select {
+	case n.propc <- p:
+	default:
+		n.metrics.busy.Add(1)
+		p.finish(proposalResult{status: wire.StatusBusy})
+	}
+}
+
+// staleGet serves a get from the local state machine without a ReadIndex
+// round: fast, possibly stale, available on any node.
+func (n *Node) staleGet(req *wire.ClientRequest, cb func(*wire.ClientResponse)) {
+	v, ok, err := n.kv.Get(req.Key)
+	switch {
+	case err != nil:
+		cb(&wire.ClientResponse{ID: req.ID, Status: wire.StatusError, Err: err.Error()})
+	case !ok:
+		cb(&wire.ClientResponse{ID: req.ID, Status: wire.StatusNotFound, Index: n.kv.AppliedIndex()})
+	default:
+		cb(&wire.ClientResponse{ID: req.ID, Status: wire.StatusOK, Value: v, Index: n.kv.AppliedIndex()})
+	}
+}
+
+// Do runs one client operation synchronously: the in-process ("direct")
+// path that embedded users and raftbench -mode direct use. If ctx ends
+// first, writes report ErrUnknownOutcome (the write may still apply).
+func (n *Node) Do(ctx context.Context, req *wire.ClientRequest) (*wire.ClientResponse, error) {
+	ch := make(chan *wire.ClientResponse, 1)
+	n.Submit(req, func(r *wire.ClientResponse) { ch <- r })
+	select {
+	case r := <-ch:
+		return r, nil
+	case <-ctx.Done():
+		if req.Op == wire.OpGet {
+			return nil, ctx.Err()
+		}
+		return nil, fmt.Errorf("%w: %w", ErrUnknownOutcome, ctx.Err())
+	}
+}
+
+// Put is a convenience wrapper over Do: it replicates key=value and returns
+// the index it applied at.
+func (n *Node) Put(ctx context.Context, key, value []byte) (uint64, error) {
+	r, err := n.Do(ctx, &wire.ClientRequest{Op: wire.OpPut, Key: key, Value: value})
+	if err != nil {
+		return 0, err
+	}
+	return r.Index, statusErr(r)
+}
+
+// Get is a linearizable read through ReadIndex (leader only).
+func (n *Node) Get(ctx context.Context, key []byte) ([]byte, bool, error) {
+	r, err := n.Do(ctx, &wire.ClientRequest{Op: wire.OpGet, Key: key})
+	if err != nil {
+		return nil, false, err
+	}
+	if r.Status == wire.StatusNotFound {
+		return nil, false, nil
+	}
+	return r.Value, r.Status == wire.StatusOK, statusErr(r)
+}
+
+// Errors for non-OK statuses returned by the convenience wrappers.
+var (
+	// ErrNotLeader means this node does not lead; the write did not apply.
+	ErrNotLeader = errors.New("node: not the leader")
+	// ErrCASFailed means a compare-and-swap found a different value.
+	ErrCASFailed = errors.New("node: compare-and-swap failed")
+)
+
+// statusErr maps a response status to an error (nil for OK and NotFound).
+func statusErr(r *wire.ClientResponse) error {
+	switch r.Status {
+	case wire.StatusOK, wire.StatusNotFound:
+		return nil
+	case wire.StatusNotLeader:
+		return fmt.Errorf("%w (leader %q)", ErrNotLeader, r.LeaderHint)
+	case wire.StatusBusy:
+		return ErrBusy
+	case wire.StatusCASFailed:
+		return ErrCASFailed
+	case wire.StatusUnknown:
+		return fmt.Errorf("%w: %s", ErrUnknownOutcome, r.Err)
+	}
+	return fmt.Errorf("node: status %d: %s", r.Status, r.Err)
+}
+
+// AddMember proposes adding m as a voter (learner=false) or as a learner,
+// and waits until the change applies here. Leader only; one change at a
+// time.
+func (n *Node) AddMember(ctx context.Context, m Member, learner bool) error {
+	if m.ID == 0 || m.PeerAddr == "" {
+		return errors.New("node: a member needs an ID and a peer address")
+	}
+	t := wire.ConfAddVoter
+	if learner {
+		t = wire.ConfAddLearner
+	}
+	return n.confChange(ctx, wire.ConfChange{Type: t, NodeID: m.ID, Context: encodeMemberContext(m)})
+}
+
+// RemoveMember proposes removing node id and waits until it applies here.
+func (n *Node) RemoveMember(ctx context.Context, id uint64) error {
+	return n.confChange(ctx, wire.ConfChange{Type: wire.ConfRemove, NodeID: id})
+}
+
+// confChange proposes cc on the loop and waits for it to apply.
+func (n *Node) confChange(ctx context.Context, cc wire.ConfChange) error {
+	done := make(chan proposalResult, 1)
+	p := &proposal{cb: func(r proposalResult) { done <- r }}
+	errc := make(chan error, 1)
+	ok := n.submitEvent(ctx, func() {
+		if err := n.rn.ProposeConfChange(cc); err != nil {
+			errc <- err
+			return
+		}
+		p.index, p.term = n.rn.LastIndex(), n.rn.Term()
+		n.ap.register([]*proposal{p})
+		errc <- nil
+	})
+	if !ok {
+		return errors.Join(ctx.Err(), ErrStopped)
+	}
+	select {
+	case err := <-errc:
+		if err != nil {
+			return fmt.Errorf("node: conf change: %w", err)
+		}
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case r := <-done:
+		if r.status != wire.StatusOK {
+			return fmt.Errorf("node: conf change did not apply (status %d): %w", r.status, ErrUnknownOutcome)
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("%w: %w", ErrUnknownOutcome, ctx.Err())
+	}
+}
+
+// TransferLeadership asks the leader to hand leadership to node `to`.
+func (n *Node) TransferLeadership(ctx context.Context, to uint64) error {
+	if !n.submitEvent(ctx, func() { n.rn.TransferLeadership(to) }) {
+		return errors.Join(ctx.Err(), ErrStopped)
+	}
+	return nil
+}
+
+// Campaign makes this node start an election now (tests, operators).
+func (n *Node) Campaign(ctx context.Context) error {
+	errc := make(chan error, 1)
+	if !n.submitEvent(ctx, func() { errc <- n.rn.Campaign() }) {
+		return errors.Join(ctx.Err(), ErrStopped)
+	}
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Status is the node's state for /status, raftbench and tests.
+type Status struct {
+	// ID, Term, Lead, Role and the indexes come from the core.
+	ID      uint64 `json:"id"`
+	Term    uint64 `json:"term"`
+	Leader  uint64 `json:"leader"`
+	Role    string `json:"role"`
+	Commit  uint64 `json:"commit"`
+	Applied uint64 `json:"applied"`
+	// LastIndex is the log's last index; FirstIndex its first retained one.
+	LastIndex  uint64 `json:"last_index"`
+	FirstIndex uint64 `json:"first_index"`
+	// Durable is the last index the WAL acknowledged.
+	Durable uint64 `json:"durable"`
+	// Voters and Learners are the membership in effect.
+	Voters   []uint64 `json:"voters"`
+	Learners []uint64 `json:"learners,omitempty"`
+	// Followers is the leader's view of each other member.
+	Followers map[uint64]FollowerStatus `json:"followers,omitempty"`
+	// PendingProposals counts writes waiting to apply.
+	PendingProposals int64 `json:"pending_proposals"`
+}
+
+// FollowerStatus is the leader's replication state for one member.
+type FollowerStatus struct {
+	Match    uint64 `json:"match"`
+	Next     uint64 `json:"next"`
+	State    string `json:"state"`
+	Inflight int    `json:"inflight"`
+	Learner  bool   `json:"learner,omitempty"`
+	// LagEntries is the leader's last index minus Match.
+	LagEntries uint64 `json:"lag_entries"`
+}
+
+// Status asks the loop for a consistent view of the node.
+func (n *Node) Status(ctx context.Context) (Status, error) {
+	ch := make(chan raft.Status, 1)
+	if !n.submitEvent(ctx, func() { ch <- n.rn.Status() }) {
+		return Status{}, errors.Join(ctx.Err(), ErrStopped)
+	}
+	var s raft.Status
+	select {
+	case s = <-ch:
+	case <-ctx.Done():
+		return Status{}, ctx.Err()
+	}
+	st := Status{
+		ID: s.ID, Term: s.Term, Leader: s.Lead, Role: s.Role.String(), Commit: s.Commit,
+		Applied: n.kv.AppliedIndex(), LastIndex: s.LastIndex, FirstIndex: n.wal.FirstIndex(),
+		Durable: s.Durable, Voters: s.Conf.Voters, Learners: s.Conf.Learners,
+		PendingProposals: n.ap.pending.Load(),
+	}
+	if len(s.Progress) > 0 {
+		st.Followers = make(map[uint64]FollowerStatus, len(s.Progress))
+		for id, p := range s.Progress {
+			if id == s.ID {
+				continue
+			}
+			st.Followers[id] = FollowerStatus{
+				Match: p.Match, Next: p.Next, State: p.State.String(), Inflight: p.Inflight,
+				Learner: p.IsLearner, LagEntries: s.LastIndex - min(p.Match, s.LastIndex),
+			}
+		}
+	}
+	return st, nil
+}

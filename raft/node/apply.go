@@ -1,0 +1,297 @@
+package node
+
+import (
+	"sync"
+	"sync/atomic"
+
+	"github.com/raftpipe/raftpipe/raft/kv"
+	"github.com/raftpipe/raftpipe/wire"
+)
+
+// maxApplyTasks bounds the queue between the loop and the apply goroutine.
+// When it is full the loop waits, which slows the intake of new work: the
+// backpressure that keeps a slow state machine from growing memory.
+const maxApplyTasks = 1024
+
+// proposal is one client write waiting for its entry to apply.
+type proposal struct {
+	// data is the encoded command (the entry's Data).
+	data []byte
+	// index and term identify the entry once proposed (set by the loop).
+	index, term uint64
+	// cb receives the outcome exactly once; it runs on the apply or loop
+	// goroutine and must not block.
+	cb func(proposalResult)
+	// done guards cb against a second call.
+	done atomic.Bool
+}
+
+// proposalResult is what a write's caller learns.
+type proposalResult struct {
+	// status is the wire status to answer with.
+	status wire.Status
+	// value is the current value on StatusCASFailed.
+	value []byte
+	// index is the log index the write applied at.
+	index uint64
+	// leaderHint is the leader's client address on StatusNotLeader.
+	leaderHint string
+	// err explains StatusError.
+	err error
+}
+
+// finish delivers r once and releases the pending slot.
+func (p *proposal) finish(r proposalResult) {
+	if p.done.CompareAndSwap(false, true) {
+		p.cb(r)
+	}
+}
+
+// readReq is one linearizable get.
+type readReq struct {
+	// key is read once the state machine has applied the read index.
+	key []byte
+	// cb receives the outcome exactly once; it must not block.
+	cb func(readResult)
+	// done guards cb.
+	done atomic.Bool
+}
+
+// readResult is what a read's caller learns.
+type readResult struct {
+	status     wire.Status
+	value      []byte
+	index      uint64
+	leaderHint string
+	err        error
+}
+
+func (r *readReq) finish(res readResult) {
+	if r.done.CompareAndSwap(false, true) {
+		r.cb(res)
+	}
+}
+
+// applyTask is one unit of work for the apply goroutine: committed entries
+// to apply, reads to serve at an index, or a barrier to close once
+// everything before it is applied.
+type applyTask struct {
+	entries   []wire.Entry
+	meta      []byte
+	readIndex uint64
+	reads     []*readReq
+	barrier   chan struct{}
+}
+
+// applier applies committed entries to the state machine on its own
+// goroutine and answers the writes and reads that wait on them.
+type applier struct {
+	n     *Node
+	tasks chan applyTask
+	// pending counts writes accepted and not yet answered (for Busy).
+	pending atomic.Int64
+	mu      struct {
+		sync.Mutex
+		// waiters maps a log index to the proposal expected there.
+		waiters map[uint64]*proposal
+		// failed is set by failAll: later registrations fail at once.
+		failed error
+	}
+	// Owned by the apply goroutine:
+	reads        []pendingRead
+	results      []kv.Result
+	applied      uint64
+	sinceCompact uint64
+}
+
+// pendingRead is a batch of reads waiting for apply to reach index.
+type pendingRead struct {
+	index uint64
+	reads []*readReq
+}
+
+func newApplier(n *Node) *applier {
+	a := &applier{n: n, tasks: make(chan applyTask, maxApplyTasks), applied: n.kv.AppliedIndex()}
+	a.mu.waiters = map[uint64]*proposal{}
+	return a
+}
+
+// register records proposals that the core appended.
+func (a *applier) register(ws []*proposal) {
+	a.mu.Lock()
+	failed := a.mu.failed
+	if failed == nil {
+		for _, w := range ws {
+			a.mu.waiters[w.index] = w
+		}
+	}
+	a.mu.Unlock()
+	if failed != nil {
+		for _, w := range ws {
+			w.finish(proposalResult{status: wire.StatusUnknown, err: failed})
+		}
+	}
+}
+
+// enqueue hands a task to the apply goroutine, waiting while its queue is
+// full (backpressure) unless the node stops.
+func (a *applier) enqueue(t applyTask) {
+	select {
+	case a.tasks <- t:
+	case <-a.n.stopc:
+	}
+}
+
+// barrier waits until every task queued before it has been applied.
+func (a *applier) barrier() bool {
+	ch := make(chan struct{})
+	a.enqueue(applyTask{barrier: ch})
+	select {
+	case <-ch:
+		return true
+	case <-a.n.stopc:
+		return false
+	}
+}
+
+// run is the apply goroutine.
+func (a *applier) run() {
+	defer a.n.wg.Done()
+	for {
+		select {
+		case <-a.n.stopc:
+			return
+		case t := <-a.tasks:
+			switch {
+			case t.barrier != nil:
+				a.applied = a.n.kv.AppliedIndex()
+				close(t.barrier)
+			case len(t.entries) > 0:
+				if err := a.apply(t.entries, t.meta); err != nil {
+					a.n.failFatal(err)
+					return
+				}
+			}
+			if len(t.reads) > 0 {
+				a.reads = append(a.reads, pendingRead{index: t.readIndex, reads: t.reads})
+			}
+			a.serveReads()
+		}
+	}
+}
+
+// apply applies one batch in one Pebble batch and answers its writers.
+func (a *applier) apply(ents []wire.Entry, meta []byte) error {
+	if cap(a.results) < len(ents) {
+		a.results = make([]kv.Result, len(ents))
+	}
+	results := a.results[:len(ents)]
+	if err := a.n.kv.Apply(ents, meta, results); err != nil {
+		return err
+	}
+	last := ents[len(ents)-1].Index
+	if last > a.applied {
+		a.applied = last
+	}
+	a.n.metrics.applied.Add(uint64(len(ents)))
+
+	var found [64]*proposal
+	var idx [64]int
+	for start := 0; start < len(ents); {
+		k := 0
+		a.mu.Lock()
+		for ; start < len(ents) && k < len(found); start++ {
+			if w, ok := a.mu.waiters[ents[start].Index]; ok {
+				delete(a.mu.waiters, ents[start].Index)
+				found[k], idx[k] = w, start
+				k++
+			}
+		}
+		a.mu.Unlock()
+		for j := 0; j < k; j++ {
+			w, e, r := found[j], &ents[idx[j]], &results[idx[j]]
+			found[j] = nil
+			if e.Term != w.term {
+				// Another leader's entry took this index: ours was
+				// overwritten and can never commit. Safe to retry.
+				w.finish(proposalResult{status: wire.StatusNotLeader, leaderHint: a.n.leaderHint()})
+				continue
+			}
+			w.finish(proposalResult{status: r.Status, value: r.Value, index: e.Index})
+		}
+	}
+	clear(results)
+
+	a.sinceCompact += uint64(len(ents))
+	if a.sinceCompact >= a.n.cfg.SnapshotEntries {
+		a.sinceCompact = 0
+		if err := a.n.kv.Flush(); err != nil {
+			return err
+		}
+		flushed := a.applied
+		a.n.submitEventAsync(func() { a.n.compact(flushed) })
+	}
+	return nil
+}
+
+// serveReads answers reads whose index has been applied.
+func (a *applier) serveReads() {
+	k := 0
+	for _, pr := range a.reads {
+		if pr.index > a.applied {
+			a.reads[k] = pr
+			k++
+			continue
+		}
+		for _, r := range pr.reads {
+			v, ok, err := a.n.kv.Get(r.key)
+			switch {
+			case err != nil:
+				r.finish(readResult{status: wire.StatusError, err: err})
+			case !ok:
+				r.finish(readResult{status: wire.StatusNotFound, index: pr.index})
+			default:
+				r.finish(readResult{status: wire.StatusOK, value: v, index: pr.index})
+			}
+		}
+	}
+	clear(a.reads[k:])
+	a.reads = a.reads[:k]
+}
+
+// failAll answers every waiting write and read with err; called once the
+// goroutines have stopped. Writes get StatusUnknown: they may have
+// committed.
+func (a *applier) failAll(err error) {
+	a.mu.Lock()
+	ws := a.mu.waiters
+	a.mu.waiters = map[uint64]*proposal{}
+	a.mu.failed = err
+	a.mu.Unlock()
+	for _, w := range ws {
+		w.finish(proposalResult{status: wire.StatusUnknown, err: err})
+	}
+	for _, pr := range a.reads {
+		for _, r := range pr.reads {
+			r.finish(readResult{status: wire.StatusError, err: err})
+		}
+	}
+	a.reads = nil
+	for {
+		select {
+		case t := <-a.tasks:
+			for _, r := range t.reads {
+				r.finish(readResult{status: wire.StatusError, err: err})
+			}
+		default:
+			return
+		}
+	}
+}
+
+// reloadApplied makes the apply goroutine re-read the state machine's
+// applied index (after a snapshot restore replaced it); a barrier task does
+// that when it runs.
+func (a *applier) reloadApplied() {
+	a.enqueue(applyTask{barrier: make(chan struct{})})
+}

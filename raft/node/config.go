@@ -1,0 +1,196 @@
+package node
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/raftpipe/raftpipe/raft/kv"
+	"github.com/raftpipe/raftpipe/wal"
+	"github.com/raftpipe/raftpipe/wire"
+)
+
+// Defaults for Config fields left zero. Each bounds something that would
+// otherwise grow or wait without limit.
+const (
+	// DefaultTickInterval is one logical clock tick of the core. 50 ms with
+	// 10 election ticks gives a 0.5-1 s election timeout: long enough that a
+	// 2-core machine running three nodes and a load generator does not
+	// start spurious elections during GC, short enough to fail over quickly.
+	DefaultTickInterval = 50 * time.Millisecond
+	// DefaultElectionTicks is the base election timeout in ticks.
+	DefaultElectionTicks = 10
+	// DefaultHeartbeatTicks is the heartbeat interval in ticks.
+	DefaultHeartbeatTicks = 1
+	// DefaultMaxPendingProposals bounds proposals accepted but not yet
+	// applied; beyond it writes are answered StatusBusy (backpressure).
+	DefaultMaxPendingProposals = 64 << 10
+	// DefaultMaxPendingReads bounds linearizable reads waiting for a read
+	// index or for apply to catch up.
+	DefaultMaxPendingReads = 64 << 10
+	// DefaultMaxInboxMsgs bounds peer messages queued for the node loop; a
+	// message beyond it is dropped (Raft tolerates loss).
+	DefaultMaxInboxMsgs = 16 << 10
+	// DefaultSnapshotEntries is how many applied entries pass between state
+	// machine flushes that let the Raft log be compacted.
+	DefaultSnapshotEntries = 100_000
+	// DefaultRetainEntries is how many entries stay in the log behind a
+	// compaction point so that slightly-behind followers catch up from the
+	// log instead of a snapshot.
+	DefaultRetainEntries = 20_000
+	// DefaultMaxSizePerMsgBytes caps one AppendEntries batch.
+	DefaultMaxSizePerMsgBytes = 1 << 20
+	// DefaultMaxInflightMsgs is the pipelining window per follower.
+	DefaultMaxInflightMsgs = 256
+	// DefaultMaxInflightBytes caps bytes in flight per follower.
+	DefaultMaxInflightBytes = 32 << 20
+	// DefaultMaxUncommittedBytes caps the leader's uncommitted tail; the core
+	// drops proposals beyond it and the node answers StatusBusy.
+	DefaultMaxUncommittedBytes = 64 << 20
+	// DefaultMaxClientConns caps concurrently open client connections.
+	DefaultMaxClientConns = 1024
+	// DefaultClientInflight bounds requests in flight per client connection;
+	// the connection's reader stops reading beyond it (TCP backpressure).
+	DefaultClientInflight = 4096
+)
+
+// ErrStopped is returned by calls on a node that has stopped.
+var ErrStopped = errors.New("node: stopped")
+
+// ErrBusy means the node shed load: too many pending proposals or reads.
+var ErrBusy = errors.New("node: busy")
+
+// ErrUnknownOutcome means a proposal was handed to Raft but the node cannot
+// tell whether it committed (for example the context expired first).
+var ErrUnknownOutcome = errors.New("node: outcome unknown")
+
+// ErrDropped means a proposal certainly did not and will not apply (it was
+// overwritten by another leader's entry, or refused before it was logged);
+// it is safe to retry.
+var ErrDropped = errors.New("node: proposal dropped")
+
+// Config configures one node.
+type Config struct {
+	// ID is this node's Raft ID; non-zero and unique in the cluster.
+	ID uint64
+	// ClusterID is checked in every peer and client handshake.
+	ClusterID uint64
+	// DataDir holds the WAL (DataDir/wal) and the state machine (DataDir/kv).
+	DataDir string
+	// PeerAddr is the listen address for Raft peers ("127.0.0.1:0" picks a port).
+	PeerAddr string
+	// ClientAddr is the listen address for clients; empty disables the client
+	// server (embedded use through Node.Do).
+	ClientAddr string
+	// AdvertisePeerAddr and AdvertiseClientAddr are the addresses others use
+	// to reach this node; empty means the bound listen address.
+	AdvertisePeerAddr, AdvertiseClientAddr string
+	// Members is the initial cluster, including this node, for Bootstrap;
+	// for a joining node it lists the existing members so they can be
+	// reached. Ignored for addresses once the node has a stored membership.
+	Members []Member
+	// Bootstrap makes a brand-new node start as part of Members (all initial
+	// nodes must be given the same Members). A node with stored state ignores
+	// it. Without Bootstrap a new node waits to be added by the leader.
+	Bootstrap bool
+	// TLS, when set, secures the peer and client ports (mutual TLS).
+	TLS *tls.Config
+	// Wire sets frame limits and the preferred compression for peer links.
+	Wire wire.Options
+	// TickInterval is the wall-clock length of one core tick.
+	TickInterval time.Duration
+	// ElectionTicks and HeartbeatTicks set the core's timeouts in ticks.
+	ElectionTicks, HeartbeatTicks int
+	// PreVote and CheckQuorum enable the core's disruption protections; both
+	// default to on (DisablePreVote/DisableCheckQuorum turn them off).
+	DisablePreVote, DisableCheckQuorum bool
+	// MaxPendingProposals bounds accepted-but-unapplied proposals.
+	MaxPendingProposals int
+	// MaxPendingReads bounds linearizable reads in progress.
+	MaxPendingReads int
+	// MaxInboxMsgs bounds inbound peer messages queued for the loop.
+	MaxInboxMsgs int
+	// SnapshotEntries is the number of applied entries between compactions.
+	SnapshotEntries uint64
+	// RetainEntries is how many entries stay behind a compaction point.
+	RetainEntries uint64
+	// MaxSizePerMsgBytes, MaxInflightMsgs and MaxInflightBytes tune the
+	// replication pipeline per follower.
+	MaxSizePerMsgBytes, MaxInflightBytes uint64
+	MaxInflightMsgs                      int
+	// MaxUncommittedBytes bounds the leader's uncommitted log tail.
+	MaxUncommittedBytes uint64
+	// MaxClientConns caps open client connections.
+	MaxClientConns int
+	// WAL tunes the write-ahead log (segment size, sync delay, cache).
+	WAL wal.Options
+	// KV tunes the state machine store.
+	KV kv.Options
+	// Seed seeds the core's election jitter; 0 derives one from ID.
+	Seed uint64
+	// Logger receives structured logs; nil discards them.
+	Logger *slog.Logger
+}
+
+// withDefaults validates cfg and fills zero fields.
+func (cfg Config) withDefaults() (Config, error) {
+	if cfg.ID == 0 {
+		return cfg, errors.New("node: Config.ID must be non-zero")
+	}
+	if cfg.DataDir == "" {
+		return cfg, errors.New("node: Config.DataDir is required")
+	}
+	if cfg.PeerAddr == "" {
+		return cfg, errors.New("node: Config.PeerAddr is required")
+	}
+	seen := map[uint64]bool{}
+	for _, m := range cfg.Members {
+		if m.ID == 0 || m.PeerAddr == "" {
+			return cfg, fmt.Errorf("node: member %+v needs an ID and a peer address", m)
+		}
+		if seen[m.ID] {
+			return cfg, fmt.Errorf("node: member %d listed twice", m.ID)
+		}
+		seen[m.ID] = true
+	}
+	if cfg.Bootstrap && !seen[cfg.ID] {
+		return cfg, fmt.Errorf("node: bootstrap members must include this node (%d)", cfg.ID)
+	}
+	def := func(p *int, v int) {
+		if *p <= 0 {
+			*p = v
+		}
+	}
+	def64 := func(p *uint64, v uint64) {
+		if *p == 0 {
+			*p = v
+		}
+	}
+	if cfg.TickInterval <= 0 {
+		cfg.TickInterval = DefaultTickInterval
+	}
+	def(&cfg.ElectionTicks, DefaultElectionTicks)
+	def(&cfg.HeartbeatTicks, DefaultHeartbeatTicks)
+	def(&cfg.MaxPendingProposals, DefaultMaxPendingProposals)
+	def(&cfg.MaxPendingReads, DefaultMaxPendingReads)
+	def(&cfg.MaxInboxMsgs, DefaultMaxInboxMsgs)
+	def(&cfg.MaxInflightMsgs, DefaultMaxInflightMsgs)
+	def(&cfg.MaxClientConns, DefaultMaxClientConns)
+	def64(&cfg.SnapshotEntries, DefaultSnapshotEntries)
+	def64(&cfg.RetainEntries, DefaultRetainEntries)
+	def64(&cfg.MaxSizePerMsgBytes, DefaultMaxSizePerMsgBytes)
+	def64(&cfg.MaxInflightBytes, DefaultMaxInflightBytes)
+	def64(&cfg.MaxUncommittedBytes, DefaultMaxUncommittedBytes)
+	if cfg.Wire.MaxFrameBytes == 0 {
+		cfg.Wire = wire.DefaultOptions()
+	}
+	if cfg.Seed == 0 {
+		cfg.Seed = cfg.ID*0x9e3779b97f4a7c15 + 1
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return cfg, nil
+}

@@ -1,0 +1,340 @@
+package node
+
+import (
+	"encoding/binary"
+	"errors"
+	"time"
+
+	"github.com/raftpipe/raftpipe/raft"
+	"github.com/raftpipe/raftpipe/wire"
+)
+
+// maxDrainPerTurn bounds how many queued inputs one loop turn takes before
+// it produces a Ready, so a flood of one kind cannot starve the others.
+const maxDrainPerTurn = 8192
+
+// run is the loop goroutine: it owns the RawNode. Each turn it takes every
+// input that is already queued (up to maxDrainPerTurn), so that proposals
+// arriving while the previous Ready was handled become one batch, then
+// handles one Ready.
+func (n *Node) run() {
+	defer n.wg.Done()
+	defer close(n.loopDone)
+	ticker := time.NewTicker(n.cfg.TickInterval)
+	defer ticker.Stop()
+	var props [][]byte
+	var waiters []*proposal
+	for {
+		props, waiters = props[:0], waiters[:0]
+		var reads []*readReq
+		select {
+		case <-n.stopc:
+			return
+		case <-ticker.C:
+			n.rn.Tick()
+		case m := <-n.inbox:
+			n.step(m)
+		case p := <-n.propc:
+			props, waiters = append(props, p.data), append(waiters, p)
+		case r := <-n.readc:
+			reads = append(reads, r)
+		case <-n.persisted:
+			n.ackPersisted()
+		case fn := <-n.eventc:
+			fn()
+		}
+	drain:
+		for i := 0; i < maxDrainPerTurn; i++ {
+			select {
+			case m := <-n.inbox:
+				n.step(m)
+			case p := <-n.propc:
+				props, waiters = append(props, p.data), append(waiters, p)
+			case r := <-n.readc:
+				reads = append(reads, r)
+			case <-n.persisted:
+				n.ackPersisted()
+			case fn := <-n.eventc:
+				fn()
+			default:
+				break drain
+			}
+		}
+		if len(props) > 0 {
+			n.propose(props, waiters)
+		}
+		if len(reads) > 0 {
+			n.readIndex(reads)
+		}
+		if n.rn.HasReady() {
+			if err := n.handleReady(); err != nil {
+				n.failFatal(err)
+				return
+			}
+		}
+	}
+}
+
+// step feeds one peer message to the core.
+func (n *Node) step(m wire.Message) {
+	if err := n.rn.Step(m); err != nil {
+		n.log.Debug("step failed", "type", m.Type, "from", m.From, "err", err)
+	}
+}
+
+// ackPersisted reports the WAL's latest durable position to the core.
+func (n *Node) ackPersisted() {
+	n.persistedAt.Lock()
+	idx, term, fresh := n.persistedAt.index, n.persistedAt.term, n.persistedAt.fresh
+	n.persistedAt.fresh = false
+	n.persistedAt.Unlock()
+	if fresh {
+		n.rn.AckPersisted(idx, term)
+	}
+}
+
+// propose hands a batch of client writes to the core and registers their
+// waiters under the (index, term) the entries got.
+func (n *Node) propose(data [][]byte, ws []*proposal) {
+	err := n.rn.Propose(data...)
+	if err != nil {
+		for _, w := range ws {
+			w.finish(proposalRefused(err, n))
+		}
+		return
+	}
+	last, term := n.rn.LastIndex(), n.rn.Term()
+	first := last - uint64(len(ws)) + 1
+	for i, w := range ws {
+		w.index, w.term = first+uint64(i), term
+	}
+	n.ap.register(ws)
+}
+
+// proposalRefused maps a core refusal to the answer a client sees. Every
+// refusal here means the entry was not appended: safe to retry.
+func proposalRefused(err error, n *Node) proposalResult {
+	var nl *raft.NotLeaderError
+	switch {
+	case errors.As(err, &nl) || errors.Is(err, raft.ErrNotLeader):
+		return proposalResult{status: wire.StatusNotLeader, leaderHint: n.leaderHint()}
+	case errors.Is(err, raft.ErrProposalDropped), errors.Is(err, raft.ErrTransferInProgress):
+		return proposalResult{status: wire.StatusBusy}
+	}
+	return proposalResult{status: wire.StatusError, err: err}
+}
+
+// readIndex starts one ReadIndex round for a batch of linearizable reads.
+func (n *Node) readIndex(reads []*readReq) {
+	if !n.rn.IsLeader() {
+		for _, r := range reads {
+			r.finish(readResult{status: wire.StatusNotLeader, leaderHint: n.leaderHint()})
+		}
+		return
+	}
+	n.readSeq++
+	var ctx [8]byte
+	binary.LittleEndian.PutUint64(ctx[:], n.readSeq)
+	if err := n.rn.ReadIndex(ctx[:]); err != nil {
+		res := readResult{status: wire.StatusBusy}
+		if errors.Is(err, raft.ErrNotLeader) {
+			res = readResult{status: wire.StatusNotLeader, leaderHint: n.leaderHint()}
+		}
+		for _, r := range reads {
+			r.finish(res)
+		}
+		return
+	}
+	n.pendingReads[n.readSeq] = reads
+}
+
+// handleReady performs one Ready: persist (asynchronously), send, apply.
+// See the call contract in raft/doc.go.
+func (n *Node) handleReady() error {
+	rd := n.rn.Ready()
+	if rd.SoftState != nil {
+		n.onSoftState(*rd.SoftState)
+	}
+	// 3a. Messages that may leave now: the leader's MsgApps replicate while
+	// its own fsync runs.
+	for i := range rd.Messages {
+		n.send(&rd.Messages[i])
+	}
+	// 3b. Persist. A snapshot is installed synchronously (rare); entries and
+	// hard state go to the WAL's group commit and the loop moves on.
+	if rd.Snapshot != nil {
+		if err := n.installSnapshot(*rd.Snapshot); err != nil {
+			return err
+		}
+		n.lastHanded.index, n.lastHanded.term = rd.Snapshot.Index, rd.Snapshot.Term
+	}
+	if k := len(rd.Entries); k > 0 {
+		n.learnAddresses(rd.Entries)
+		n.lastHanded.index, n.lastHanded.term = rd.Entries[k-1].Index, rd.Entries[k-1].Term
+	}
+	var hs *wire.HardState
+	if !rd.HardState.IsEmpty() {
+		h := rd.HardState
+		hs = &h
+	}
+	if len(rd.Entries) > 0 || hs != nil || rd.Snapshot != nil || len(rd.MessagesAfterPersist) > 0 {
+		ack := len(rd.Entries) > 0 || rd.Snapshot != nil
+		idx, term, after := n.lastHanded.index, n.lastHanded.term, rd.MessagesAfterPersist
+		n.wal.AppendAsync(rd.Entries, hs, func(err error) {
+			if err != nil {
+				n.failFatal(err)
+				return
+			}
+			for i := range after {
+				n.sendAfterPersist(&after[i])
+			}
+			if ack {
+				n.persistedAt.Lock()
+				n.persistedAt.index, n.persistedAt.term, n.persistedAt.fresh = idx, term, true
+				n.persistedAt.Unlock()
+				select {
+				case n.persisted <- struct{}{}:
+				default:
+				}
+			}
+		})
+	}
+	// 3c. Apply: conf changes take effect in the core here (ApplyConfChange),
+	// the state machine applies the batch on the apply goroutine.
+	if len(rd.CommittedEntries) > 0 {
+		meta := n.applyConfChanges(rd.CommittedEntries)
+		n.ap.enqueue(applyTask{entries: rd.CommittedEntries, meta: meta})
+	}
+	// 3d. Reads confirmed by a heartbeat round are served once applied.
+	for _, rs := range rd.ReadStates {
+		if len(rs.Ctx) != 8 {
+			continue
+		}
+		seq := binary.LittleEndian.Uint64(rs.Ctx)
+		if reads, ok := n.pendingReads[seq]; ok {
+			delete(n.pendingReads, seq)
+			n.ap.enqueue(applyTask{readIndex: rs.Index, reads: reads})
+		}
+	}
+	n.rn.Advance(rd)
+	return nil
+}
+
+// onSoftState records leadership changes. Reads waiting for a ReadIndex
+// round are failed when leadership is lost (reads are safe to retry);
+// pending writes keep waiting for their index to apply, which tells
+// whether they committed (raft/doc.go, "Proposals are never lost
+// silently").
+func (n *Node) onSoftState(ss raft.SoftState) {
+	wasLeader := n.isLeader.Load()
+	n.isLeader.Store(ss.Role == raft.RoleLeader)
+	n.leaderID.Store(ss.Lead)
+	addr := ""
+	if m, ok := n.members.member(ss.Lead); ok {
+		addr = m.ClientAddr
+	}
+	n.leaderClientAddr.Store(&addr)
+	if wasLeader && ss.Role != raft.RoleLeader {
+		for seq, reads := range n.pendingReads {
+			delete(n.pendingReads, seq)
+			for _, r := range reads {
+				r.finish(readResult{status: wire.StatusNotLeader, leaderHint: addr})
+			}
+		}
+	}
+	n.log.Info("role change", "role", ss.Role.String(), "leader", ss.Lead, "term", n.rn.Term())
+}
+
+// leaderHint is the leader's client address, if known.
+func (n *Node) leaderHint() string {
+	if p := n.leaderClientAddr.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
+// send hands one message to the transport; snapshots get their own
+// goroutine. A dropped MsgApp makes the leader probe the follower.
+func (n *Node) send(m *wire.Message) {
+	if m.Type == wire.MsgSnap {
+		n.startSnapshotSend(*m)
+		return
+	}
+	if !n.tr.Send(m) && m.Type == wire.MsgApp {
+		n.rn.ReportUnreachable(m.To)
+	}
+}
+
+// sendAfterPersist runs on the WAL's completion callback: it may only use
+// the transport (the core belongs to the loop).
+func (n *Node) sendAfterPersist(m *wire.Message) {
+	if m.Type == wire.MsgSnap {
+		n.submitEventAsync(func() { n.startSnapshotSend(*m) })
+		return
+	}
+	n.tr.Send(m)
+}
+
+// submitEventAsync queues fn for the loop without waiting; dropped if the
+// event queue is full (used only for rare, retryable work).
+func (n *Node) submitEventAsync(fn func()) {
+	select {
+	case n.eventc <- fn:
+	default:
+	}
+}
+
+// learnAddresses registers the addresses of members added by conf-change
+// entries as soon as they are appended: membership takes effect at append
+// time in the core, so the leader must be able to reach a new member
+// before the change commits.
+func (n *Node) learnAddresses(ents []wire.Entry) {
+	for i := range ents {
+		if ents[i].Type != wire.EntryConfChange {
+			continue
+		}
+		var cc wire.ConfChange
+		if wire.DecodeConfChange(ents[i].Data, &cc) != nil || cc.Type == wire.ConfRemove || len(cc.Context) == 0 {
+			continue
+		}
+		m, err := decodeMemberContext(cc.Context)
+		if err != nil || m.ID != cc.NodeID {
+			continue
+		}
+		n.members.setMember(m)
+		if m.ID != n.cfg.ID {
+			n.tr.AddPeer(m.ID, m.PeerAddr)
+		}
+	}
+}
+
+// applyConfChanges applies the conf changes among committed entries to the
+// core's applied membership and returns the state machine's new Meta blob,
+// or nil if no entry changed the membership.
+func (n *Node) applyConfChanges(ents []wire.Entry) []byte {
+	changed := false
+	for i := range ents {
+		if ents[i].Type != wire.EntryConfChange {
+			continue
+		}
+		var cc wire.ConfChange
+		if err := wire.DecodeConfChange(ents[i].Data, &cc); err != nil {
+			n.log.Error("undecodable conf change entry", "index", ents[i].Index, "err", err)
+			continue
+		}
+		n.members.conf = n.rn.ApplyConfChange(cc)
+		if cc.Type != wire.ConfRemove && len(cc.Context) > 0 {
+			if m, err := decodeMemberContext(cc.Context); err == nil && m.ID == cc.NodeID {
+				n.members.setMember(m)
+			}
+		}
+		if cc.Type == wire.ConfRemove && cc.NodeID != n.cfg.ID {
+			n.tr.RemovePeer(cc.NodeID)
+		}
+		changed = true
+	}
+	if !changed {
+		return nil
+	}
+	return encodeMembership(nil, &n.members)
+}

@@ -1,0 +1,402 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+
+	"github.com/raftpipe/raftpipe/raft"
+	"github.com/raftpipe/raftpipe/raft/kv"
+	"github.com/raftpipe/raftpipe/raft/transport"
+	"github.com/raftpipe/raftpipe/wal"
+	"github.com/raftpipe/raftpipe/wire"
+)
+
+// Node runs one member of a raftpipe cluster: the consensus core, its WAL,
+// the peer transport, the Pebble state machine and the client server.
+//
+// Goroutines: the loop (owns the RawNode), the apply loop (owns applying
+// to the state machine), the WAL writer, the transport's goroutines, one
+// goroutine per snapshot in flight, and the client server's accept loop plus
+// two goroutines per client connection. Stop ends all of them.
+type Node struct {
+	// cfg is the validated configuration.
+	cfg Config
+	// log is the structured logger, tagged with the node ID.
+	log *slog.Logger
+	// wal is the durable Raft log.
+	wal *wal.Log
+	// kv is the replicated state machine.
+	kv *kv.Store
+	// store adapts wal to the core's Storage.
+	store *storage
+	// tr carries peer messages and snapshots.
+	tr *transport.Transport
+	// rn is the core. Owned by the loop goroutine.
+	rn *raft.RawNode
+
+	// inbox carries peer messages from the transport to the loop (bounded;
+	// overflow is dropped, which Raft tolerates).
+	inbox chan wire.Message
+	// propc carries client writes to the loop (bounded; overflow is Busy).
+	propc chan *proposal
+	// readc carries linearizable reads to the loop (bounded).
+	readc chan *readReq
+	// eventc carries rare events (snapshots, compaction, admin, status
+	// requests) to the loop.
+	eventc chan func()
+	// persisted wakes the loop when the WAL reports durability; the
+	// durable position itself is in persistedAt.
+	persisted chan struct{}
+	// persistedAt is the latest (index, term) the WAL made durable, written
+	// by the WAL's completion callbacks in order.
+	persistedAt struct {
+		sync.Mutex
+		index, term uint64
+		fresh       bool
+	}
+
+	// ap is the apply side: waiters, reads, and the apply goroutine.
+	ap *applier
+
+	// members is the address book and membership, owned by the loop.
+	members membership
+	// leaderClientAddr is the leader's client address, for not-leader
+	// answers; written by the loop.
+	leaderClientAddr atomic.Pointer[string]
+	// leaderID is the known leader, written by the loop.
+	leaderID atomic.Uint64
+	// isLeader is set while this node leads, written by the loop.
+	isLeader atomic.Bool
+
+	// srv is the client server (nil without ClientAddr).
+	srv *clientServer
+
+	// stopc is closed by Stop; every goroutine watches it.
+	stopc chan struct{}
+	// stopOnce guards stopc.
+	stopOnce sync.Once
+	// wg tracks the loop, the apply goroutine and snapshot goroutines.
+	wg sync.WaitGroup
+	// fatal records the first fatal error (a WAL failure); the node stops
+	// serving writes after it.
+	fatal atomic.Pointer[error]
+	// loopDone is closed when the loop goroutine exits.
+	loopDone chan struct{}
+
+	// snaps tracks snapshot transfers, owned by the loop.
+	snaps snapshotState
+	// lastHanded is the (index, term) of the last entry handed to the WAL.
+	lastHanded struct{ index, term uint64 }
+	// readSeq numbers ReadIndex batches.
+	readSeq uint64
+	// pendingReads maps a ReadIndex context to its batch, owned by the loop.
+	pendingReads map[uint64][]*readReq
+	// metrics holds counters exported on /metrics.
+	metrics counters
+}
+
+// Start opens (or creates) the node's data, recovers, and starts serving.
+func Start(cfg Config) (*Node, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{
+		cfg:          cfg,
+		log:          cfg.Logger.With("node", cfg.ID),
+		inbox:        make(chan wire.Message, cfg.MaxInboxMsgs),
+		propc:        make(chan *proposal, cfg.MaxPendingProposals),
+		readc:        make(chan *readReq, cfg.MaxPendingReads),
+		eventc:       make(chan func(), 64),
+		persisted:    make(chan struct{}, 1),
+		stopc:        make(chan struct{}),
+		loopDone:     make(chan struct{}),
+		pendingReads: map[uint64][]*readReq{},
+	}
+	if err := n.open(); err != nil {
+		if n.tr != nil {
+			n.tr.Close()
+		}
+		n.closeStores()
+		return nil, err
+	}
+	n.wg.Add(2)
+	go n.ap.run()
+	go n.run()
+	if cfg.ClientAddr != "" {
+		srv, err := newClientServer(n, cfg.ClientAddr)
+		if err != nil {
+			n.Stop()
+			return nil, err
+		}
+		n.srv = srv
+	}
+	n.log.Info("node started", "peer", n.PeerAddr(), "client", n.ClientAddr(),
+		"first", n.wal.FirstIndex(), "last", n.wal.LastIndex(), "applied", n.kv.AppliedIndex())
+	return n, nil
+}
+
+// open recovers the WAL and the state machine, bootstraps if asked, and
+// builds the core and the transport.
+func (n *Node) open() error {
+	cfg := n.cfg
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return fmt.Errorf("node: data dir: %w", err)
+	}
+	for _, d := range []string{snapInDir, snapOutDir} {
+		dir := filepath.Join(cfg.DataDir, d)
+		if err := os.RemoveAll(dir); err != nil {
+			return fmt.Errorf("node: clear %s: %w", dir, err)
+		}
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return fmt.Errorf("node: %s: %w", dir, err)
+		}
+	}
+	walOpts := cfg.WAL
+	if walOpts.Logger == nil {
+		walOpts.Logger = n.log
+	}
+	var err error
+	if n.wal, err = wal.Open(filepath.Join(cfg.DataDir, "wal"), walOpts); err != nil {
+		return err
+	}
+	kvOpts := cfg.KV
+	if kvOpts.Logger == nil {
+		kvOpts.Logger = n.log
+	}
+	if n.kv, err = kv.Open(filepath.Join(cfg.DataDir, "kv"), kvOpts); err != nil {
+		return err
+	}
+	cp, err := readConfPoint(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	if err := alignLogBase(n.wal, cp); err != nil {
+		return err
+	}
+	if err := n.maybeBootstrap(); err != nil {
+		return err
+	}
+	n.store = &storage{log: n.wal, applied: n.kv.AppliedIndex()}
+	n.store.setPoint(cp)
+
+	// The address book: configured members, then what the state machine and
+	// the conf point recorded (newer knowledge wins).
+	for _, m := range cfg.Members {
+		n.members.setMember(m)
+	}
+	for _, src := range [][]byte{encodeMembership(nil, &cp.Members), n.kv.Meta()} {
+		ms, err := decodeMembership(src)
+		if err != nil {
+			return err
+		}
+		for _, m := range ms.members {
+			n.members.setMember(m)
+		}
+	}
+
+	n.rn, err = raft.NewRawNode(raft.Config{
+		ID:                         cfg.ID,
+		ElectionTicks:              cfg.ElectionTicks,
+		HeartbeatTicks:             cfg.HeartbeatTicks,
+		Storage:                    n.store,
+		Applied:                    n.kv.AppliedIndex(),
+		MaxSizePerMsgBytes:         cfg.MaxSizePerMsgBytes,
+		MaxInflightMsgs:            cfg.MaxInflightMsgs,
+		MaxInflightBytes:           cfg.MaxInflightBytes,
+		MaxUncommittedEntriesBytes: cfg.MaxUncommittedBytes,
+		PreVote:                    !cfg.DisablePreVote,
+		CheckQuorum:                !cfg.DisableCheckQuorum,
+		Rand:                       rand.New(rand.NewPCG(cfg.Seed, cfg.ID)),
+		Logger:                     n.log,
+	})
+	if err != nil {
+		return err
+	}
+	n.members.conf = n.rn.Status().Conf
+	n.lastHanded.index = n.wal.LastIndex()
+	n.lastHanded.term, _ = n.wal.Term(n.lastHanded.index)
+	n.ap = newApplier(n)
+
+	n.tr, err = transport.New(transport.Config{
+		ClusterID:       cfg.ClusterID,
+		NodeID:          cfg.ID,
+		ListenAddr:      cfg.PeerAddr,
+		TLS:             cfg.TLS,
+		Wire:            cfg.Wire,
+		Handler:         n.onPeerMessage,
+		SnapshotHandler: n.onSnapshot,
+		Logger:          n.log,
+	})
+	if err != nil {
+		return err
+	}
+	for _, m := range n.members.members {
+		if m.ID != cfg.ID {
+			n.tr.AddPeer(m.ID, m.PeerAddr)
+		}
+	}
+	return nil
+}
+
+// maybeBootstrap writes the initial membership into a brand-new log as
+// committed conf-change entries 1..N in term 1 (every initial node writes
+// the same entries), so that the log alone tells any later member the
+// whole configuration history.
+func (n *Node) maybeBootstrap() error {
+	if !n.cfg.Bootstrap || n.wal.LastIndex() > 0 || n.kv.AppliedIndex() > 0 || !n.wal.HardState().IsEmpty() {
+		return nil
+	}
+	ents := make([]wire.Entry, 0, len(n.cfg.Members))
+	for i, m := range n.cfg.Members {
+		cc := wire.ConfChange{Type: wire.ConfAddVoter, NodeID: m.ID, Context: encodeMemberContext(m)}
+		ents = append(ents, wire.Entry{Term: 1, Index: uint64(i + 1), Type: wire.EntryConfChange, Data: wire.AppendConfChange(nil, &cc)})
+	}
+	hs := wire.HardState{Term: 1, Commit: uint64(len(ents))}
+	if err := n.wal.Append(ents, &hs); err != nil {
+		return fmt.Errorf("node: bootstrap: %w", err)
+	}
+	n.log.Info("bootstrapped new cluster", "members", len(ents))
+	return nil
+}
+
+// ID is this node's Raft ID.
+func (n *Node) ID() uint64 { return n.cfg.ID }
+
+// PeerAddr is the bound peer listener address.
+func (n *Node) PeerAddr() string {
+	if n.tr == nil {
+		return ""
+	}
+	return n.tr.Addr().String()
+}
+
+// ClientAddr is the bound client listener address ("" without one).
+func (n *Node) ClientAddr() string {
+	if n.srv == nil {
+		return ""
+	}
+	return n.srv.ln.Addr().String()
+}
+
+// IsLeader reports whether this node currently leads.
+func (n *Node) IsLeader() bool { return n.isLeader.Load() }
+
+// Leader is the known leader's ID, 0 if unknown.
+func (n *Node) Leader() uint64 { return n.leaderID.Load() }
+
+// Done is closed once the node has stopped (by Stop or a fatal error).
+func (n *Node) Done() <-chan struct{} { return n.loopDone }
+
+// Err is the fatal error that stopped the node, if any.
+func (n *Node) Err() error {
+	if p := n.fatal.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// failFatal records a fatal error (a WAL write or sync failure: not
+// retryable) and stops the node.
+func (n *Node) failFatal(err error) {
+	if n.fatal.CompareAndSwap(nil, &err) {
+		n.log.Error("fatal error, stopping", "err", err)
+	}
+	n.stopOnce.Do(func() { close(n.stopc) })
+}
+
+// Stop stops accepting work, ends every goroutine, and closes the WAL and
+// the state machine. Pending requests fail (writes with an unknown outcome).
+// Safe to call more than once.
+func (n *Node) Stop() error {
+	n.stopOnce.Do(func() { close(n.stopc) })
+	if n.srv != nil {
+		n.srv.close()
+	}
+	n.wg.Wait()
+	var errs []error
+	if n.tr != nil {
+		errs = append(errs, n.tr.Close())
+	}
+	n.failQueued(ErrStopped)
+	n.ap.failAll(ErrStopped)
+	errs = append(errs, n.closeStores())
+	return errors.Join(errs...)
+}
+
+// closeStores closes the WAL and the state machine if open.
+func (n *Node) closeStores() error {
+	var errs []error
+	if n.wal != nil {
+		errs = append(errs, n.wal.Close())
+		n.wal = nil
+	}
+	if n.kv != nil {
+		errs = append(errs, n.kv.Close())
+		n.kv = nil
+	}
+	return errors.Join(errs...)
+}
+
+// onPeerMessage is the transport's handler: queue for the loop, or drop.
+func (n *Node) onPeerMessage(m *wire.Message) {
+	select {
+	case n.inbox <- *m:
+	default:
+		n.metrics.inboxDropped.Add(1)
+	}
+}
+
+// submitEvent runs fn on the loop goroutine; false if the node stopped.
+func (n *Node) submitEvent(ctx context.Context, fn func()) bool {
+	select {
+	case n.eventc <- fn:
+		return true
+	case <-n.stopc:
+		return false
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// errNotListening is returned by listen helpers after Stop.
+var errNotListening = errors.New("node: listener closed")
+
+// listen opens a TCP listener, optionally wrapped in TLS by the caller.
+func listen(addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("node: listen %s: %w", addr, err)
+	}
+	return ln, nil
+}
+
+// failQueued answers work still queued for the loop after it exited: writes
+// that never reached the core did not apply, but the caller cannot tell
+// them from ones that did, so they get StatusUnknown like the rest.
+func (n *Node) failQueued(err error) {
+	for {
+		select {
+		case p := <-n.propc:
+			p.finish(proposalResult{status: wire.StatusUnknown, err: err})
+		case r := <-n.readc:
+			r.finish(readResult{status: wire.StatusError, err: err})
+		default:
+			for seq, reads := range n.pendingReads {
+				delete(n.pendingReads, seq)
+				for _, r := range reads {
+					r.finish(readResult{status: wire.StatusError, err: err})
+				}
+			}
+			return
+		}
+	}
+}

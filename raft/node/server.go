@@ -1,0 +1,232 @@
+package node
+
+import (
+	"bufio"
+	"crypto/tls"
+	"errors"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/raftpipe/raftpipe/wire"
+)
+
+// Client server bounds.
+const (
+	// clientHandshakeTimeout bounds the handshake of a new client connection.
+	clientHandshakeTimeout = 5 * time.Second
+	// clientWriteTimeout bounds one flush of responses; a client that reads
+	// nothing for this long is disconnected.
+	clientWriteTimeout = 30 * time.Second
+	// clientFlushBytes is how many encoded response bytes are buffered
+	// before a write mid-batch.
+	clientFlushBytes = 64 << 10
+)
+
+// clientServer accepts client connections and serves the pipelined client
+// protocol: requests are handed to Node.Submit as they arrive and answered
+// in completion order, matched by ID.
+type clientServer struct {
+	n  *Node
+	ln net.Listener
+	// slots bounds open connections.
+	slots chan struct{}
+	wg    sync.WaitGroup
+	mu    struct {
+		sync.Mutex
+		conns  map[net.Conn]struct{}
+		closed bool
+	}
+}
+
+func newClientServer(n *Node, addr string) (*clientServer, error) {
+	ln, err := listen(addr)
+	if err != nil {
+		return nil, err
+	}
+	if n.cfg.TLS != nil {
+		ln = tls.NewListener(ln, n.cfg.TLS)
+	}
+	s := &clientServer{n: n, ln: ln, slots: make(chan struct{}, n.cfg.MaxClientConns)}
+	s.mu.conns = map[net.Conn]struct{}{}
+	s.wg.Add(1)
+	go s.accept()
+	return s, nil
+}
+
+func (s *clientServer) accept() {
+	defer s.wg.Done()
+	for {
+		c, err := s.ln.Accept()
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			return
+		}
+		select {
+		case s.slots <- struct{}{}:
+		default:
+			s.n.log.Warn("client connection refused: too many connections", "remote", c.RemoteAddr())
+			c.Close()
+			continue
+		}
+		if !s.track(c) {
+			c.Close()
+			return
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			defer func() { <-s.slots }()
+			defer s.untrack(c)
+			s.serve(c)
+		}()
+	}
+}
+
+func (s *clientServer) track(c net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.mu.closed {
+		return false
+	}
+	s.mu.conns[c] = struct{}{}
+	return true
+}
+
+func (s *clientServer) untrack(c net.Conn) {
+	s.mu.Lock()
+	delete(s.mu.conns, c)
+	s.mu.Unlock()
+	c.Close()
+}
+
+// close stops accepting, closes every connection and waits for the
+// connection goroutines.
+func (s *clientServer) close() {
+	s.mu.Lock()
+	s.mu.closed = true
+	for c := range s.mu.conns {
+		c.Close()
+	}
+	s.mu.Unlock()
+	s.ln.Close()
+	s.wg.Wait()
+}
+
+// serve runs one connection: handshake, then a reader loop (this goroutine)
+// and a writer goroutine that batches responses into few writes.
+func (s *clientServer) serve(c net.Conn) {
+	n := s.n
+	c.SetDeadline(time.Now().Add(clientHandshakeTimeout))
+	r := wire.NewReader(c, n.cfg.Wire)
+	f, err := r.Next(nil)
+	if err != nil || f.Type != wire.MsgHandshake {
+		n.log.Debug("client handshake failed", "remote", c.RemoteAddr(), "err", err)
+		return
+	}
+	var hs wire.Handshake
+	if err := wire.DecodeHandshake(f.Payload, &hs); err != nil || hs.ClusterID != n.cfg.ClusterID ||
+		hs.Version != wire.ProtocolVersion || hs.Kind != wire.ConnClient {
+		n.log.Warn("client refused: bad handshake", "remote", c.RemoteAddr(), "cluster", hs.ClusterID, "version", hs.Version, "err", err)
+		return
+	}
+	reply := wire.AppendHandshake(nil, &wire.Handshake{ClusterID: n.cfg.ClusterID, NodeID: n.cfg.ID, Version: wire.ProtocolVersion, Kind: wire.ConnClient})
+	if _, err := c.Write(reply); err != nil {
+		return
+	}
+	c.SetDeadline(time.Time{})
+
+	// inflight bounds requests being processed on this connection; the
+	// reader stops reading when it is full, so TCP pushes back.
+	inflight := make(chan struct{}, DefaultClientInflight)
+	// out carries responses to the writer; its capacity equals the in-flight
+	// bound, so a completion callback never blocks.
+	out := make(chan *wire.ClientResponse, DefaultClientInflight)
+	stop := make(chan struct{})
+	writerDone := make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		s.writeLoop(c, out, inflight, stop)
+	}()
+	defer func() {
+		close(stop)
+		c.Close()
+		<-writerDone
+	}()
+	var req wire.ClientRequest
+	buf := make([]byte, 0, 4096)
+	for {
+		select {
+		case inflight <- struct{}{}:
+		case <-stop:
+			return
+		}
+		f, err := r.Next(buf[:0])
+		if err != nil {
+			if !isClosedErr(err) {
+				n.log.Debug("client connection closed", "remote", c.RemoteAddr(), "err", err)
+			}
+			return
+		}
+		if cap(f.Payload) > cap(buf) && cap(f.Payload) <= 1<<20 {
+			buf = f.Payload[:0]
+		}
+		if f.Type != wire.MsgClientRequest {
+			n.log.Warn("client sent unexpected frame; closing", "remote", c.RemoteAddr(), "type", f.Type)
+			return
+		}
+		if err := wire.DecodeClientRequest(f.Payload, &req); err != nil {
+			n.log.Warn("client sent malformed request; closing", "remote", c.RemoteAddr(), "err", err)
+			return
+		}
+		n.Submit(&req, func(resp *wire.ClientResponse) { out <- resp })
+	}
+}
+
+// writeLoop encodes responses as they complete and flushes when none are
+// waiting, so a burst of completions costs one write.
+func (s *clientServer) writeLoop(c net.Conn, out <-chan *wire.ClientResponse, inflight <-chan struct{}, stop <-chan struct{}) {
+	bw := bufio.NewWriterSize(c, clientFlushBytes)
+	var buf []byte
+	opts := s.n.cfg.Wire
+	opts.Compression = wire.CompressionNone
+	for {
+		var resp *wire.ClientResponse
+		select {
+		case resp = <-out:
+		case <-stop:
+			return
+		}
+		for resp != nil {
+			var err error
+			buf, err = wire.AppendClientResponse(buf[:0], resp, &opts)
+			if err != nil {
+				buf, _ = wire.AppendClientResponse(buf[:0], &wire.ClientResponse{ID: resp.ID, Status: wire.StatusError, Err: "response too large"}, &opts)
+			}
+			<-inflight
+			c.SetWriteDeadline(time.Now().Add(clientWriteTimeout))
+			if _, err := bw.Write(buf); err != nil {
+				c.Close()
+				return
+			}
+			select {
+			case resp = <-out:
+			default:
+				resp = nil
+			}
+		}
+		if err := bw.Flush(); err != nil {
+			c.Close()
+			return
+		}
+	}
+}
+
+// isClosedErr reports errors that just mean the peer or we closed.
+func isClosedErr(err error) bool {
+	var ne *net.OpError
+	return errors.Is(err, net.ErrClosed) || errors.As(err, &ne) || errors.Is(err, wire.ErrTruncated)
+}
