@@ -145,6 +145,7 @@ func (c *cluster) restart(id uint64) {
 func (c *cluster) send(msgs []wire.Message) {
 	for _, m := range msgs {
 		if c.cut[[2]uint64{m.From, m.To}] {
+			c.lost(m)
 			continue
 		}
 		c.msgs = append(c.msgs, m)
@@ -172,7 +173,7 @@ func (c *cluster) persistOne(nd *testNode) {
 	nd.jobs = nd.jobs[1:]
 	if job.snap != nil {
 		if err := nd.storage.ApplySnapshot(*job.snap); err != nil {
-			panic(err)
+			panic(fmt.Sprintf("node %d: %v", nd.id, err))
 		}
 	}
 	if err := nd.storage.Append(job.ents); err != nil {
@@ -189,6 +190,27 @@ func (c *cluster) persistOne(nd *testNode) {
 		nd.rn.AckPersisted(job.snap.Index, job.snap.Term)
 	}
 	c.send(job.msgsAfter)
+	if len(nd.jobs) == 0 {
+		c.maybeSnapshot(nd)
+	}
+}
+
+// maybeSnapshot takes a snapshot at the applied index and compacts, as a
+// runtime would, once everything handed out is durable (so Storage agrees
+// with the applied state).
+func (c *cluster) maybeSnapshot(nd *testNode) {
+	if c.snapEvery == 0 || nd.appliedIndex <= c.snapKeep {
+		return
+	}
+	snap, _ := nd.storage.Snapshot()
+	si := nd.appliedIndex - c.snapKeep
+	if si >= snap.Index+c.snapEvery && si <= nd.storage.LastIndex() && si >= nd.storage.FirstIndex() {
+		if _, err := nd.storage.CreateSnapshot(si, nd.rn.r.confs.at(si)); err == nil {
+			if err := nd.storage.Compact(si); err != nil {
+				panic(err)
+			}
+		}
+	}
 }
 
 // persistAll makes every queued Ready of nd durable.
@@ -221,21 +243,12 @@ func (c *cluster) apply(nd *testNode, rd Ready) {
 			if err == nil {
 				nd.appliedConf = nd.rn.ApplyConfChange(cc)
 			}
+			if want := nd.rn.r.confs.at(e.Index); !slices.Equal(want.Voters, nd.appliedConf.Voters) || !slices.Equal(want.Learners, nd.appliedConf.Learners) {
+				c.errs = append(c.errs, fmt.Sprintf("node %d: ApplyConfChange at %d gives %v, log membership %v", nd.id, e.Index, nd.appliedConf, want))
+			}
 		}
 		if c.onApply != nil {
 			c.onApply(nd.id, e)
-		}
-	}
-	if c.snapEvery > 0 && nd.appliedIndex > c.snapKeep {
-		si := nd.appliedIndex
-		snap, _ := nd.storage.Snapshot()
-		durable := nd.storage.LastIndex()
-		if si >= snap.Index+c.snapEvery && si <= durable && si > nd.storage.FirstIndex() {
-			if _, err := nd.storage.CreateSnapshot(si, nd.appliedConf); err == nil {
-				if err := nd.storage.Compact(si); err != nil {
-					panic(err)
-				}
-			}
 		}
 	}
 }
@@ -259,6 +272,7 @@ func (c *cluster) deliverOne(i int) {
 	c.msgs = append(c.msgs[:i], c.msgs[i+1:]...)
 	nd := c.nodes[m.To]
 	if nd == nil || nd.down || c.cut[[2]uint64{m.From, m.To}] {
+		c.lost(m)
 		return
 	}
 	if m.Type == wire.MsgSnap {
@@ -272,6 +286,24 @@ func (c *cluster) deliverOne(i int) {
 	if err := nd.rn.Step(m); err != nil {
 		panic(fmt.Sprintf("step %+v: %v", m, err))
 	}
+}
+
+// lost tells the sender's runtime that a snapshot transfer failed (a real
+// transport always reports the outcome of a snapshot stream).
+func (c *cluster) lost(m wire.Message) {
+	if m.Type != wire.MsgSnap {
+		return
+	}
+	if s := c.nodes[m.From]; s != nil && !s.down {
+		s.rn.ReportSnapshot(m.To, true)
+	}
+}
+
+// drop removes the message at position i from the network as lost.
+func (c *cluster) drop(i int) {
+	m := c.msgs[i]
+	c.msgs = append(c.msgs[:i], c.msgs[i+1:]...)
+	c.lost(m)
 }
 
 // stabilize processes and delivers until nothing is left (persisting

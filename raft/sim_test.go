@@ -198,7 +198,7 @@ func (s *sim) randomStep() {
 		if len(c.msgs) > 0 {
 			i := rnd.IntN(len(c.msgs))
 			s.tracef("drop %s", msgString(c.msgs[i]))
-			c.msgs = append(c.msgs[:i], c.msgs[i+1:]...)
+			c.drop(i)
 		}
 	case k < 450: // duplicate
 		if len(c.msgs) > 0 {
@@ -491,7 +491,7 @@ func (s *sim) finish() error {
 		lead = 0
 	}
 	if lead == 0 {
-		return fmt.Errorf("liveness: cluster did not settle after healing")
+		return fmt.Errorf("liveness: cluster did not settle after healing:\n%s", s.dump())
 	}
 	// Every accepted proposal is committed or was overwritten (its caller
 	// would have seen the different term at its index).
@@ -533,4 +533,19 @@ func (s *sim) finish() error {
 		}
 	}
 	return nil
+}
+
+// dump describes every node for failure messages.
+func (s *sim) dump() string {
+	var b strings.Builder
+	for _, id := range s.c.ids {
+		nd := s.c.nodes[id]
+		st := nd.rn.Status()
+		fmt.Fprintf(&b, "node %d down=%v %v term=%d vote=%d lead=%d commit=%d applied=%d last=%d durable=%d first=%d conf=%v transferee=%d\n",
+			id, nd.down, st.Role, st.Term, st.Vote, st.Lead, st.Commit, st.Applied, st.LastIndex, st.Durable, nd.rn.r.log.firstIndex(), st.Conf, st.LeadTransferee)
+		for pid, p := range st.Progress {
+			fmt.Fprintf(&b, "   pr %d: %+v\n", pid, p)
+		}
+	}
+	return b.String()
 }
