@@ -290,7 +290,8 @@ func (r *Report) WriteLagCSV(w io.Writer) error {
 	return cw.Error()
 }
 
-// BaseName is the file stem WriteOut uses: system-mode-cN-iN[-rateN].
+// BaseName is the file stem WriteOut uses: system-mode-cN-iN (closed) or
+// system-mode-rateN (open), made safe for file names.
 func (r *Report) BaseName() string {
 	name := r.System
 	if name == "" {
@@ -304,7 +305,20 @@ func (r *Report) BaseName() string {
 	} else {
 		name += fmt.Sprintf("-c%d-i%d", r.Clients, r.Inflight)
 	}
-	return name
+	return safeFileName(name)
+}
+
+// safeFileName maps every byte outside [A-Za-z0-9._-] to '-', so labels
+// with spaces or '=' still give portable file names.
+func safeFileName(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		ok := c == '.' || c == '_' || c == '-' || (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+		if !ok {
+			b[i] = '-'
+		}
+	}
+	return string(b)
 }
 
 // WriteOut writes BaseName().json, .txt (summary), .hgrm, .csv (per

@@ -150,6 +150,12 @@ func TestWriteOutFiles(t *testing.T) {
 	if err := rep.WriteOut(dir); err != nil {
 		t.Fatal(err)
 	}
+	if got := rep.BaseName(); got != "fake-mem-c4-i2" {
+		t.Fatalf("base name %q", got)
+	}
+	if got := (&Report{System: "a b", Mode: "x=1/y", LoadModel: "open", RateOpsPerSec: 5}).BaseName(); got != "a-b-x-1-y-rate5" {
+		t.Fatalf("unsafe label gave base name %q", got)
+	}
 	base := filepath.Join(dir, rep.BaseName())
 	for _, suffix := range []string{".json", ".txt", ".hgrm", ".csv", "-lag.csv"} {
 		if st, err := os.Stat(base + suffix); err != nil || st.Size() == 0 {
