@@ -62,11 +62,16 @@ var (
 
 // Error kinds produced by the default classifier.
 const (
-	KindTimeout   = "timeout"
+	// KindTimeout: the op or its context timed out.
+	KindTimeout = "timeout"
+	// KindNotLeader: the op reached a node that is not the leader.
 	KindNotLeader = "not_leader"
-	KindBusy      = "busy"
-	KindCanceled  = "canceled"
-	KindOther     = "other"
+	// KindBusy: the target refused the op for lack of queue space.
+	KindBusy = "busy"
+	// KindCanceled: the op's context was cancelled (drain deadline, caller).
+	KindCanceled = "canceled"
+	// KindOther: any error not recognised.
+	KindOther = "other"
 	// KindUnsent counts open-loop ops that were scheduled inside the
 	// measurement window but never sent because the drain deadline passed.
 	KindUnsent = "unsent"
@@ -100,7 +105,9 @@ func ErrorKind(err error) string {
 
 // Distribution names accepted by Config.Distribution.
 const (
+	// DistUniform picks every key with equal probability.
 	DistUniform = "uniform"
+	// DistZipfian skews picks towards low key numbers (Zipf, s = zipfS).
 	DistZipfian = "zipfian"
 )
 
@@ -181,12 +188,17 @@ type Config struct {
 	// ClassifyError overrides the error classifier; nil uses the Target's
 	// ErrorKind method if it has one, else ErrorKind.
 	ClassifyError func(error) string `json:"-"`
-	// System, Version, Mode and Nodes are labels echoed in the report so
+	// System names the system under test ("raftpipe", "hashicorp-raft").
+	// System, Version, Mode and Nodes are only echoed in the report, so
 	// result files say what they measured.
-	System  string
+	System string
+	// Version is the system's version or commit.
 	Version string
-	Mode    string
-	Nodes   int
+	// Mode names the configuration that matters for the numbers, e.g. the
+	// durability setting ("fsync", "nosync").
+	Mode string
+	// Nodes is the cluster size.
+	Nodes int
 }
 
 // withDefaults returns cfg with zero fields replaced by defaults, or an

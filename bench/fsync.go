@@ -20,7 +20,8 @@ type FsyncResult struct {
 	WriteBytes int `json:"write_bytes"`
 	// Method names the sync call used ("fdatasync", or "fsync" where the
 	// platform lacks fdatasync).
-	Method string  `json:"method"`
+	Method string `json:"method"`
+	// P50Us, P99Us, MaxUs and MeanUs summarise the timed pairs, µs.
 	P50Us  int64   `json:"p50_us"`
 	P99Us  int64   `json:"p99_us"`
 	MaxUs  int64   `json:"max_us"`

@@ -46,12 +46,15 @@ const (
 // maximum of the leader's last index, so the history is non-decreasing and
 // can be binary-searched even across a leader change that truncates a log.
 type histPoint struct {
-	at   time.Duration
+	// at is the sample time from the run's start.
+	at time.Duration
+	// last is the running maximum of the leader's last index at that time.
 	last uint64
 }
 
 // lagHistory is a bounded ring of histPoints, oldest first in logical order.
 type lagHistory struct {
+	// ring holds the points; its length is the capacity.
 	ring []histPoint
 	// head is the ring position of the oldest point; n the number held.
 	head, n int
@@ -128,10 +131,12 @@ type FollowerLagPoint struct {
 // LagPoint is one sample of the lag time series.
 type LagPoint struct {
 	// TMs is the sample time in ms since the measurement window opened.
-	TMs          float64            `json:"t_ms"`
-	LeaderLast   uint64             `json:"leader_last"`
-	LeaderCommit uint64             `json:"leader_commit"`
-	Followers    []FollowerLagPoint `json:"followers"`
+	TMs float64 `json:"t_ms"`
+	// LeaderLast and LeaderCommit are the sample's leader indexes.
+	LeaderLast   uint64 `json:"leader_last"`
+	LeaderCommit uint64 `json:"leader_commit"`
+	// Followers are in ID order.
+	Followers []FollowerLagPoint `json:"followers"`
 }
 
 // lagPoint computes one series point from a sample; hist must already hold
@@ -170,10 +175,15 @@ func subFloor(a, b uint64) uint64 {
 // lagRecorder accumulates lag samples. Owned by the sampling goroutine
 // until Run has joined it.
 type lagRecorder struct {
-	hist      *lagHistory
-	series    []LagPoint
-	dropped   uint64
-	errors    uint64
+	// hist converts indexes to time lags; it also holds warm-up samples.
+	hist *lagHistory
+	// series is the window's samples. Invariant: len <= maxLagSamples.
+	series []LagPoint
+	// dropped counts window samples past maxLagSamples.
+	dropped uint64
+	// errors counts failed SampleLag calls in the window.
+	errors uint64
+	// saturated records that some time lag was a lower bound.
 	saturated bool
 }
 
@@ -231,17 +241,25 @@ func (rs *runState) sampleLag(ctx context.Context, src LagSource, lr *lagRecorde
 
 // FollowerLagStats summarises one follower's lag over the window.
 type FollowerLagStats struct {
-	ID                  uint64  `json:"id"`
-	Samples             int     `json:"samples"`
-	BehindLastP50       uint64  `json:"behind_last_p50_entries"`
-	BehindLastP99       uint64  `json:"behind_last_p99_entries"`
-	BehindLastMax       uint64  `json:"behind_last_max_entries"`
-	BehindCommitP50     uint64  `json:"behind_commit_p50_entries"`
-	BehindCommitP99     uint64  `json:"behind_commit_p99_entries"`
-	BehindCommitMax     uint64  `json:"behind_commit_max_entries"`
-	TimeLagP50Ms        float64 `json:"time_lag_p50_ms"`
-	TimeLagP99Ms        float64 `json:"time_lag_p99_ms"`
-	TimeLagMaxMs        float64 `json:"time_lag_max_ms"`
+	// ID is the follower's node ID (0 for the pooled statistics).
+	ID uint64 `json:"id"`
+	// Samples is how many lag samples the statistics cover.
+	Samples int `json:"samples"`
+	// BehindLast*: entries behind the leader's last index (replication
+	// backlog), nearest-rank p50, p99 and max over the samples.
+	BehindLastP50 uint64 `json:"behind_last_p50_entries"`
+	BehindLastP99 uint64 `json:"behind_last_p99_entries"`
+	BehindLastMax uint64 `json:"behind_last_max_entries"`
+	// BehindCommit*: entries behind the leader's commit index (staleness
+	// of a read served by this follower).
+	BehindCommitP50 uint64 `json:"behind_commit_p50_entries"`
+	BehindCommitP99 uint64 `json:"behind_commit_p99_entries"`
+	BehindCommitMax uint64 `json:"behind_commit_max_entries"`
+	// TimeLag*: how long ago the leader had the follower's index, ms.
+	TimeLagP50Ms float64 `json:"time_lag_p50_ms"`
+	TimeLagP99Ms float64 `json:"time_lag_p99_ms"`
+	TimeLagMaxMs float64 `json:"time_lag_max_ms"`
+	// behindLast, behindC and timeLag collect samples until finished.
 	behindLast, behindC []uint64
 	timeLag             []float64
 }

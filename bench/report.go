@@ -26,23 +26,32 @@ type Report struct {
 	Nodes   int    `json:"nodes"`
 	// LoadModel is "closed" (Clients*Inflight outstanding) or "open"
 	// (RateOpsPerSec, latency from the scheduled time).
-	LoadModel      string  `json:"load_model"`
-	Clients        int     `json:"clients"`
-	Inflight       int     `json:"inflight"`
+	LoadModel string `json:"load_model"`
+	// Clients and Inflight give the closed loop's concurrency.
+	Clients  int `json:"clients"`
+	Inflight int `json:"inflight"`
+	// RateOpsPerSec and MaxOutstanding describe the open loop (absent for
+	// the closed loop).
 	RateOpsPerSec  float64 `json:"rate_ops_per_s,omitempty"`
 	MaxOutstanding int     `json:"max_outstanding,omitempty"`
-	Payload        int     `json:"payload"`
-	WriteFraction  float64 `json:"write_fraction"`
-	StaleReads     bool    `json:"stale_reads"`
-	Keys           int     `json:"keys"`
-	Distribution   string  `json:"distribution"`
-	Seed           uint64  `json:"seed"`
+	// Payload is the value size of each write, bytes.
+	Payload int `json:"payload"`
+	// WriteFraction, StaleReads, Keys, Distribution and Seed describe the
+	// operation mix, so a run can be repeated exactly.
+	WriteFraction float64 `json:"write_fraction"`
+	StaleReads    bool    `json:"stale_reads"`
+	Keys          int     `json:"keys"`
+	Distribution  string  `json:"distribution"`
+	Seed          uint64  `json:"seed"`
 	// DurationS is the measurement window actually run (shorter than
 	// configured only if the caller cancelled).
 	DurationS float64 `json:"duration_s"`
-	WarmupS   float64 `json:"warmup_s"`
+	// WarmupS is the unrecorded warm-up before the window.
+	WarmupS float64 `json:"warmup_s"`
 	// StartTime is when the window opened (UTC, RFC 3339).
-	StartTime  string `json:"start_time"`
+	StartTime string `json:"start_time"`
+	// GoVersion, GOMAXPROCS and NumCPU describe the load generator's
+	// process, which shares the CPU with an embedded cluster.
 	GoVersion  string `json:"go_version"`
 	GOMAXPROCS int    `json:"gomaxprocs"`
 	NumCPU     int    `json:"num_cpu"`
@@ -52,6 +61,7 @@ type Report struct {
 	Ops     uint64  `json:"ops"`
 	OpsPerS float64 `json:"ops_per_s"`
 	// Latency percentiles of successful ops, µs, from the merged histogram.
+	// Values are the highest value equivalent at 3 significant digits.
 	MeanUs   float64 `json:"mean_us"`
 	P50Us    int64   `json:"p50_us"`
 	P90Us    int64   `json:"p90_us"`
@@ -79,10 +89,13 @@ type Report struct {
 	FollowerLagMaxMs            float64 `json:"follower_lag_max_ms"`
 	// FollowerLagSaturated: some time lag exceeded the bounded history and
 	// is a lower bound.
-	FollowerLagSaturated bool               `json:"follower_lag_saturated"`
-	FollowerLag          []FollowerLagStats `json:"follower_lag"`
-	LagSampleErrors      uint64             `json:"lag_sample_errors"`
-	LagSamplesDropped    uint64             `json:"lag_samples_dropped"`
+	FollowerLagSaturated bool `json:"follower_lag_saturated"`
+	// FollowerLag has the statistics per follower, in ID order.
+	FollowerLag []FollowerLagStats `json:"follower_lag"`
+	// LagSampleErrors counts failed SampleLag calls in the window.
+	LagSampleErrors uint64 `json:"lag_sample_errors"`
+	// LagSamplesDropped counts samples past the maxLagSamples bound.
+	LagSamplesDropped uint64 `json:"lag_samples_dropped"`
 
 	// Series has one point per second of the window, by completion time.
 	Series []SecondPoint `json:"series"`
@@ -102,12 +115,15 @@ type Report struct {
 // SecondPoint is one second of the per-second series.
 type SecondPoint struct {
 	// T is the second's index from the window's start.
-	T      int    `json:"t_s"`
+	T int `json:"t_s"`
+	// Ops and Errors count ops completed (successfully, or not) in it.
 	Ops    uint64 `json:"ops"`
 	Errors uint64 `json:"errors"`
-	P50Us  int64  `json:"p50_us"`
-	P99Us  int64  `json:"p99_us"`
-	MaxUs  int64  `json:"max_us"`
+	// P50Us, P99Us and MaxUs are that second's latencies at 2 significant
+	// digits (the per-second histograms trade precision for memory).
+	P50Us int64 `json:"p50_us"`
+	P99Us int64 `json:"p99_us"`
+	MaxUs int64 `json:"max_us"`
 }
 
 // setLatency fills the latency fields from h.

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"image/png"
 	"io"
 	"os"
@@ -225,6 +226,24 @@ func TestSweepWritesTableAndPlot(t *testing.T) {
 	checkPNG(t, filepath.Join(dir, "sweep-throughput-p99.png"))
 	if !strings.Contains(progress.String(), "sweep point: 4 clients") {
 		t.Fatalf("progress: %q", progress.String())
+	}
+
+	rates, err := SweepRates(context.Background(), cfg, []float64{500, 1000}, setup, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rates.Points) != 2 || rates.Points[1].RateOpsPerSec != 1000 || rates.Points[1].LoadModel != "open" {
+		t.Fatalf("rate sweep points %+v", rates.Points)
+	}
+	var md2 bytes.Buffer
+	if err := rates.WriteMarkdown(&md2); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(md2.String(), "| open 1000/s |") {
+		t.Fatalf("rate table:\n%s", md2.String())
+	}
+	if _, err := SweepRates(context.Background(), cfg, []float64{0}, setup, nil); !errors.Is(err, ErrInvalidConfig) {
+		t.Fatalf("zero rate: %v", err)
 	}
 }
 

@@ -40,7 +40,8 @@ type worker struct {
 	hist *hdr.Histogram
 	// sec holds latencies of ops completed in second curSec of the window;
 	// handed to the seconds aggregator when the worker sees a new second.
-	sec       *hdr.Histogram
+	sec *hdr.Histogram
+	// curSec is the window second sec covers; secErrors its failures.
 	curSec    int
 	secErrors uint64
 	// errors counts failed measured ops by kind. Errors are off the hot path.
@@ -57,8 +58,11 @@ type worker struct {
 // runState is what all goroutines of one Run share, read-only after setup
 // except for the aggregator and the counters noted.
 type runState struct {
-	cfg      Config
-	target   Target
+	// cfg is the run's configuration with defaults applied.
+	cfg Config
+	// target is the system under test.
+	target Target
+	// classify names an error's kind for errors_by_kind.
 	classify func(error) string
 	// start is when load begins; measureStart and measureEnd delimit the
 	// window in which ops are recorded (by send time, or scheduled time in
@@ -70,7 +74,9 @@ type runState struct {
 	nsPerOp float64
 	// nextSeq hands out open-loop schedule slots to workers.
 	nextSeq atomic.Uint64
+	// seconds collects the per-second series.
 	seconds *secondsAgg
+	// workers are indexed by worker number; fixed after setup.
 	workers []*worker
 }
 
