@@ -89,6 +89,11 @@
 // A timeout yields porcupine.Unknown and ErrCheckTimedOut: no violation
 // was found in the time given, which the caller may accept or not.
 //
+// toy_test.go is a worked example of the whole loop on a toy replicated
+// register: it shows the harness catching a stale read caused by a one-way
+// partition, and passing a correct design under partition, delay and
+// sever with indeterminate outcomes.
+//
 // # Determinism
 //
 // The seeds make the choices of the harness repeatable (jitter samples,
