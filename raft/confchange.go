@@ -1,7 +1,6 @@
 package raft
 
 import (
-	"encoding/binary"
 	"fmt"
 	"slices"
 
@@ -20,29 +19,22 @@ const confChangeHeaderBytes = 9
 // addresses) so a conf-change entry stays small.
 const maxConfChangeContextBytes = 4096
 
-// encodeConfChange is the Data of an EntryConfChange entry:
-// [type u8][node ID u64 little-endian][context...].
-// TODO(integration): switch to wire.AppendConfChange once it lands; the
-// layout here is private to the core until then.
+// encodeConfChange is the Data of an EntryConfChange entry, in the wire
+// package's versioned ConfChange layout (the runtime decodes the same bytes
+// with wire.DecodeConfChange).
 func encodeConfChange(cc wire.ConfChange) []byte {
-	b := make([]byte, confChangeHeaderBytes, confChangeHeaderBytes+len(cc.Context))
-	b[0] = byte(cc.Type)
-	binary.LittleEndian.PutUint64(b[1:], cc.NodeID)
-	return append(b, cc.Context...)
+	return wire.AppendConfChange(make([]byte, 0, confChangeHeaderBytes+8+len(cc.Context)), &cc)
 }
 
 // DecodeConfChange parses the Data of an EntryConfChange entry, as the
 // runtime must do when it applies one. Context aliases data.
 func DecodeConfChange(data []byte) (wire.ConfChange, error) {
-	if len(data) < confChangeHeaderBytes {
-		return wire.ConfChange{}, fmt.Errorf("conf change of %d bytes, need %d: %w", len(data), confChangeHeaderBytes, ErrInvalidConfChange)
+	var cc wire.ConfChange
+	if err := wire.DecodeConfChange(data, &cc); err != nil {
+		return wire.ConfChange{}, fmt.Errorf("%w: %w", ErrInvalidConfChange, err)
 	}
-	cc := wire.ConfChange{
-		Type:   wire.ConfChangeType(data[0]),
-		NodeID: binary.LittleEndian.Uint64(data[1:]),
-	}
-	if ctx := data[confChangeHeaderBytes:]; len(ctx) > 0 {
-		cc.Context = ctx
+	if len(cc.Context) == 0 {
+		cc.Context = nil
 	}
 	return cc, nil
 }
