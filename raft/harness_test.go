@@ -72,6 +72,8 @@ type cluster struct {
 	// snapEvery makes nodes snapshot+compact after this many applied
 	// entries beyond their last snapshot (0 = never).
 	snapEvery uint64
+	// snapshotsSent counts MsgSnap deliveries.
+	snapshotsSent int
 	// snapKeep is how many entries below the snapshot stay uncompacted.
 	snapKeep uint64
 }
@@ -175,6 +177,10 @@ func (c *cluster) persistOne(nd *testNode) {
 		if err := nd.storage.ApplySnapshot(*job.snap); err != nil {
 			panic(fmt.Sprintf("node %d: %v", nd.id, err))
 		}
+		// The state machine is restored once the snapshot is durable in
+		// the log: a crash in between leaves both at the old state.
+		nd.appliedIndex = job.snap.Index
+		nd.appliedConf = cloneConfState(job.snap.Conf)
 	}
 	if err := nd.storage.Append(job.ents); err != nil {
 		panic(err)
@@ -223,10 +229,6 @@ func (c *cluster) persistAll(nd *testNode) {
 // apply applies a Ready's snapshot and committed entries to nd's state
 // machine, checking state machine safety against the global history.
 func (c *cluster) apply(nd *testNode, rd Ready) {
-	if rd.Snapshot != nil {
-		nd.appliedIndex = rd.Snapshot.Index
-		nd.appliedConf = cloneConfState(rd.Snapshot.Conf)
-	}
 	for _, e := range rd.CommittedEntries {
 		if e.Index != nd.appliedIndex+1 {
 			c.errs = append(c.errs, fmt.Sprintf("node %d applied %d after %d", nd.id, e.Index, nd.appliedIndex))
@@ -276,6 +278,7 @@ func (c *cluster) deliverOne(i int) {
 		return
 	}
 	if m.Type == wire.MsgSnap {
+		c.snapshotsSent++
 		// The "runtime" streamed the data; the leader side reports it.
 		defer func() {
 			if s := c.nodes[m.From]; s != nil && !s.down {

@@ -36,9 +36,11 @@ const simDefaultBudget = 60 * time.Second
 
 func TestSim(t *testing.T) {
 	if *simSeed >= 0 {
-		if err := runSim(uint64(*simSeed), *simSteps); err != nil {
+		s, err := runSim(uint64(*simSeed), *simSteps)
+		if err != nil {
 			t.Fatalf("seed %d: %v", *simSeed, err)
 		}
+		t.Logf("seed %d: %s", *simSeed, s.stats)
 		return
 	}
 	budget := *simDuration
@@ -50,13 +52,16 @@ func TestSim(t *testing.T) {
 	}
 	deadline := time.Now().Add(budget)
 	seeds := 0
+	var total simStats
 	for seed := uint64(1); time.Now().Before(deadline); seed++ {
-		if err := runSim(seed, *simSteps); err != nil {
+		s, err := runSim(seed, *simSteps)
+		if err != nil {
 			t.Fatalf("seed %d: %v\nreplay: go test ./raft -run 'TestSim$' -seed %d", seed, err, seed)
 		}
+		total.add(s.stats)
 		seeds++
 	}
-	t.Logf("%d seeds passed", seeds)
+	t.Logf("%d seeds passed; totals: %s", seeds, total)
 }
 
 // simProposal is a proposal the leader accepted at (index, term).
@@ -81,11 +86,34 @@ type sim struct {
 	proposals     []simProposal
 	nProposed     int
 	trace         []string
+	// reads maps a ReadIndex context to the highest index known committed
+	// when the read was issued: its answer must not be lower.
+	reads map[string]uint64
+	stats simStats
+}
+
+// simStats shows that a run exercised the protocol (not just idled).
+type simStats struct {
+	applied, terms, confChanges, snapshotsSent, reads, crashes int
+}
+
+func (a *simStats) add(b simStats) {
+	a.applied += b.applied
+	a.terms += b.terms
+	a.confChanges += b.confChanges
+	a.snapshotsSent += b.snapshotsSent
+	a.reads += b.reads
+	a.crashes += b.crashes
+}
+
+func (a simStats) String() string {
+	return fmt.Sprintf("applied=%d terms=%d confChangesApplied=%d snapshotsSent=%d readsConfirmed=%d crashes=%d",
+		a.applied, a.terms, a.confChanges, a.snapshotsSent, a.reads, a.crashes)
 }
 
 // runSim runs one seed for steps steps and the final heal/check.
-func runSim(seed uint64, steps int) (err error) {
-	s := &sim{seed: seed, leaders: map[uint64]uint64{}, committed: map[uint64]wire.Entry{}, committedTerm: map[uint64]uint64{}}
+func runSim(seed uint64, steps int) (s *sim, err error) {
+	s = &sim{seed: seed, leaders: map[uint64]uint64{}, committed: map[uint64]wire.Entry{}, committedTerm: map[uint64]uint64{}, reads: map[string]uint64{}}
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("panic at step %d: %v\nlast actions:\n%s", s.step, p, s.lastTrace())
@@ -108,7 +136,7 @@ func runSim(seed uint64, steps int) (err error) {
 		cfg.MaxSizePerMsgBytes = 64
 	})
 	c.async = true
-	if c.rnd.IntN(2) == 0 {
+	if c.rnd.IntN(3) != 0 {
 		c.snapEvery = uint64(5 + c.rnd.IntN(30))
 		c.snapKeep = uint64(c.rnd.IntN(10))
 	}
@@ -118,24 +146,11 @@ func runSim(seed uint64, steps int) (err error) {
 	for s.step = 0; s.step < steps; s.step++ {
 		s.randomStep()
 		if err := s.check(); err != nil {
-			return err
+			return s, err
 		}
 	}
 	err = s.finish()
-	lastSim = s
-	return err
-}
-
-var lastSim *sim
-
-func runSimStats(seed uint64, steps int) string {
-	err := runSim(seed, steps)
-	s := lastSim
-	if s == nil { return fmt.Sprint(err) }
-	nsnap, ncc := 0, 0
-	for _, h := range s.c.history { if h.typ == wire.EntryConfChange { ncc++ } }
-	for _, id := range s.c.ids { if s.c.nodes[id].storage.FirstIndex() > 1 { nsnap++ } }
-	return fmt.Sprintf("err=%v history=%d terms=%d proposals=%d cc=%d nodesCompacted=%d nodes=%d", err, len(s.c.history), len(s.leaders), len(s.proposals), ncc, nsnap, len(s.c.ids))
+	return s, err
 }
 
 func (s *sim) tracef(format string, args ...any) {
@@ -252,6 +267,7 @@ func (s *sim) randomStep() {
 		if len(live) > 1 {
 			id := s.pick(live)
 			c.crash(id)
+			s.stats.crashes++
 			s.tracef("crash %d", id)
 		}
 	case k < 941: // restart
@@ -277,7 +293,10 @@ func (s *sim) randomStep() {
 		}
 	case k < 990: // read
 		if id := c.leader(); id != 0 {
-			_ = c.nodes[id].rn.ReadIndex([]byte(fmt.Sprintf("r%d", s.step)))
+			ctx := fmt.Sprintf("r%d", s.step)
+			if c.nodes[id].rn.ReadIndex([]byte(ctx)) == nil {
+				s.reads[ctx] = s.maxCommitted()
+			}
 			s.tracef("read at %d", id)
 		}
 	default: // campaign
@@ -347,11 +366,42 @@ func nodeLog(nd *testNode) (first uint64, ents []wire.Entry) {
 	return first, ents
 }
 
+// maxCommitted is the highest index any leader has committed so far.
+func (s *sim) maxCommitted() uint64 {
+	var m uint64
+	for _, id := range s.c.ids {
+		if r := s.c.nodes[id].rn.r; r.role == RoleLeader && !s.c.nodes[id].down {
+			m = max(m, r.log.committed)
+		}
+	}
+	for i := range s.committed {
+		m = max(m, i)
+	}
+	return m
+}
+
 // check verifies the safety properties.
 func (s *sim) check() error {
 	c := s.c
 	if len(c.errs) > 0 {
 		return fmt.Errorf("%s", strings.Join(c.errs, "; "))
+	}
+	// Linearizable reads: a read's index covers everything committed
+	// before it was issued.
+	for _, id := range c.ids {
+		nd := c.nodes[id]
+		for _, rs := range nd.readStates {
+			want, ok := s.reads[string(rs.Ctx)]
+			if !ok {
+				return fmt.Errorf("node %d: ReadState for unknown or repeated ctx %q", id, rs.Ctx)
+			}
+			if rs.Index < want {
+				return fmt.Errorf("stale read: node %d answered %q at index %d, but %d was committed before it was issued", id, rs.Ctx, rs.Index, want)
+			}
+			delete(s.reads, string(rs.Ctx))
+			s.stats.reads++
+		}
+		nd.readStates = nd.readStates[:0]
 	}
 	type view struct {
 		id    uint64
@@ -531,7 +581,13 @@ func (s *sim) finish() error {
 		if k != uint64(i+1) {
 			return fmt.Errorf("applied history has a gap at %d", i+1)
 		}
+		if c.history[k].typ == wire.EntryConfChange {
+			s.stats.confChanges++
+		}
 	}
+	s.stats.applied = len(keys)
+	s.stats.terms = len(s.leaders)
+	s.stats.snapshotsSent = c.snapshotsSent
 	return nil
 }
 
