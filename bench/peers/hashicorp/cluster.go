@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -170,23 +171,41 @@ func (c *cluster) close() error {
 	return errors.Join(errs...)
 }
 
-// applyTarget sends each write to the leader with raft.Apply.
+// applyTarget sends each write to the current leader with raft.Apply.
 type applyTarget struct {
-	// leader is the node that was leader when the run began. A leader
-	// change during a run shows up as not_leader errors, which is the
-	// honest result for a benchmark that does not retry.
-	leader *raft.Raft
-	// timeout is Apply's enqueue timeout.
+	c *cluster
+	// leader is the node writes go to. When Apply says this node is not
+	// (or no longer) the leader, the op fails (counted as an error, never
+	// retried, so the result stays honest) and the target waits for a new
+	// leader before returning, as a redirecting client would; without the
+	// wait, every client would spin on instant errors and starve the
+	// election of CPU.
+	leader atomic.Pointer[node]
+	// timeout is Apply's enqueue timeout, and bounds the wait for a leader.
 	timeout time.Duration
 }
 
-// Do implements bench.Target. ctx is not consulted: Apply has no context,
-// only its own timeout.
-func (t *applyTarget) Do(_ context.Context, op *bench.Op) error {
+func newApplyTarget(c *cluster, leader *node, timeout time.Duration) *applyTarget {
+	t := &applyTarget{c: c, timeout: timeout}
+	t.leader.Store(leader)
+	return t
+}
+
+// Do implements bench.Target. Apply has no context, only its own timeout,
+// so ctx is consulted only while waiting for a new leader.
+func (t *applyTarget) Do(ctx context.Context, op *bench.Op) error {
 	if !op.Write {
 		return errors.New("hashicorp peer: reads are not supported")
 	}
-	return t.leader.Apply(encodePut(op.Key, op.Value), t.timeout).Error()
+	err := t.leader.Load().raft.Apply(encodePut(op.Key, op.Value), t.timeout).Error()
+	if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+		wctx, cancel := context.WithTimeout(ctx, t.timeout)
+		if l, werr := t.c.waitLeader(wctx); werr == nil {
+			t.leader.Store(l)
+		}
+		cancel()
+	}
+	return err
 }
 
 // ErrorKind implements bench.ErrorClassifier for hashicorp's errors.
@@ -204,21 +223,23 @@ func (t *applyTarget) ErrorKind(err error) string {
 	return bench.ErrorKind(err)
 }
 
-// lagSource samples replication progress from the in-process nodes.
+// lagSource samples replication progress from the in-process nodes,
+// following the target's current leader.
 type lagSource struct {
 	c      *cluster
-	leader *node
+	target *applyTarget
 }
 
 // SampleLag implements bench.LagSource.
 func (l *lagSource) SampleLag(context.Context) (bench.LagSample, error) {
-	commit, err := strconv.ParseUint(l.leader.raft.Stats()["commit_index"], 10, 64)
+	leader := l.target.leader.Load()
+	commit, err := strconv.ParseUint(leader.raft.Stats()["commit_index"], 10, 64)
 	if err != nil {
 		return bench.LagSample{}, fmt.Errorf("leader commit_index: %w", err)
 	}
-	s := bench.LagSample{LeaderLast: l.leader.raft.LastIndex(), LeaderCommit: commit, Followers: map[uint64]uint64{}}
+	s := bench.LagSample{LeaderLast: leader.raft.LastIndex(), LeaderCommit: commit, Followers: map[uint64]uint64{}}
 	for _, n := range l.c.nodes {
-		if n == l.leader {
+		if n == leader {
 			continue
 		}
 		id, _ := strconv.ParseUint(string(n.id), 10, 64)

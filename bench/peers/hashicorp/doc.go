@@ -50,7 +50,11 @@
 //
 // Target.Do is leader.Apply(cmd, applyTimeout).Error(): it returns after
 // the entry is committed by a majority (fsynced on each) and applied to the
-// leader's FSM. Only writes are supported. Follower lag comes from the
+// leader's FSM. Only writes are supported. If leadership moves during a
+// run (on a loaded machine the 1 s heartbeat timeout can fire), the op that
+// hit the old leader is counted as a not_leader or leadership_lost error,
+// not retried, and the target waits for the new leader and sends the
+// following ops there, as a redirecting client would. Follower lag comes from the
 // in-process nodes: leader LastIndex(), the leader's commit_index (Stats),
 // and each follower's LastIndex() (its durable last log index, which is
 // what the leader's match index tracks).

@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/raftpipe/raftpipe/bench"
@@ -32,6 +34,7 @@ func run() (err error) {
 		outDir     = flag.String("out", "", "also write JSON, .hgrm, CSV and PNG plots into this directory")
 		applyTO    = flag.Duration("apply-timeout", 10*time.Second, "raft.Apply enqueue timeout")
 		noProgress = flag.Bool("quiet", false, "no progress on stderr")
+		sweepList  = flag.String("sweep", "", "comma-separated client counts: run one closed-loop point per count on the same cluster and print a Markdown table (-json: one JSON object per point)")
 	)
 	flag.IntVar(&cfg.Clients, "clients", 64, "closed-loop clients")
 	flag.IntVar(&cfg.Inflight, "inflight", 1, "requests outstanding per client")
@@ -74,19 +77,44 @@ func run() (err error) {
 		cfg.Mode += fmt.Sprintf("-maxappend%d", opts.maxAppendEntries)
 	}
 	cfg.Nodes = opts.nodes
-	target := &applyTarget{leader: leader.raft, timeout: *applyTO}
+	target := newApplyTarget(c, leader, *applyTO)
 	var progress io.Writer // nil: no progress
 	if !*noProgress {
 		progress = os.Stderr
 	}
-	rep, err := bench.Run(ctx, cfg, target, &lagSource{c: c, leader: leader}, progress)
+	lag := &lagSource{c: c, target: target}
+	if *sweepList != "" {
+		clients, perr := parseInts(*sweepList)
+		if perr != nil {
+			return perr
+		}
+		setup := func(context.Context, bench.Config) (bench.Target, bench.LagSource, func() error, error) {
+			return target, lag, nil, nil
+		}
+		sr, err := bench.Sweep(ctx, cfg, clients, setup, progress)
+		for _, rep := range sr.Points {
+			addNotes(rep, opts)
+		}
+		if *outDir != "" {
+			if werr := sr.WriteOut(*outDir); werr != nil {
+				return errors.Join(err, werr)
+			}
+		}
+		if *jsonOut {
+			for _, rep := range sr.Points {
+				if werr := rep.WriteJSON(os.Stdout); werr != nil {
+					return errors.Join(err, werr)
+				}
+			}
+			return err
+		}
+		return errors.Join(err, sr.WriteMarkdown(os.Stdout))
+	}
+	rep, err := bench.Run(ctx, cfg, target, lag, progress)
 	if rep == nil {
 		return err
 	}
-	rep.Notes = append(rep.Notes,
-		fmt.Sprintf("raft-wal %s (fsync per StoreLogs), 3 nodes in one process over loopback TCP", moduleVersion("github.com/hashicorp/raft-wal")),
-		fmt.Sprintf("raft.Config: defaults, BatchApplyCh=%v, MaxAppendEntries=%d; follower index = follower LastIndex()",
-			opts.batchApplyCh, opts.maxAppendEntries))
+	addNotes(rep, opts)
 	if *outDir != "" {
 		if werr := rep.WriteOut(*outDir); werr != nil {
 			return errors.Join(err, werr)
@@ -108,4 +136,26 @@ func moduleVersion(path string) string {
 		}
 	}
 	return "unknown"
+}
+
+// addNotes records the cluster setup in the report.
+func addNotes(rep *bench.Report, opts clusterOptions) {
+	rep.Notes = append(rep.Notes,
+		fmt.Sprintf("raft-wal %s (fsync per StoreLogs), %d nodes in one process over loopback TCP",
+			moduleVersion("github.com/hashicorp/raft-wal"), opts.nodes),
+		fmt.Sprintf("raft.Config: defaults, BatchApplyCh=%v, MaxAppendEntries=%d; follower index = follower LastIndex()",
+			opts.batchApplyCh, opts.maxAppendEntries))
+}
+
+// parseInts parses "1,4,16" into positive ints.
+func parseInts(list string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(list, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("-sweep: %q is not a positive client count", f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }

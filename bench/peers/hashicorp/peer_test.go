@@ -26,8 +26,8 @@ func TestPeerRunsAndCleansUp(t *testing.T) {
 		t.Fatal("no leader after startCluster returned")
 	}
 	cfg := bench.Config{Clients: 4, Duration: 300 * time.Millisecond, Warmup: 100 * time.Millisecond, System: "hashicorp-raft", Nodes: 3}
-	rep, err := bench.Run(context.Background(), cfg, &applyTarget{leader: leader.raft, timeout: 5 * time.Second},
-		&lagSource{c: c, leader: leader}, nil)
+	target := newApplyTarget(c, leader, 5*time.Second)
+	rep, err := bench.Run(context.Background(), cfg, target, &lagSource{c: c, target: target}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
