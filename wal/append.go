@@ -27,8 +27,20 @@ func (l *Log) AppendAsync(entries []wire.Entry, hs *wire.HardState, done func(er
 
 // Append is AppendAsync followed by a wait for durability.
 func (l *Log) Append(entries []wire.Entry, hs *wire.HardState) error {
+	return l.appendStart(entries, hs).wait()
+}
+
+// appendStart is the first half of Append: it queues the batch and returns
+// the pooled waiter to wait on. Benchmarks use it to assign indexes under
+// their own lock and wait outside it, exactly as Append does.
+func (l *Log) appendStart(entries []wire.Entry, hs *wire.HardState) *syncWaiter {
 	sw := syncWaiterPool.Get().(*syncWaiter)
 	l.enqueue(entries, hs, waiter{sw: sw})
+	return sw
+}
+
+// wait blocks until the waiter fires and recycles it.
+func (sw *syncWaiter) wait() error {
 	err := <-sw.ch
 	syncWaiterPool.Put(sw)
 	return err

@@ -79,6 +79,9 @@ func (s *replayState) apply(r record, seq uint64, off int64, size int) string {
 		}
 	case recReset:
 		idx, term := u64(p, 0), u64(p, 1)
+		if idx == 1<<64-1 {
+			return "reset to the largest index"
+		}
 		s.meta = s.meta[:0]
 		s.start = idx + 1
 		s.markerIndex, s.markerTerm = idx, term
