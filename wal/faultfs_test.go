@@ -43,9 +43,11 @@ func (fs *faultFS) wrap(f File, err error) (File, error) {
 	return &faultFile{File: f, fs: fs}, nil
 }
 
-func (fs *faultFS) Create(name string) (File, error)        { return fs.wrap(fs.OSFS.Create(name)) }
-func (fs *faultFS) Open(name string) (File, error)          { return fs.wrap(fs.OSFS.Open(name)) }
-func (fs *faultFS) OpenReadWrite(name string) (File, error) { return fs.wrap(fs.OSFS.OpenReadWrite(name)) }
+func (fs *faultFS) Create(name string) (File, error) { return fs.wrap(fs.OSFS.Create(name)) }
+func (fs *faultFS) Open(name string) (File, error)   { return fs.wrap(fs.OSFS.Open(name)) }
+func (fs *faultFS) OpenReadWrite(name string) (File, error) {
+	return fs.wrap(fs.OSFS.OpenReadWrite(name))
+}
 
 // SyncDir is skipped under noSync.
 func (fs *faultFS) SyncDir(dir string) error {
