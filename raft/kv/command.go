@@ -194,15 +194,3 @@ func decodeField(b []byte, limitBytes int, what string) (field, rest []byte, err
 	}
 	return b[:n:n], b[n:], nil
 }
-
-// commandNeedsRead reports whether an entry's command reads state (CAS,
-// get), so Apply must use an indexed batch that sees the batch's own
-// earlier writes. It peeks at the op byte only; a malformed command says
-// false and is rejected later by DecodeCommand.
-func commandNeedsRead(e *wire.Entry) bool {
-	if e.Type != wire.EntryNormal || len(e.Data) < commandHeaderBytes {
-		return false
-	}
-	op := wire.Op(e.Data[cmdOffOp])
-	return op == wire.OpCAS || op == wire.OpGet
-}

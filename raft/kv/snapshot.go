@@ -351,7 +351,6 @@ func (s *Store) Restore(r io.Reader) error {
 	s.dbMu.Lock()
 	oldDB := s.db
 	_ = s.batch.Close()
-	_ = s.ibatch.Close()
 	ierr := s.install(newDB)
 	if ierr != nil {
 		panic(fmt.Sprintf("kv: restored database unreadable after it was verified: %v", ierr))

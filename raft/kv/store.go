@@ -101,10 +101,9 @@ type Store struct {
 	// batch is reused by every Apply whose entries only write. Reusing it
 	// keeps Pebble's batch buffer warm so Apply allocates nothing per entry.
 	batch *pebble.Batch
-	// ibatch is reused by every Apply with a CAS or get: an indexed batch
-	// lets a CAS see the writes of earlier entries in the same batch. It is
-	// slower to fill, so write-only batches do not use it.
-	ibatch *pebble.Batch
+	// written is a Bloom-style bit set of the keys written by the Apply
+	// call in progress; see batchReader.
+	written writtenFilter
 	// keyBuf is scratch space for prefixed user keys read during Apply.
 	keyBuf []byte
 	// idxBuf holds the encoded applied index while a batch is built.
@@ -197,7 +196,6 @@ func (s *Store) install(db *pebble.DB) error {
 	}
 	s.db = db
 	s.batch = db.NewBatch()
-	s.ibatch = db.NewIndexedBatch()
 	s.applied.Store(applied)
 	s.meta.Store(&meta)
 	return nil
@@ -266,185 +264,6 @@ func (s *Store) AppliedIndex() uint64 { return s.applied.Load() }
 // Meta is the membership blob saved with the applied index (nil if none was
 // ever saved). The caller must not modify it.
 func (s *Store) Meta() []byte { return *s.meta.Load() }
-
-// Apply applies committed entries in one Pebble batch, together with the
-// new applied index (the last entry's index) and, if meta != nil, the new
-// Meta. results[i] receives the outcome of entries[i].
-//
-// Entries at or below AppliedIndex are skipped (results: StatusUnknown), so
-// replaying the Raft log from an older point is harmless. EntryNormal
-// entries hold commands made by EncodeCommand (empty Data is a no-op, as a
-// leader's empty entry); EntryNoop and EntryConfChange only advance the
-// applied index. If every entry is skipped, nothing is written and meta is
-// ignored.
-//
-// REQUIRES: len(results) >= len(entries); the entries not skipped are
-// contiguous and start at AppliedIndex()+1 (anything else would mean a lost
-// or repeated committed entry, and Apply panics).
-func (s *Store) Apply(entries []wire.Entry, meta []byte, results []Result) error {
-	if len(results) < len(entries) {
-		panic(fmt.Sprintf("kv: Apply given %d results for %d entries (REQUIRES: len(results) >= len(entries))", len(results), len(entries)))
-	}
-	s.applyMu.Lock()
-	defer s.applyMu.Unlock()
-	if s.closed {
-		return ErrClosed
-	}
-	if s.err != nil {
-		return s.err
-	}
-	applied := s.applied.Load()
-	start := 0
-	for start < len(entries) && entries[start].Index <= applied {
-		results[start] = Result{Status: wire.StatusUnknown}
-		start++
-	}
-	todo := entries[start:]
-	if len(todo) == 0 {
-		return nil
-	}
-	b := s.batch
-	for i := range todo {
-		if want := applied + 1 + uint64(i); todo[i].Index != want {
-			panic(fmt.Sprintf("kv: entry index %d where %d was expected (invariant: committed entries are applied contiguously)", todo[i].Index, want))
-		}
-		if commandNeedsRead(&todo[i]) {
-			b = s.ibatch
-		}
-	}
-	err := s.fillBatch(b, todo, meta, results[start:])
-	if err == nil {
-		err = b.Commit(pebble.NoSync)
-	}
-	b.Reset()
-	last := todo[len(todo)-1].Index
-	if err != nil {
-		s.err = fmt.Errorf("kv: applying entries %d..%d: %w", todo[0].Index, last, err)
-		return s.err
-	}
-	s.applied.Store(last)
-	if meta != nil {
-		m := bytes.Clone(meta)
-		s.meta.Store(&m)
-	}
-	return nil
-}
-
-// fillBatch writes todo's effects, the applied index and meta into b.
-func (s *Store) fillBatch(b *pebble.Batch, todo []wire.Entry, meta []byte, results []Result) error {
-	for i := range todo {
-		r, err := s.applyEntry(b, &todo[i])
-		if err != nil {
-			return err
-		}
-		results[i] = r
-	}
-	binary.BigEndian.PutUint64(s.idxBuf[:], todo[len(todo)-1].Index)
-	if err := b.Set(appliedKey, s.idxBuf[:], nil); err != nil {
-		return err
-	}
-	if meta != nil {
-		if err := b.Set(metaKey, meta, nil); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// applyEntry adds one entry's effect to b and returns its result. An error
-// is an I/O error from Pebble, never a property of the entry.
-func (s *Store) applyEntry(b *pebble.Batch, e *wire.Entry) (Result, error) {
-	switch e.Type {
-	case wire.EntryNormal:
-	case wire.EntryNoop, wire.EntryConfChange:
-		return Result{}, nil
-	default:
-		panic(fmt.Sprintf("kv: entry %d has unknown type %d (invariant: the core only commits known entry types)", e.Index, e.Type))
-	}
-	if len(e.Data) == 0 {
-		return Result{}, nil
-	}
-	req := &s.req
-	if err := DecodeCommand(e.Data, req); err != nil {
-		return Result{Status: wire.StatusBadRequest}, nil
-	}
-	switch req.Op {
-	case wire.OpPut:
-		return Result{}, setUser(b, req.Key, req.Value)
-	case wire.OpDelete:
-		// No read: deleting a missing key is StatusOK, which keeps deletes
-		// as cheap as puts.
-		return Result{}, deleteUser(b, req.Key)
-	case wire.OpNoop:
-		return Result{}, nil
-	case wire.OpGet:
-		var res Result
-		err := s.readUser(b, req.Key, func(v []byte, found bool) {
-			if !found {
-				res.Status = wire.StatusNotFound
-				return
-			}
-			res.Value = append([]byte{}, v...)
-		})
-		return res, err
-	case wire.OpCAS:
-		var res Result
-		swap := false
-		err := s.readUser(b, req.Key, func(v []byte, found bool) {
-			if req.Flags&wire.FlagExpectAbsent != 0 {
-				swap = !found
-			} else {
-				swap = found && bytes.Equal(v, req.Expect)
-			}
-			if !swap {
-				res.Status = wire.StatusCASFailed
-				if found {
-					res.Value = append([]byte{}, v...)
-				}
-			}
-		})
-		if err == nil && swap {
-			err = setUser(b, req.Key, req.Value)
-		}
-		return res, err
-	default:
-		panic(fmt.Sprintf("kv: decoded op %d (invariant: DecodeCommand accepts known ops only)", req.Op))
-	}
-}
-
-// readUser calls fn with key's current value as b sees it (b's own writes
-// first, then the database). v is valid only during fn.
-func (s *Store) readUser(b *pebble.Batch, key []byte, fn func(v []byte, found bool)) error {
-	s.keyBuf = append(append(s.keyBuf[:0], userKeyPrefix), key...)
-	v, closer, err := b.Get(s.keyBuf)
-	if errors.Is(err, pebble.ErrNotFound) {
-		fn(nil, false)
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	fn(v, true)
-	return closer.Close()
-}
-
-// setUser adds a set of the prefixed key to b, writing the prefix and key
-// straight into the batch's buffer (no intermediate copy).
-func setUser(b *pebble.Batch, key, value []byte) error {
-	op := b.SetDeferred(1+len(key), len(value))
-	op.Key[0] = userKeyPrefix
-	copy(op.Key[1:], key)
-	copy(op.Value, value)
-	return op.Finish()
-}
-
-// deleteUser adds a delete of the prefixed key to b.
-func deleteUser(b *pebble.Batch, key []byte) error {
-	op := b.DeleteDeferred(1 + len(key))
-	op.Key[0] = userKeyPrefix
-	copy(op.Key[1:], key)
-	return op.Finish()
-}
 
 // Get returns a copy of key's value. It reads the local state: the node
 // does a ReadIndex round first when the read must be linearizable.
@@ -561,8 +380,7 @@ func (s *Store) Close() error {
 // REQUIRES: applyMu and dbMu held exclusively.
 func (s *Store) closeDB() error {
 	_ = s.batch.Close()
-	_ = s.ibatch.Close()
-	s.batch, s.ibatch = nil, nil
+	s.batch = nil
 	err := s.db.Close()
 	s.db = nil
 	if err != nil {
