@@ -16,13 +16,19 @@
 //     throughput-latency table and plot.
 //   - MeasureFdatasync times write+fdatasync on a preallocated file, the
 //     floor under every durable commit (bench/fsynclat wraps it).
+//   - RegisterFlags gives every load generator the same flag names.
+//   - Op.Client tells a target which logical client sends an op, so it can
+//     give each client its own connection.
 //
 // # Load models
 //
 // Closed loop (the default): Clients*Inflight worker goroutines each keep
 // one request outstanding; the next is sent the moment the previous one
 // returns. Throughput is whatever the system sustains at that concurrency.
-// Latency is measured from the moment each request is sent. Beware: a
+// Latency is measured from the moment each request is sent (taken as the
+// same worker's previous completion time: one clock read per op, since
+// time.Now costs ~250 ns on the KVM development machine; the driver's own
+// sub-microsecond bookkeeping is therefore inside the measured latency). Beware: a
 // closed loop under-reports tail latency during stalls, because while the
 // system stalls the workers send nothing, so the requests that "should"
 // have been sent are never measured (coordinated omission). Use it to find

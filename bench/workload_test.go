@@ -3,7 +3,9 @@ package bench
 import (
 	"bytes"
 	"errors"
+	"flag"
 	"testing"
+	"time"
 )
 
 func TestPutKey(t *testing.T) {
@@ -85,5 +87,22 @@ func TestMeasureFdatasync(t *testing.T) {
 	}
 	if _, err := MeasureFdatasync(t.TempDir(), 0, 4096); !errors.Is(err, ErrInvalidConfig) {
 		t.Fatalf("n=0: %v", err)
+	}
+}
+
+func TestRegisterFlags(t *testing.T) {
+	var cfg Config
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	RegisterFlags(fs, &cfg)
+	if err := fs.Parse([]string{"-clients", "8", "-rate", "500", "-dist", "zipfian", "-warmup", "-1s", "-write-fraction", "0.5"}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := cfg.withDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Clients != 8 || got.RateOpsPerSec != 500 || got.Distribution != DistZipfian || got.Warmup != 0 ||
+		got.WriteFraction != 0.5 || got.Inflight != 1 || got.PayloadBytes != 128 || got.Duration != 10*time.Second {
+		t.Fatalf("parsed config %+v", got)
 	}
 }
