@@ -104,8 +104,10 @@
 //   - else it is corruption: Open fails with a *CorruptError (wrapping
 //     ErrCorrupt) naming the file and offset. Records are never skipped.
 //
-// A last segment whose header is all zeros (created, but the crash came
-// before its first write was durable) is removed. Segment sequence numbers
+// A last segment whose header is zeroed or torn (created, but the crash
+// came before its first write was durable) is removed. As with any torn
+// tail, recovery cannot tell this from later damage to the last segment;
+// damage anywhere else is reported, never repaired. Segment sequence numbers
 // must be consecutive, each segment's first index must continue the previous
 // segment, and record indexes must be contiguous; anything else is
 // corruption. The recovered log is therefore always a prefix of what was

@@ -156,10 +156,11 @@ func recoverDir(fsys FS, dir string, log *slog.Logger) (*replayState, error) {
 			return nil, err
 		}
 		h, ok := decodeSegmentHeader(data)
-		if !ok && last && allZeroOrShort(data) {
-			// Created, but the crash came before its first write was
-			// durable: nothing in it was ever acknowledged.
-			log.Warn("wal: removing last segment with unwritten header", "file", name)
+		if !ok && last {
+			// Created, but the crash came before its first write (which
+			// carries the header) was durable: nothing in it was ever
+			// acknowledged. The torn-tail rule, applied to the header.
+			log.Warn("wal: removing last segment with a missing or torn header", "file", name)
 			if err := fsys.Remove(name); err != nil {
 				return nil, fmt.Errorf("wal: remove empty segment: %w", err)
 			}
@@ -199,15 +200,6 @@ func recoverDir(fsys FS, dir string, log *slog.Logger) (*replayState, error) {
 		return nil, corruptf(segmentName(dir, seqs[0]), 0, "entries %d..%d missing: a segment was lost", st.markerIndex+1, st.start-1)
 	}
 	return st, nil
-}
-
-// allZeroOrShort reports whether a file holds no segment header at all:
-// shorter than one, or all zeros where it should be.
-func allZeroOrShort(data []byte) bool {
-	if len(data) < segmentHeaderBytes {
-		return allZero(data)
-	}
-	return allZero(data[:segmentHeaderBytes])
 }
 
 // readWhole reads a segment file into *buf (reused across segments) after
