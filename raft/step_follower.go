@@ -69,8 +69,17 @@ func (r *raft) rejectHint(rejected uint64) (hint, hintTerm uint64) {
 
 // handleHeartbeat learns the commit index (bounded by our match at the
 // leader, so it never exceeds our durable log) and echoes the context.
+//
+// A commit index beyond our last entry means the leader's record of our
+// match is stale: this node lost its log (a wiped disk). Nothing from such
+// a heartbeat can be trusted, so the commit index stays put until the
+// leader, told by our append rejection, re-probes us.
 func (r *raft) handleHeartbeat(m wire.Message) {
-	r.log.commitTo(m.Commit)
+	if m.Commit > r.log.lastIndex() {
+		r.logf("heartbeat commit beyond our log; ignoring it", "commit", m.Commit, "last", r.log.lastIndex())
+	} else {
+		r.log.commitTo(m.Commit)
+	}
 	r.send(wire.Message{To: m.From, Type: wire.MsgHeartbeatResp, Context: m.Context})
 }
 

@@ -56,6 +56,21 @@ func (r *raft) handleAppendReject(m wire.Message, pr *Progress) {
 			next = min(j, m.RejectHint-1) + 1
 		}
 	}
+	if m.HintTerm == 0 && m.RejectHint <= pr.Match && pr.State != StateSnapshot {
+		// The follower says its log ends below what it acknowledged as
+		// durable: it lost its data (a wiped disk). Forget its old match
+		// and probe from its real end, so it is brought back (by snapshot
+		// if that part of our log is gone). A late rejection from before it
+		// caught up looks the same; resetting then costs one probe round,
+		// never safety, because the commit index does not move back.
+		r.logf("follower log is shorter than its acknowledged match; resetting its progress",
+			"follower", m.From, "match", pr.Match, "follower_next", m.RejectHint)
+		pr.Match = m.RejectHint - 1
+		pr.becomeProbe()
+		pr.Next = m.RejectHint
+		r.maybeSendAppend(m.From, sendOrCommit)
+		return
+	}
 	if !pr.maybeDecrTo(m.Index, next) {
 		return
 	}
