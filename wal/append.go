@@ -225,9 +225,9 @@ func (l *Log) truncateLocked(from uint64) {
 	pos := l.reserveLocked(recordHeaderBytes + truncatePayloadBytes)
 	l.mu.buf = appendU64Record(l.mu.buf, recTruncate, from)
 	l.commitLocked(pos, false)
-	keep := l.metaPos(from)
-	l.mu.meta = l.mu.meta[:keep]
-	if cf := l.cacheFirstLocked(); from <= cf {
+	cf := l.cacheFirstLocked() // before meta shrinks: it depends on LastIndex
+	l.mu.meta = l.mu.meta[:l.metaPos(from)]
+	if from <= cf {
 		clear(l.mu.cache[l.mu.cacheHead:])
 		l.mu.cache = l.mu.cache[:0]
 		l.mu.cacheHead = 0
