@@ -2,6 +2,7 @@ package raft
 
 import (
 	"fmt"
+	"sort"
 	"sync"
 
 	"github.com/raftpipe/raftpipe/wire"
@@ -11,6 +12,13 @@ import (
 // benchmarks. It plays the part of the WAL: the test runtime appends the
 // entries of each Ready to it (that is what "persisting" means in a
 // simulation) and acks them to the core.
+//
+// It keeps the appended slices themselves as segments instead of copying
+// them into one array: Ready.Entries are never modified by the core after
+// they are handed out, so retaining them is safe, and it avoids copying
+// every entry (and re-copying the whole log when an array grows or is
+// compacted). A flat array that copied on append was tried first; the
+// copies were a fifth of BenchmarkCoreReplicate's CPU time.
 type MemoryStorage struct {
 	// mu guards every field below: the runtime may write from one goroutine
 	// while the core reads from another.
@@ -19,19 +27,24 @@ type MemoryStorage struct {
 	hardState wire.HardState
 	// snap is the latest snapshot's metadata (zero Index if none).
 	snap wire.SnapshotMeta
-	// conf is the membership as of ents[0].Index (the snapshot's, or the
+	// conf is the membership as of baseIndex (the snapshot's, or the
 	// bootstrap membership).
 	conf wire.ConfState
-	// ents[0] is a dummy entry holding the index and term of the snapshot
-	// (or compaction point); real entries follow.
-	// Invariant: len(ents) >= 1 and ents[i].Index == ents[0].Index+i.
-	ents []wire.Entry
+	// baseIndex and baseTerm identify the entry just before the first one
+	// held: the snapshot or compaction point (0, 0 for a new log).
+	baseIndex, baseTerm uint64
+	// segs hold entries baseIndex+1 .. lastIndex in order. Each segment is
+	// a caller's slice, capped at its length, never written.
+	// Invariant: segments are non-empty and contiguous.
+	segs [][]wire.Entry
+	// last is the last index held (baseIndex if none).
+	last uint64
 }
 
 // NewMemoryStorage returns an empty storage whose bootstrap membership is
 // conf (the initial voters and learners of a new cluster).
 func NewMemoryStorage(conf wire.ConfState) *MemoryStorage {
-	return &MemoryStorage{ents: make([]wire.Entry, 1), conf: cloneConfState(conf)}
+	return &MemoryStorage{conf: cloneConfState(conf)}
 }
 
 // InitialState implements Storage.
@@ -55,56 +68,82 @@ func (ms *MemoryStorage) HardState() wire.HardState {
 	return ms.hardState
 }
 
+// locate returns the segment holding index i and i's position in it.
+// REQUIRES: baseIndex < i <= last.
+func (ms *MemoryStorage) locate(i uint64) (int, int) {
+	k := sort.Search(len(ms.segs), func(k int) bool { return ms.segs[k][0].Index > i }) - 1
+	return k, int(i - ms.segs[k][0].Index)
+}
+
 // Entries implements Storage.
 func (ms *MemoryStorage) Entries(lo, hi, maxBytes uint64) ([]wire.Entry, error) {
 	ms.mu.Lock()
 	defer ms.mu.Unlock()
-	offset := ms.ents[0].Index
-	if lo <= offset {
+	if lo <= ms.baseIndex {
 		return nil, ErrCompacted
 	}
-	if hi > ms.lastIndexLocked()+1 {
-		return nil, fmt.Errorf("entries [%d, %d) beyond last index %d: %w", lo, hi, ms.lastIndexLocked(), ErrUnavailable)
+	if hi > ms.last+1 {
+		return nil, fmt.Errorf("entries [%d, %d) beyond last index %d: %w", lo, hi, ms.last, ErrUnavailable)
 	}
 	if lo >= hi {
 		return nil, nil
 	}
-	ents := ms.ents[lo-offset : hi-offset]
-	ents = limitSize(ents, maxBytes)
-	// Cap the slice so a caller's append cannot write into our array.
-	return ents[:len(ents):len(ents)], nil
+	k, pos := ms.locate(lo)
+	seg := ms.segs[k]
+	if end := seg[0].Index + uint64(len(seg)); hi <= end {
+		ents := limitSize(seg[pos:pos+int(hi-lo)], maxBytes)
+		return ents[:len(ents):len(ents)], nil
+	}
+	// Spans segments: gather into a fresh slice.
+	var out []wire.Entry
+	var size uint64
+	for i := lo; i < hi; k, pos = k+1, 0 {
+		seg = ms.segs[k]
+		for ; pos < len(seg) && i < hi; pos++ {
+			size += entrySize(&seg[pos])
+			if len(out) > 0 && size > maxBytes {
+				return out, nil
+			}
+			out = append(out, seg[pos])
+			i++
+		}
+	}
+	return out, nil
+}
+
+// termLocked returns the term of i. REQUIRES: mu held.
+func (ms *MemoryStorage) termLocked(i uint64) (uint64, error) {
+	switch {
+	case i < ms.baseIndex:
+		return 0, ErrCompacted
+	case i == ms.baseIndex:
+		return ms.baseTerm, nil
+	case i > ms.last:
+		return 0, ErrUnavailable
+	}
+	k, pos := ms.locate(i)
+	return ms.segs[k][pos].Term, nil
 }
 
 // Term implements Storage.
 func (ms *MemoryStorage) Term(i uint64) (uint64, error) {
 	ms.mu.Lock()
 	defer ms.mu.Unlock()
-	offset := ms.ents[0].Index
-	if i < offset {
-		return 0, ErrCompacted
-	}
-	if i-offset >= uint64(len(ms.ents)) {
-		return 0, ErrUnavailable
-	}
-	return ms.ents[i-offset].Term, nil
+	return ms.termLocked(i)
 }
 
 // FirstIndex implements Storage.
 func (ms *MemoryStorage) FirstIndex() uint64 {
 	ms.mu.Lock()
 	defer ms.mu.Unlock()
-	return ms.ents[0].Index + 1
+	return ms.baseIndex + 1
 }
 
 // LastIndex implements Storage.
 func (ms *MemoryStorage) LastIndex() uint64 {
 	ms.mu.Lock()
 	defer ms.mu.Unlock()
-	return ms.lastIndexLocked()
-}
-
-func (ms *MemoryStorage) lastIndexLocked() uint64 {
-	return ms.ents[0].Index + uint64(len(ms.ents)) - 1
+	return ms.last
 }
 
 // Snapshot implements Storage.
@@ -120,7 +159,7 @@ func (ms *MemoryStorage) Snapshot() (wire.SnapshotMeta, error) {
 }
 
 // ApplySnapshot installs a received snapshot, discarding the whole log (the
-// follower side of Ready.Snapshot). Older snapshots are ignored.
+// follower side of Ready.Snapshot). Older snapshots are refused.
 func (ms *MemoryStorage) ApplySnapshot(s wire.SnapshotMeta) error {
 	ms.mu.Lock()
 	defer ms.mu.Unlock()
@@ -130,7 +169,8 @@ func (ms *MemoryStorage) ApplySnapshot(s wire.SnapshotMeta) error {
 	ms.snap = s
 	ms.snap.Conf = cloneConfState(s.Conf)
 	ms.conf = cloneConfState(s.Conf)
-	ms.ents = []wire.Entry{{Index: s.Index, Term: s.Term}}
+	ms.baseIndex, ms.baseTerm, ms.last = s.Index, s.Term, s.Index
+	ms.segs = nil
 	return nil
 }
 
@@ -142,69 +182,88 @@ func (ms *MemoryStorage) CreateSnapshot(i uint64, conf wire.ConfState) (wire.Sna
 	if i <= ms.snap.Index {
 		return wire.SnapshotMeta{}, fmt.Errorf("snapshot at %d not newer than %d: %w", i, ms.snap.Index, ErrCompacted)
 	}
-	offset := ms.ents[0].Index
-	if i > ms.lastIndexLocked() {
-		panic(fmt.Sprintf("raft: MemoryStorage: invariant violated: snapshot index %d beyond last index %d", i, ms.lastIndexLocked()))
+	t, err := ms.termLocked(i)
+	if err != nil {
+		panic(fmt.Sprintf("raft: MemoryStorage: invariant violated: snapshot index %d outside log (%d, %d]: %v", i, ms.baseIndex, ms.last, err))
 	}
-	ms.snap = wire.SnapshotMeta{Index: i, Term: ms.ents[i-offset].Term, Conf: cloneConfState(conf)}
+	ms.snap = wire.SnapshotMeta{Index: i, Term: t, Conf: cloneConfState(conf)}
 	return ms.snap, nil
 }
 
 // Compact discards entries up to and including compactIndex, which must be
-// covered by a snapshot (CreateSnapshot) so that lagging followers can still
-// catch up; the membership at compactIndex is taken from that snapshot.
+// the latest snapshot's index (CreateSnapshot) so that lagging followers
+// can still catch up and the membership at the new base is known.
 func (ms *MemoryStorage) Compact(compactIndex uint64) error {
 	ms.mu.Lock()
 	defer ms.mu.Unlock()
-	offset := ms.ents[0].Index
-	if compactIndex <= offset {
+	if compactIndex <= ms.baseIndex {
 		return ErrCompacted
 	}
-	if compactIndex > ms.lastIndexLocked() {
-		panic(fmt.Sprintf("raft: MemoryStorage: invariant violated: compact %d beyond last index %d", compactIndex, ms.lastIndexLocked()))
+	if compactIndex > ms.last {
+		panic(fmt.Sprintf("raft: MemoryStorage: invariant violated: compact %d beyond last index %d", compactIndex, ms.last))
 	}
 	if compactIndex != ms.snap.Index {
-		// Keeping conf exact requires compacting exactly at a snapshot.
 		return fmt.Errorf("compact at %d must equal the snapshot index %d: %w", compactIndex, ms.snap.Index, ErrUnavailable)
 	}
-	i := compactIndex - offset
-	ents := make([]wire.Entry, 1, uint64(len(ms.ents))-i)
-	ents[0] = wire.Entry{Index: ms.ents[i].Index, Term: ms.ents[i].Term}
-	ents = append(ents, ms.ents[i+1:]...)
-	ms.ents = ents
+	t, _ := ms.termLocked(compactIndex)
+	ms.truncatePrefix(compactIndex)
+	ms.baseIndex, ms.baseTerm = compactIndex, t
 	ms.conf = cloneConfState(ms.snap.Conf)
 	return nil
 }
 
-// Append persists entries, overwriting any suffix they conflict with.
-// Entries must be contiguous with (or overlap) the existing log.
+// truncatePrefix drops entries <= i from the segments (no copying).
+func (ms *MemoryStorage) truncatePrefix(i uint64) {
+	n := 0
+	for n < len(ms.segs) {
+		seg := ms.segs[n]
+		if seg[len(seg)-1].Index > i {
+			break
+		}
+		n++
+	}
+	segs := ms.segs[n:]
+	if len(segs) > 0 && segs[0][0].Index <= i {
+		segs[0] = segs[0][i+1-segs[0][0].Index:]
+	}
+	if n > 0 {
+		// Copy the (small) segment list so the dropped prefix is freed.
+		segs = append([][]wire.Entry(nil), segs...)
+	}
+	ms.segs = segs
+}
+
+// Append persists entries, overwriting any suffix they conflict with. The
+// slice is retained (not copied): the caller must not modify it afterwards,
+// which holds for Ready.Entries.
 func (ms *MemoryStorage) Append(entries []wire.Entry) error {
 	if len(entries) == 0 {
 		return nil
 	}
 	ms.mu.Lock()
 	defer ms.mu.Unlock()
-	first := ms.ents[0].Index + 1
-	last := entries[0].Index + uint64(len(entries)) - 1
-	if last < first {
-		return nil // all compacted already
-	}
-	if first > entries[0].Index {
+	if first := ms.baseIndex + 1; first > entries[0].Index {
+		if entries[len(entries)-1].Index < first {
+			return nil // all compacted already
+		}
 		entries = entries[first-entries[0].Index:]
 	}
-	offset := entries[0].Index - ms.ents[0].Index
-	switch {
-	case uint64(len(ms.ents)) > offset:
-		// Truncate the conflicting suffix; copy so earlier readers keep
-		// the old array intact.
-		kept := make([]wire.Entry, offset, offset+uint64(len(entries)))
-		copy(kept, ms.ents[:offset])
-		ms.ents = append(kept, entries...)
-	case uint64(len(ms.ents)) == offset:
-		ms.ents = append(ms.ents, entries...)
-	default:
-		panic(fmt.Sprintf("raft: MemoryStorage: invariant violated: gap: appending %d after last index %d", entries[0].Index, ms.lastIndexLocked()))
+	from := entries[0].Index
+	if from > ms.last+1 {
+		panic(fmt.Sprintf("raft: MemoryStorage: invariant violated: gap: appending %d after last index %d", from, ms.last))
 	}
+	if from <= ms.last {
+		// Overwrite: drop the suffix from `from` on.
+		k, pos := ms.locate(from)
+		ms.segs = ms.segs[:k+1]
+		if pos == 0 {
+			ms.segs = ms.segs[:k]
+		} else {
+			ms.segs[k] = ms.segs[k][:pos:pos]
+		}
+	}
+	ms.segs = append(ms.segs, entries[:len(entries):len(entries)])
+	ms.last = entries[len(entries)-1].Index
 	return nil
 }
 
