@@ -95,6 +95,11 @@ type Config struct {
 	// nodes must be given the same Members). A node with stored state ignores
 	// it. Without Bootstrap a new node waits to be added by the leader.
 	Bootstrap bool
+	// ResolvePeerAddr, if set, maps a member's advertised peer address to
+	// the address this node dials (tests route links through fault-injecting
+	// proxies with it; deployments can use it for NAT). Nil dials the
+	// advertised address.
+	ResolvePeerAddr func(id uint64, advertised string) string
 	// TLS, when set, secures the peer and client ports (mutual TLS).
 	TLS *tls.Config
 	// Wire sets frame limits and the preferred compression for peer links.

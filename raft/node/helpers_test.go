@@ -56,7 +56,7 @@ func (c *testCluster) config(id uint64, bootstrap bool) Config {
 	}
 	cfg := Config{
 		ID: id, ClusterID: 7, DataDir: c.dirs[id], PeerAddr: me.PeerAddr, ClientAddr: me.ClientAddr,
-		Members: c.members, Bootstrap: bootstrap, TickInterval: 10 * time.Millisecond,
+		Members: c.members, Bootstrap: bootstrap, TickInterval: 20 * time.Millisecond,
 	}
 	if c.opts != nil {
 		c.opts(&cfg)

@@ -302,9 +302,7 @@ func (n *Node) learnAddresses(ents []wire.Entry) {
 			continue
 		}
 		n.members.setMember(m)
-		if m.ID != n.cfg.ID {
-			n.tr.AddPeer(m.ID, m.PeerAddr)
-		}
+		n.addPeer(m)
 	}
 }
 

@@ -240,9 +240,7 @@ func (n *Node) open() error {
 		return err
 	}
 	for _, m := range n.members.members {
-		if m.ID != cfg.ID {
-			n.tr.AddPeer(m.ID, m.PeerAddr)
-		}
+		n.addPeer(m)
 	}
 	return nil
 }
@@ -399,4 +397,16 @@ func (n *Node) failQueued(err error) {
 			return
 		}
 	}
+}
+
+// addPeer registers m's peer address with the transport (never our own).
+func (n *Node) addPeer(m Member) {
+	if m.ID == n.cfg.ID {
+		return
+	}
+	addr := m.PeerAddr
+	if n.cfg.ResolvePeerAddr != nil {
+		addr = n.cfg.ResolvePeerAddr(m.ID, addr)
+	}
+	n.tr.AddPeer(m.ID, addr)
 }

@@ -183,9 +183,7 @@ func (n *Node) installSnapshot(s wire.SnapshotMeta) error {
 	}
 	for _, m := range ms.members {
 		n.members.setMember(m)
-		if m.ID != n.cfg.ID {
-			n.tr.AddPeer(m.ID, m.PeerAddr)
-		}
+		n.addPeer(m)
 	}
 	n.members.conf = s.Conf
 	cp := confPoint{Index: s.Index, Term: s.Term, Members: n.members.clone()}
