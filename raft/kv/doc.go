@@ -118,7 +118,13 @@
 // One Apply is one Pebble batch and one commit, without fsync. The batch is
 // reused across calls, user keys are written into it with their prefix in
 // place (SetDeferred), and results carry a value only for a CAS failure or a
-// replicated get, so a batch of puts allocates nothing per entry. Batches
-// with a CAS use a reused indexed batch, so a CAS sees earlier writes of the
-// same batch.
+// replicated get, so a batch of puts allocates nothing per entry.
+//
+// A CAS must see the writes of earlier entries in its own batch. Rather
+// than an indexed Pebble batch (two iterator allocations per read, slower
+// inserts), Apply keeps a small per-call Bloom filter of the keys it has
+// written: a CAS whose key is not in it reads the database directly; on a
+// hit it scans the batch's earlier entries backwards for the last write to
+// that key. TestApplyMatchesModel checks this against a plain map.
+
 package kv

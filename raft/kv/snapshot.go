@@ -379,7 +379,7 @@ func (s *Store) Restore(r io.Reader) error {
 // buildFromSnapshot writes the archive from r into the new directory path,
 // fsyncs it, opens it and checks it. On failure it removes path (unless a
 // simulated crash stopped it) and returns an error.
-func (s *Store) buildFromSnapshot(r io.Reader, path string) (db *pebble.DB, err error) {
+func (s *Store) buildFromSnapshot(r io.Reader, path string) (db *pebbleDB, err error) {
 	crashed := false
 	crash := func(step restoreStep) bool {
 		crashed = s.crashAt != nil && s.crashAt(step)
@@ -456,7 +456,7 @@ func (s *Store) buildFromSnapshot(r io.Reader, path string) (db *pebble.DB, err 
 	if db, err = openPebble(path, s.opts, true); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBadSnapshot, err)
 	}
-	gotIndex, gotMeta, err := loadState(db)
+	gotIndex, gotMeta, err := loadState(db.DB)
 	if err != nil {
 		return db, fmt.Errorf("%w: %w", ErrBadSnapshot, err)
 	}

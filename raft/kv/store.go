@@ -7,12 +7,15 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"io"
 	"log/slog"
 	"os"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/raftpipe/raftpipe/wire"
 )
 
@@ -124,7 +127,7 @@ type Store struct {
 	// applyMu.
 	dbMu sync.RWMutex
 	// db is the active Pebble database (dir/db-<dbNum>).
-	db *pebble.DB
+	db *pebbleDB
 	// closed is set by Close.
 	closed bool
 
@@ -154,7 +157,7 @@ func Open(dir string, o Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	var db *pebble.DB
+	var db *pebbleDB
 	if !ok {
 		// A fresh store, or a crash before the first CURRENT was written (in
 		// which case db-1 holds nothing that was ever applied).
@@ -189,8 +192,8 @@ func Open(dir string, o Options) (*Store, error) {
 // Meta from it and creates the reusable batches.
 //
 // REQUIRES: applyMu and dbMu held exclusively, or s not yet shared.
-func (s *Store) install(db *pebble.DB) error {
-	applied, meta, err := loadState(db)
+func (s *Store) install(db *pebbleDB) error {
+	applied, meta, err := loadState(db.DB)
 	if err != nil {
 		return err
 	}
@@ -228,10 +231,32 @@ func loadState(db *pebble.DB) (applied uint64, meta []byte, err error) {
 	return applied, meta, nil
 }
 
+// diskSlowThreshold is how long one disk operation may take before Pebble's
+// disk-health checker reports it (through Options.Logger).
+const diskSlowThreshold = 5 * time.Second
+
+// pebbleDB is an open Pebble database together with the disk-health
+// checking file system it runs on. The store creates that file system
+// itself, instead of letting Pebble do it, because Pebble leaks the
+// checker's goroutine when Open fails (as it must for a snapshot without a
+// database in it); owning the closer lets every path release it.
+type pebbleDB struct {
+	*pebble.DB
+	// fsCloser stops the disk-health checker; closed after the DB.
+	fsCloser io.Closer
+}
+
+// Close closes the database, then its file system's checker.
+func (d *pebbleDB) Close() error {
+	err := d.DB.Close()
+	_ = d.fsCloser.Close()
+	return err
+}
+
 // openPebble opens the Pebble database at path. mustExist makes a missing
 // database an error instead of creating an empty one (a snapshot or a
 // CURRENT that names nothing must not silently become an empty store).
-func openPebble(path string, o Options, mustExist bool) (*pebble.DB, error) {
+func openPebble(path string, o Options, mustExist bool) (*pebbleDB, error) {
 	cacheBytes := o.CacheBytes
 	if cacheBytes <= 0 {
 		cacheBytes = defaultCacheBytes
@@ -240,21 +265,27 @@ func openPebble(path string, o Options, mustExist bool) (*pebble.DB, error) {
 	if memBytes == 0 {
 		memBytes = defaultMemTableBytes
 	}
+	logger := pebbleLogger{o.Logger}
+	fs, fsCloser := vfs.WithDiskHealthChecks(vfs.Default, diskSlowThreshold, nil, func(info vfs.DiskSlowInfo) {
+		logger.Errorf("disk slow: %s", info)
+	})
 	cache := pebble.NewCache(cacheBytes)
 	defer cache.Unref() // the DB holds its own reference
 	po := &pebble.Options{
 		Cache:              cache,
 		DisableWAL:         o.DisableWAL,
 		ErrorIfNotExists:   mustExist,
+		FS:                 fs,
 		FormatMajorVersion: pebble.FormatNewest,
-		Logger:             pebbleLogger{o.Logger},
+		Logger:             logger,
 		MemTableSize:       memBytes,
 	}
 	db, err := pebble.Open(path, po)
 	if err != nil {
+		_ = fsCloser.Close()
 		return nil, fmt.Errorf("kv: opening pebble at %s: %w", path, err)
 	}
-	return db, nil
+	return &pebbleDB{DB: db, fsCloser: fsCloser}, nil
 }
 
 // AppliedIndex is the index of the last entry applied, as restored from
