@@ -57,9 +57,6 @@ const (
 	// maxRetainedBufBytes is the largest encode buffer a writer keeps between
 	// batches; a larger one (after one huge message) is released to the GC.
 	maxRetainedBufBytes = 1 << 20
-	// inboundSlabBytes is the size of the arena inbound frame payloads are
-	// carved from; see readPeerConn.
-	inboundSlabBytes = 64 << 10
 	// snapFrameOverheadBytes is reserved in a snapshot frame for everything
 	// but the chunk (header, metadata, membership lists).
 	snapFrameOverheadBytes = 64 << 10

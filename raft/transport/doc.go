@@ -70,11 +70,12 @@
 // frames and calls Config.Handler with a freshly allocated Message whose
 // entries alias a payload buffer that is never reused: the handler owns the
 // message and every byte it references, and may keep them (for example in
-// the log cache) without copying. Payloads are carved from 64 KiB slabs to
-// save allocations, so a retained message keeps its slab alive; larger
-// payloads get their own allocation. Handler runs on the reader goroutine,
-// concurrently for different peers, and should hand the message off quickly:
-// while it runs that connection is not read. Messages addressed to another
+// the log cache) without copying. To make that cheap, the reader reads the
+// socket straight into 512 KiB slabs and parses frames in place
+// (wire.ParseFrame): no copy out of a read buffer and no allocation per
+// frame, but a retained message keeps its whole slab alive. Handler runs on
+// the reader goroutine, concurrently for different peers, and should hand
+// the message off quickly: while it runs that connection is not read. Messages addressed to another
 // node, or claiming another sender than the connection's node, are dropped
 // (Stats.DroppedMisrouted). A newer peer connection from the same node
 // replaces (closes) the older one.

@@ -19,9 +19,8 @@ type link struct {
 	// conn is the (possibly TLS-wrapped) connection; closing it unblocks
 	// every reader and writer of the link.
 	conn net.Conn
-	// r reads frames; it buffers wire.ReaderBufferBytes, so a burst of small
-	// frames costs one read syscall.
-	r *wire.Reader
+	// r reads frames into slabs whose payloads the caller may keep.
+	r *frameReader
 	// remote is the peer's handshake, validated.
 	remote wire.Handshake
 	// opts are Config.Wire with Compression replaced by the codec both sides
@@ -59,10 +58,9 @@ func (t *Transport) checkHandshake(h *wire.Handshake) error {
 }
 
 // readHandshake reads and decodes the first frame of a connection.
-func readHandshake(r *wire.Reader) (wire.Handshake, error) {
+func readHandshake(r *frameReader) (wire.Handshake, error) {
 	var h wire.Handshake
-	var scratch [128]byte
-	f, err := r.Next(scratch[:0])
+	f, err := r.next()
 	if err != nil {
 		return h, fmt.Errorf("%w: reading handshake: %w", ErrHandshake, err)
 	}
@@ -75,11 +73,11 @@ func readHandshake(r *wire.Reader) (wire.Handshake, error) {
 	return h, nil
 }
 
-// newLink wraps conn in the buffered frame reader every link uses.
-func (t *Transport) newLink(conn net.Conn) *link {
+// newLink wraps conn in a frame reader with slabs of slabBytes.
+func (t *Transport) newLink(conn net.Conn, slabBytes int) *link {
 	return &link{
 		conn: conn,
-		r:    wire.NewReader(conn, t.cfg.Wire),
+		r:    newFrameReader(conn, &t.cfg.Wire, slabBytes),
 		opts: t.cfg.Wire,
 	}
 }
@@ -109,7 +107,9 @@ func (t *Transport) dial(ctx context.Context, addr string, peerID uint64, kind w
 	// Closing on ctx cancellation unblocks the handshake read below.
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
-	l := t.newLink(conn)
+	// Outbound connections only ever receive the handshake (and, for
+	// snapshots, one short answer).
+	l := t.newLink(conn, watchSlabBytes)
 	if err := conn.SetDeadline(deadline); err != nil {
 		conn.Close()
 		return nil, err
@@ -178,7 +178,7 @@ func (t *Transport) acceptHandshake(raw net.Conn) (*link, error) {
 		}
 		conn = tc
 	}
-	l := t.newLink(conn)
+	l := t.newLink(conn, peerSlabBytes)
 	var err error
 	l.remote, err = readHandshake(l.r)
 	if err != nil {

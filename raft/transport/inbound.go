@@ -4,14 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"unsafe"
 
 	"github.com/raftpipe/raftpipe/wire"
 )
-
-// minSlabRemainBytes is the free space below which readPeerConn starts a new
-// slab instead of offering the tail of the old one.
-const minSlabRemainBytes = 512
 
 // serveInbound owns one accepted connection: handshake, then the reader loop
 // for its kind. It releases the connection's inbound slot when done.
@@ -84,28 +79,15 @@ var errBadPeerFrame = errors.New("transport: unexpected frame type on peer conne
 // readPeerConn decodes Raft messages from an inbound peer connection and
 // hands each to Handler until the connection ends or breaks a rule.
 //
-// Ownership: each message and all the bytes it references are given away,
-// so payloads are never reused. To avoid one allocation per frame, payloads
-// are carved, one after another, out of a slab of inboundSlabBytes: a frame
-// whose payload fits in the slab's free tail is read straight into it, and
-// the slab is abandoned to the GC (which frees it once every handler has
-// dropped its messages) when the tail gets short. Larger frames get their
-// own allocation from wire.Reader. The cost: a message kept alive keeps its
-// whole slab alive.
+// Ownership: each message and all the bytes it references are given away.
+// That costs no copy: frame payloads are read into slabs that are never
+// reused (see frameReader), and decoded entries alias the payload.
 func (t *Transport) readPeerConn(l *link) error {
-	var slab []byte
-	off := 0
 	from := l.remote.NodeID
 	for {
-		if len(slab)-off < minSlabRemainBytes {
-			slab, off = make([]byte, inboundSlabBytes), 0
-		}
-		f, err := l.r.Next(slab[off:off])
+		f, err := l.r.next()
 		if err != nil {
 			return err
-		}
-		if n := len(f.Payload); n > 0 && unsafe.SliceData(f.Payload) == unsafe.SliceData(slab[off:]) {
-			off += n
 		}
 		if f.Type < wire.MsgApp || f.Type > wire.MsgTimeoutNow {
 			return fmt.Errorf("%w: %v", errBadPeerFrame, f.Type)

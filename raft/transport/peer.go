@@ -264,7 +264,7 @@ func (p *peer) serve(l *link) error {
 	p.t.wg.Add(1)
 	go func() {
 		defer p.t.wg.Done()
-		_, err := l.r.Next(nil)
+		_, err := l.r.next()
 		if err == nil {
 			err = fmt.Errorf("%w: remote sent a frame on an outbound-only connection", ErrHandshake)
 		}

@@ -61,7 +61,7 @@ func (t *Transport) SendSnapshot(ctx context.Context, meta *wire.Message, body i
 	go func() {
 		defer t.wg.Done()
 		defer close(respDone)
-		f, err := l.r.Next(nil)
+		f, err := l.r.next()
 		switch {
 		case err != nil:
 			respErr = err
@@ -188,6 +188,8 @@ func (t *Transport) serveSnapshot(l *link) error {
 		return reply(0, 0, true)
 	}
 
+	// Slabs that hold a whole default chunk or two: fewer tail copies.
+	l.r.slabBytes = snapSlabBytes
 	body := &snapBody{t: t, l: l}
 	if err := body.next(); err != nil {
 		return err
@@ -223,9 +225,9 @@ func (t *Transport) serveSnapshot(l *link) error {
 var errSnapUnconsumed = fmt.Errorf("%w: handler returned before the end of the stream", ErrSnapshotStream)
 
 // snapBody is the io.Reader a SnapshotHandler consumes. It reads the next
-// MsgSnap frame on demand, on the handler's own goroutine, into one reused
-// buffer (Read copies out of it), so a snapshot of any size costs one chunk
-// of memory on the receiving side.
+// MsgSnap frame on demand, on the handler's own goroutine, so a snapshot of
+// any size costs a few chunks of memory on the receiving side (slabs of
+// snapSlabBytes, dropped as they are consumed).
 type snapBody struct {
 	// t supplies the idle timeout.
 	t *Transport
@@ -233,8 +235,6 @@ type snapBody struct {
 	l *link
 	// m is the last decoded chunk (reused).
 	m wire.Message
-	// buf is the reused payload buffer; it grows to the largest chunk.
-	buf []byte
 	// cur is the unread rest of the current chunk's data.
 	cur []byte
 	// off is the stream offset just after the last chunk received; the next
@@ -246,8 +246,8 @@ type snapBody struct {
 	done bool
 	// err is the first stream error; Read returns it from then on.
 	err error
-	// first is set after the first chunk (whose payload the handler owns
-	// via meta, so it must not be the reused buffer).
+	// first is set once the first chunk (the one that carries the metadata
+	// the handler gets) has been read.
 	first bool
 }
 
@@ -273,19 +273,12 @@ func (b *snapBody) next() error {
 	if err := b.l.conn.SetReadDeadline(time.Now().Add(b.t.cfg.SnapshotIdleTimeout)); err != nil {
 		return err
 	}
-	var dst []byte
-	if b.first {
-		dst = b.buf[:0]
-	}
-	f, err := b.l.r.Next(dst)
+	f, err := b.l.r.next()
 	if err != nil {
 		if err == io.EOF {
 			err = fmt.Errorf("%w: stream ended before its last chunk: %w", ErrSnapshotStream, io.ErrUnexpectedEOF)
 		}
 		return err
-	}
-	if b.first && cap(f.Payload) > cap(b.buf) {
-		b.buf = f.Payload
 	}
 	if f.Type != wire.MsgSnap {
 		return fmt.Errorf("%w: frame type %v on a snapshot connection", ErrSnapshotStream, f.Type)
