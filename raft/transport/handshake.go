@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"syscall"
 	"time"
 
 	"github.com/raftpipe/raftpipe/wire"
@@ -202,7 +203,8 @@ func (t *Transport) acceptHandshake(raw net.Conn) (*link, error) {
 }
 
 // isClosedConn reports whether err only says the connection was closed
-// (locally or by the remote), as opposed to a protocol violation.
+// or reset (locally or by the remote), as opposed to a protocol violation.
 func isClosedConn(err error) bool {
-	return errors.Is(err, net.ErrClosed) || errors.Is(err, io.EOF)
+	return errors.Is(err, net.ErrClosed) || errors.Is(err, io.EOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }

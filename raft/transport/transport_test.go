@@ -261,3 +261,44 @@ func TestConfigErrors(t *testing.T) {
 		t.Fatal("Send after Close succeeded")
 	}
 }
+
+// TestCloseUnderLoad closes transports (and removes peers) while messages
+// flow both ways; every call must return and no goroutine may be left
+// (goleak checks after the tests).
+func TestCloseUnderLoad(t *testing.T) {
+	a := newNode(t, testConfig(1, func(*wire.Message) {}))
+	b := newNode(t, testConfig(2, func(*wire.Message) {}))
+	c := newNode(t, testConfig(3, func(*wire.Message) {}))
+	connect(t, a, b)
+	connect(t, b, a)
+	connect(t, a, c)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for _, s := range []struct {
+		tr       *Transport
+		from, to uint64
+	}{{a, 1, 2}, {b, 2, 1}, {a, 1, 3}} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := uint64(0); ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				s.tr.Send(appMsg(s.from, s.to, i, make([]byte, 100)))
+			}
+		}()
+	}
+	waitFor(t, "traffic", func() bool { return a.PeerStats(2).Sent > 1000 && b.PeerStats(1).Sent > 1000 })
+	a.RemovePeer(3)
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	close(stop)
+	wg.Wait()
+}
