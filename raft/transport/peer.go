@@ -232,7 +232,7 @@ func (p *peer) run() {
 		everConnected = true
 		failures = 0
 		log.Info("transport: connected", "addr", addr, "compression", l.opts.Compression.String())
-		err = p.serve(l)
+		err = p.serve(l, addr)
 		if p.ctx.Err() != nil {
 			return
 		}
@@ -244,14 +244,21 @@ func (p *peer) run() {
 	}
 }
 
-// serve writes queued messages to l until a write fails, the remote closes
-// the connection, or the link is stopped. It returns why it stopped.
-func (p *peer) serve(l *link) error {
+// serve writes queued messages to l (dialed at addr) until a write fails,
+// the remote closes the connection, or the link is stopped. It returns why
+// it stopped.
+func (p *peer) serve(l *link, addr string) error {
 	p.mu.Lock()
 	if p.ctx.Err() != nil {
 		p.mu.Unlock()
 		l.conn.Close()
 		return p.ctx.Err()
+	}
+	if p.mu.addr != addr {
+		// AddPeer moved the peer while we were dialing the old address.
+		p.mu.Unlock()
+		l.conn.Close()
+		return fmt.Errorf("transport: peer moved from %s to a new address while dialing", addr)
 	}
 	p.mu.conn = l.conn
 	p.mu.Unlock()
