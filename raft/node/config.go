@@ -131,8 +131,12 @@ type Config struct {
 	MaxClientConns int
 	// WAL tunes the write-ahead log (segment size, sync delay, cache).
 	WAL wal.Options
-	// KV tunes the state machine store.
+	// KV tunes the state machine store. The node always turns Pebble's own
+	// WAL off unless KeepPebbleWAL is set: the Raft log is the durable
+	// record, and the node compacts it only past what Flush made durable.
 	KV kv.Options
+	// KeepPebbleWAL leaves Pebble's WAL on (double logging; for debugging).
+	KeepPebbleWAL bool
 	// Seed seeds the core's election jitter; 0 derives one from ID.
 	Seed uint64
 	// Logger receives structured logs; nil discards them.
@@ -191,6 +195,7 @@ func (cfg Config) withDefaults() (Config, error) {
 	if cfg.Wire.MaxFrameBytes == 0 {
 		cfg.Wire = wire.DefaultOptions()
 	}
+	cfg.KV.DisableWAL = !cfg.KeepPebbleWAL
 	if cfg.Seed == 0 {
 		cfg.Seed = cfg.ID*0x9e3779b97f4a7c15 + 1
 	}
