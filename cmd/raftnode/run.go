@@ -1,0 +1,202 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/raftpipe/raftpipe/raft/node"
+)
+
+// Shutdown bounds. Each keeps a stuck component from hanging the process
+// forever; systemd's TimeoutStopSec should exceed their sum.
+const (
+	// shutdownTimeout bounds the whole clean shutdown (hand-off, admin
+	// server, node stop); past it the process exits 1.
+	shutdownTimeout = 30 * time.Second
+	// adminDrainTimeout bounds waiting for in-flight admin requests; they
+	// are cut off after it.
+	adminDrainTimeout = 5 * time.Second
+	// adminReadHeaderTimeout bounds a slow admin client's request headers.
+	adminReadHeaderTimeout = 10 * time.Second
+	// statusTimeout bounds one status query to the node during shutdown.
+	statusTimeout = 2 * time.Second
+)
+
+// runCommand is the run subcommand: parse and validate, then run the node
+// until a signal or a fatal error.
+func runCommand(args []string, stderr io.Writer, notify func() <-chan os.Signal) int {
+	o, err := parseRunArgs(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "raftnode: %v\n", err)
+		return exitUsage
+	}
+	return runNode(o, newLogger(stderr, o.logLevel, o.logFormat), notify())
+}
+
+// newLogger builds the process logger: slog to w in text or JSON.
+func newLogger(w io.Writer, level slog.Level, format string) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: level}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// runNode starts the node and its admin server and blocks until a signal
+// (clean shutdown, exit 0) or a failure (exit 1).
+func runNode(o *runOptions, logger *slog.Logger, sigc <-chan os.Signal) int {
+	logger.Info("starting raftnode", "version", versionString(), "id", o.id, "cluster_id", o.clusterID,
+		"data_dir", o.dataDir, "has_state", hasState(o.dataDir), "bootstrap", o.bootstrap,
+		"members", formatMembers(o.members), "tls", o.tlsConfig != nil)
+	n, err := node.Start(o.nodeConfig(logger))
+	if err != nil {
+		logger.Error("node failed to start", "err", err)
+		return exitFailure
+	}
+	var admin *http.Server
+	adminErr := make(chan error, 1)
+	adminBound := ""
+	if o.adminAddr != "" {
+		ln, err := net.Listen("tcp", o.adminAddr)
+		if err != nil {
+			logger.Error("admin listener failed", "addr", o.adminAddr, "err", err)
+			stopNode(n, logger)
+			return exitFailure
+		}
+		adminBound = ln.Addr().String()
+		admin = &http.Server{
+			Handler:           n.AdminHandler(),
+			ReadHeaderTimeout: adminReadHeaderTimeout,
+			ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		}
+		go func() { adminErr <- admin.Serve(ln) }()
+	}
+	logger.Info("raftnode ready", "peer", n.PeerAddr(), "client", n.ClientAddr(), "admin", adminBound,
+		"advertise_peer", o.advertisePeer, "advertise_client", o.advertiseClient)
+
+	select {
+	case sig := <-sigc:
+		logger.Info("signal received, shutting down", "signal", sig.String())
+		return shutdown(n, admin, o, logger, sigc, exitOK)
+	case <-n.Done():
+		err := n.Err()
+		if err == nil {
+			err = errors.New("node stopped without a fatal error being recorded")
+		}
+		logger.Error("node failed", "err", err)
+		shutdown(n, admin, o, logger, sigc, exitFailure)
+		return exitFailure
+	case err := <-adminErr:
+		logger.Error("admin server failed", "err", err)
+		shutdown(n, admin, o, logger, sigc, exitFailure)
+		return exitFailure
+	}
+}
+
+// shutdown hands off leadership if this node leads, drains the admin server
+// and stops the node, bounded by shutdownTimeout; a second signal aborts it.
+// It returns code if everything closed cleanly, else exitFailure.
+func shutdown(n *node.Node, admin *http.Server, o *runOptions, logger *slog.Logger, sigc <-chan os.Signal, code int) int {
+	done := make(chan int, 1)
+	go func() {
+		select {
+		case <-n.Done():
+		default:
+			handOffLeadership(n, o, logger)
+		}
+		if admin != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), adminDrainTimeout)
+			if err := admin.Shutdown(ctx); err != nil {
+				logger.Warn("admin requests cut off at shutdown", "err", err)
+				admin.Close()
+			}
+			cancel()
+		}
+		if err := stopNode(n, logger); err != nil {
+			done <- exitFailure
+			return
+		}
+		done <- code
+	}()
+	timer := time.NewTimer(shutdownTimeout)
+	defer timer.Stop()
+	select {
+	case c := <-done:
+		if c == exitOK {
+			logger.Info("shutdown complete")
+		}
+		return c
+	case sig := <-sigc:
+		logger.Error("second signal during shutdown, exiting at once", "signal", sig.String())
+		return exitFailure
+	case <-timer.C:
+		logger.Error("shutdown did not finish in time, exiting", "timeout", shutdownTimeout)
+		return exitFailure
+	}
+}
+
+// stopNode stops the node (closing its ports, WAL and store) and logs the
+// outcome.
+func stopNode(n *node.Node, logger *slog.Logger) error {
+	if err := n.Stop(); err != nil {
+		logger.Error("node stop reported an error", "err", err)
+		return err
+	}
+	return nil
+}
+
+// handOffLeadership asks the most up-to-date voting follower to take over
+// if this node leads, and waits (at most one election timeout) for it to,
+// so that a planned restart costs clients a hand-off instead of an
+// election timeout. Failure is logged, not fatal: the rest of the cluster
+// elects a leader on its own.
+func handOffLeadership(n *node.Node, o *runOptions, logger *slog.Logger) {
+	if !n.IsLeader() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), statusTimeout)
+	st, err := n.Status(ctx)
+	cancel()
+	if err != nil {
+		logger.Warn("leadership hand-off skipped: no status", "err", err)
+		return
+	}
+	var to, best uint64
+	for id, f := range st.Followers {
+		if !f.Learner && (to == 0 || f.Match > best) {
+			to, best = id, f.Match
+		}
+	}
+	if to == 0 {
+		return // no other voter
+	}
+	wait := o.tick * time.Duration(o.electionTicks)
+	ctx, cancel = context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	if err := n.TransferLeadership(ctx, to); err != nil {
+		logger.Warn("leadership hand-off failed", "to", to, "err", err)
+		return
+	}
+	poll := time.NewTicker(o.tick)
+	defer poll.Stop()
+	for n.IsLeader() {
+		select {
+		case <-poll.C:
+		case <-ctx.Done():
+			logger.Warn("leadership hand-off did not complete in one election timeout; stopping anyway", "to", to, "timeout", wait)
+			return
+		}
+	}
+	logger.Info("handed leadership off before stopping", "to", to)
+}
