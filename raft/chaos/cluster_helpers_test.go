@@ -1,0 +1,424 @@
+package chaos
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/raftpipe/raftpipe/raft/node"
+	"github.com/raftpipe/raftpipe/wal"
+	"github.com/raftpipe/raftpipe/wire"
+)
+
+// Flags of the cluster chaos tests. Every schedule prints its seed; rerun
+// one with -run 'Chaos/<name>' -chaos.seed <seed>.
+var (
+	flagSeed = flag.Uint64("chaos.seed", 0,
+		"base seed of the chaos schedules (0 picks one from the clock and prints it)")
+	flagDuration = flag.Duration("chaos.duration", 0,
+		"how long each chaos schedule injects faults (0 means the short default, see defaultScheduleDuration)")
+	flagVizDir = flag.String("chaos.vizdir", "",
+		"directory for porcupine HTML visualizations of failing histories (default: the test's temp dir, printed on failure)")
+	flagReport = flag.String("chaos.report", "",
+		"if set, append one Markdown table row per schedule to this file (used for results/chaos-*.md)")
+)
+
+// Bounds of the cluster harness.
+const (
+	// defaultScheduleDuration keeps `go test -race ./raft/chaos` within its
+	// budget: eight schedules of this length plus setup and checks take
+	// well under three minutes. -chaos.duration lengthens it.
+	defaultScheduleDuration = 8 * time.Second
+	// chaosClusterID is the cluster ID of every test cluster.
+	chaosClusterID = 7
+	// chaosTick is the core tick: 10 ticks give a 250-500 ms election
+	// timeout, short enough that a schedule sees many elections.
+	chaosTick = 25 * time.Millisecond
+	// chaosSnapshotEntries and chaosRetainEntries make compaction frequent
+	// so that restarted and wiped nodes catch up by snapshot as well as by
+	// log.
+	chaosSnapshotEntries = 400
+	chaosRetainEntries   = 100
+	// convergeDeadline bounds waiting for the healed cluster to elect a
+	// leader and for every node to apply the leader's commit index. It is
+	// generous because the machine is shared; a correct run never nears it.
+	convergeDeadline = 60 * time.Second
+	// nemesisWaitDeadline bounds the nemesis's own waits (a leader to
+	// appear, a node to catch up) inside a schedule. Missing it is not a
+	// failure: the nemesis moves on and the final checks judge the run.
+	nemesisWaitDeadline = 10 * time.Second
+	// pollInterval is how often waits re-check their condition.
+	pollInterval = 5 * time.Millisecond
+)
+
+// scheduleDuration is the fault-injection time of one schedule.
+func scheduleDuration() time.Duration {
+	if *flagDuration > 0 {
+		return *flagDuration
+	}
+	if testing.Short() {
+		return defaultScheduleDuration / 2
+	}
+	return defaultScheduleDuration
+}
+
+// pollUntil polls cond until it holds (true) or d passes (false).
+func pollUntil(d time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(pollInterval)
+	}
+	return true
+}
+
+// freeLoopbackAddr reserves a loopback port and releases it for the node
+// to bind (a small race with other processes that is acceptable in tests).
+func freeLoopbackAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// slowFS is the WAL file system of a chaos node: the operating system's,
+// with a controllable delay before every file and directory sync (a slow
+// or overloaded disk). The delay applies to syncs started after it is set.
+type slowFS struct {
+	wal.OSFS
+	// delayNs is the injected delay per sync in nanoseconds; 0 is none.
+	// Shared with the test goroutine, which changes it while the WAL runs.
+	delayNs *atomic.Int64
+}
+
+// slowFile delays Sync by its FS's current delay.
+type slowFile struct {
+	wal.File
+	// delayNs is the owning slowFS's delay.
+	delayNs *atomic.Int64
+}
+
+func (fs slowFS) wrap(f wal.File, err error) (wal.File, error) {
+	if err != nil {
+		return nil, err
+	}
+	return slowFile{File: f, delayNs: fs.delayNs}, nil
+}
+
+func (fs slowFS) Create(name string) (wal.File, error) { return fs.wrap(fs.OSFS.Create(name)) }
+func (fs slowFS) Open(name string) (wal.File, error)   { return fs.wrap(fs.OSFS.Open(name)) }
+func (fs slowFS) OpenReadWrite(name string) (wal.File, error) {
+	return fs.wrap(fs.OSFS.OpenReadWrite(name))
+}
+
+// SyncDir is delayed like a file sync.
+func (fs slowFS) SyncDir(dir string) error {
+	if d := fs.delayNs.Load(); d > 0 {
+		time.Sleep(time.Duration(d))
+	}
+	return fs.OSFS.SyncDir(dir)
+}
+
+// Sync sleeps for the injected delay, then syncs.
+func (f slowFile) Sync() error {
+	if d := f.delayNs.Load(); d > 0 {
+		time.Sleep(time.Duration(d))
+	}
+	return f.File.Sync()
+}
+
+// chaosNode is one node slot of a chaos cluster: its fixed identity and
+// addresses, and the running node if any.
+type chaosNode struct {
+	// member is the node's ID and real (unproxied) listen addresses, which
+	// stay the same across restarts so peers and clients find it again.
+	member node.Member
+	// dir is the node's data directory; a wipe removes it.
+	dir string
+	// syncDelayNs is the WAL sync delay injected into this node.
+	syncDelayNs atomic.Int64
+	// n is the running node, nil while stopped. Owned by the test
+	// goroutine (the nemesis); workload goroutines never touch nodes.
+	n *node.Node
+}
+
+// chaosCluster is an in-process cluster whose peer links all go through a
+// fault-injecting Network: node i dials node j at net.Addr(i, j). Clients
+// reach the nodes' client ports directly (faults are on peer links only).
+type chaosCluster struct {
+	t testing.TB
+	// nw holds one proxy per directed pair of slots.
+	nw *Network
+	// slots are indexed by node ID - 1; slots beyond the initial voters
+	// are spares for membership changes.
+	slots []*chaosNode
+	// initial is the number of slots bootstrapped as voters.
+	initial int
+}
+
+// newChaosCluster starts voters bootstrapped nodes, with spare extra
+// slots (addresses and proxies reserved, not started) for membership
+// changes. t.Cleanup stops everything.
+func newChaosCluster(t testing.TB, voters, spare int, seed uint64) *chaosCluster {
+	t.Helper()
+	total := voters + spare
+	c := &chaosCluster{t: t, initial: voters}
+	base := t.TempDir()
+	targets := make([]string, total)
+	for i := 0; i < total; i++ {
+		s := &chaosNode{
+			member: node.Member{ID: uint64(i + 1), PeerAddr: freeLoopbackAddr(t), ClientAddr: freeLoopbackAddr(t)},
+			dir:    filepath.Join(base, fmt.Sprintf("n%d", i+1)),
+		}
+		c.slots = append(c.slots, s)
+		targets[i] = s.member.PeerAddr
+	}
+	nw, err := NewNetwork(targets, NetworkConfig{Seed: seed})
+	if err != nil {
+		t.Fatalf("network: %v", err)
+	}
+	c.nw = nw
+	t.Cleanup(c.close)
+	for i := 0; i < voters; i++ {
+		if err := c.start(uint64(i+1), true); err != nil {
+			t.Fatalf("%v", err)
+		}
+	}
+	return c
+}
+
+// members lists every slot's addresses: a joining node needs them to reach
+// the others, and a bootstrapped one ignores the spares (see bootstrapSet).
+func (c *chaosCluster) members(n int) []node.Member {
+	out := make([]node.Member, 0, n)
+	for _, s := range c.slots[:n] {
+		out = append(out, s.member)
+	}
+	return out
+}
+
+// config builds node id's configuration.
+func (c *chaosCluster) config(id uint64, bootstrap bool) node.Config {
+	s := c.slots[id-1]
+	from := int(id - 1)
+	members := c.members(c.initial)
+	if int(id) > c.initial {
+		members = append(members, s.member)
+	}
+	return node.Config{
+		ID: id, ClusterID: chaosClusterID, DataDir: s.dir,
+		PeerAddr: s.member.PeerAddr, ClientAddr: s.member.ClientAddr,
+		Members: members, Bootstrap: bootstrap,
+		ResolvePeerAddr: func(peer uint64, advertised string) string {
+			if peer == 0 || int(peer) > len(c.slots) || int(peer-1) == from {
+				return advertised
+			}
+			return c.nw.Addr(from, int(peer-1))
+		},
+		TickInterval:    chaosTick,
+		SnapshotEntries: chaosSnapshotEntries,
+		RetainEntries:   chaosRetainEntries,
+		WAL:             wal.Options{FS: slowFS{delayNs: &s.syncDelayNs}},
+	}
+}
+
+// start starts node id (its stored state wins over bootstrap).
+func (c *chaosCluster) start(id uint64, bootstrap bool) error {
+	s := c.slots[id-1]
+	if s.n != nil {
+		panic(fmt.Sprintf("chaos: invariant violated: node %d started twice", id))
+	}
+	n, err := node.Start(c.config(id, bootstrap))
+	if err != nil {
+		return fmt.Errorf("start node %d: %w", id, err)
+	}
+	s.n = n
+	return nil
+}
+
+// stop stops node id if it runs (a clean crash: the WAL acknowledged
+// only what it had synced, so nothing acknowledged is lost).
+func (c *chaosCluster) stop(id uint64) {
+	s := c.slots[id-1]
+	if s.n == nil {
+		return
+	}
+	if err := s.n.Stop(); err != nil {
+		c.t.Logf("stop node %d: %v", id, err)
+	}
+	s.n = nil
+}
+
+// wipe stops node id and deletes its data: it restarts empty, without
+// bootstrap, and must be brought back by the leader (log or snapshot).
+func (c *chaosCluster) wipe(id uint64) error {
+	c.stop(id)
+	if err := os.RemoveAll(c.slots[id-1].dir); err != nil {
+		return fmt.Errorf("wipe node %d: %w", id, err)
+	}
+	return c.start(id, false)
+}
+
+// close stops every node and the network.
+func (c *chaosCluster) close() {
+	for _, s := range c.slots {
+		c.stop(s.member.ID)
+	}
+	if err := c.nw.Close(); err != nil {
+		c.t.Logf("close network: %v", err)
+	}
+}
+
+// running lists the IDs of running nodes.
+func (c *chaosCluster) running() []uint64 {
+	var ids []uint64
+	for _, s := range c.slots {
+		if s.n != nil {
+			ids = append(ids, s.member.ID)
+		}
+	}
+	return ids
+}
+
+// clientAddrs lists every slot's client address: clients try them in
+// turn and follow leader hints.
+func (c *chaosCluster) clientAddrs() []string {
+	out := make([]string, len(c.slots))
+	for i, s := range c.slots {
+		out[i] = s.member.ClientAddr
+	}
+	return out
+}
+
+// status returns node id's status, bounded by a short deadline.
+func (c *chaosCluster) status(id uint64) (node.Status, error) {
+	s := c.slots[id-1]
+	if s.n == nil {
+		return node.Status{}, node.ErrStopped
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	return s.n.Status(ctx)
+}
+
+// leader returns the running node that believes it leads with the highest
+// term (a deposed leader on the minority side may still believe it), or 0.
+func (c *chaosCluster) leader() uint64 {
+	var best, bestTerm uint64
+	for _, id := range c.running() {
+		if !c.slots[id-1].n.IsLeader() {
+			continue
+		}
+		st, err := c.status(id)
+		if err != nil || st.Role != "leader" {
+			continue
+		}
+		if best == 0 || st.Term > bestTerm {
+			best, bestTerm = id, st.Term
+		}
+	}
+	return best
+}
+
+// waitLeader waits up to d for a leader and returns it, or 0.
+func (c *chaosCluster) waitLeader(d time.Duration) uint64 {
+	var l uint64
+	pollUntil(d, func() bool { l = c.leader(); return l != 0 })
+	return l
+}
+
+// caughtUp reports whether node id has applied everything the leader has
+// committed.
+func (c *chaosCluster) caughtUp(leader, id uint64) bool {
+	lst, err := c.status(leader)
+	if err != nil {
+		return false
+	}
+	st, err := c.status(id)
+	return err == nil && st.Applied >= lst.Commit
+}
+
+// fenceKey is written by converge so that the leader commits an entry of
+// its own term (Raft commits earlier terms' entries only through one).
+// It is outside the workload's key set, so the history never sees it.
+const fenceKey = "chaos-fence"
+
+// converge heals every fault, restarts stopped nodes that are still
+// members, waits for one leader that all running nodes agree on, commits a
+// fence entry through it, and waits until every running node has applied
+// the leader's commit index. It returns the leader.
+func (c *chaosCluster) converge(members []uint64) (uint64, error) {
+	c.nw.Heal()
+	for _, s := range c.slots {
+		s.syncDelayNs.Store(0)
+	}
+	for _, id := range members {
+		if c.slots[id-1].n == nil {
+			if err := c.start(id, false); err != nil {
+				return 0, err
+			}
+		}
+	}
+	deadline := time.Now().Add(convergeDeadline)
+	var leader uint64
+	for {
+		if time.Now().After(deadline) {
+			return 0, fmt.Errorf("converge: no leader committed the fence entry within %v", convergeDeadline)
+		}
+		leader = c.waitLeader(time.Until(deadline))
+		if leader == 0 {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_, err := c.slots[leader-1].n.Put(ctx, []byte(fenceKey), []byte(fmt.Sprint(time.Now().UnixNano())))
+		cancel()
+		if err == nil {
+			break
+		}
+	}
+	for _, id := range members {
+		ok := pollUntil(time.Until(deadline), func() bool {
+			return c.caughtUp(leader, id) && c.slots[id-1].n.Leader() == leader
+		})
+		if !ok {
+			st, _ := c.status(id)
+			lst, _ := c.status(leader)
+			return 0, fmt.Errorf("converge: node %d did not catch up with leader %d within %v: node %+v, leader commit %d",
+				id, leader, convergeDeadline, st, lst.Commit)
+		}
+	}
+	return leader, nil
+}
+
+// staleGet reads key from node id's local state machine.
+func (c *chaosCluster) staleGet(id uint64, key string) (string, bool, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	r, err := c.slots[id-1].n.Do(ctx, &wire.ClientRequest{Op: wire.OpGet, Flags: wire.FlagStale, Key: []byte(key)})
+	if err != nil {
+		return "", false, err
+	}
+	switch r.Status {
+	case wire.StatusOK:
+		return string(r.Value), true, nil
+	case wire.StatusNotFound:
+		return "", false, nil
+	}
+	return "", false, fmt.Errorf("stale get %s on node %d: status %d %s", key, id, r.Status, r.Err)
+}
+
+// errNodeDown is returned by nemesis steps that need a node that is not
+// running.
+var errNodeDown = errors.New("chaos test: node not running")
