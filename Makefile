@@ -7,7 +7,7 @@ BENCHTIME ?= 1s
 COUNT     ?= 5
 PKGS      ?= ./...
 
-.PHONY: help test fmt-check vet bench fuzz build sim chaos compare clean
+.PHONY: help test fmt-check vet bench bench-cluster fuzz build sim chaos compare clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -22,12 +22,24 @@ fmt-check: ## fail if any Go file is not gofmt-clean
 vet: ## go vet every package
 	$(GO) vet $(PKGS)
 
-bench: ## microbenchmarks with -benchmem; benchstat-readable output saved in results/
+bench: ## microbenchmarks with -benchmem (wire, wal, core, transport, kv, client); benchstat-readable output saved in results/
 	@mkdir -p results
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count $(COUNT) $(PKGS) | tee results/bench-$$(date +%Y%m%d-%H%M%S).txt
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count $(COUNT) $$($(GO) list ./... | grep -v -e /bench/cluster -e /cmd/) | tee results/bench-$$(date +%Y%m%d-%H%M%S).txt
 
 fuzz: ## run every fuzz target for FUZZTIME each (default 30s)
 	FUZZTIME=$(FUZZTIME) bash scripts/fuzz.sh
+
+sim: ## long randomized consensus simulation: make sim DURATION=10m
+	$(GO) test ./raft -run Sim -sim.duration $(DURATION) -timeout 0 -v
+
+chaos: ## long fault-injection runs against real clusters: make chaos DURATION=10m
+	$(GO) test ./raft/chaos -run Chaos -chaos.duration $(DURATION) -timeout 0 -v
+
+compare: ## raftpipe (direct, client) vs hashicorp/raft at 1/16/64/256 clients -> results/compare-DATE.md
+	DURATION=$(or $(CMP_DURATION),10s) REPEAT=$(or $(REPEAT),3) bash scripts/compare.sh
+
+bench-cluster: ## BenchmarkCluster on an embedded 3-node cluster (slow: real fsync)
+	$(GO) test -run '^$$' -bench Cluster -benchtime 20000x -count $(COUNT) ./bench/cluster | tee results/cluster-bench-$$(date +%Y%m%d-%H%M%S).txt
 
 build: ## build bin/raftnode and bin/raftbench
 	@mkdir -p bin
