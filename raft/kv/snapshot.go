@@ -53,15 +53,26 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // restoreStep names a point in Restore where tests inject a crash.
 type restoreStep int
 
+// The steps of Restore, in order. A crash at or after stepCurrentRenamed
+// must come back with the new state; before it, with the old.
 const (
+	// stepDirCreated: db-<n+1> exists, empty.
 	stepDirCreated restoreStep = iota + 1
+	// stepFileWritten: one more file is written, fsynced and CRC-checked.
 	stepFileWritten
+	// stepFilesSynced: every file and both directories are fsynced.
 	stepFilesSynced
+	// stepNewDBOpened: the new database opened and holds what the header says.
 	stepNewDBOpened
+	// stepCurrentTmpWritten: CURRENT.tmp names the new database, fsynced.
 	stepCurrentTmpWritten
+	// stepCurrentRenamed: CURRENT names the new database (the switch).
 	stepCurrentRenamed
+	// stepDirSynced: the rename is durable.
 	stepDirSynced
+	// stepSwapped: the store serves the new database; the old is closed.
 	stepSwapped
+	// stepOldRemoved: the old database directory is gone.
 	stepOldRemoved
 )
 
@@ -318,7 +329,8 @@ func validSnapName(name string) bool {
 // A truncated or corrupt stream returns ErrBadSnapshot and leaves the old
 // state intact. An error after the rename (only the directory fsync can
 // fail there) is returned with the new state installed; the node should
-// treat it as fatal, like any fsync error. Restore does not compare the
+// treat it as fatal, like any fsync error. Restore reads r through a
+// buffer, so r should end with the snapshot. Restore does not compare the
 // snapshot's index with AppliedIndex: the node decides what to install.
 func (s *Store) Restore(r io.Reader) error {
 	s.applyMu.Lock()
