@@ -19,6 +19,41 @@ const confChangeHeaderBytes = 9
 // addresses) so a conf-change entry stays small.
 const maxConfChangeContextBytes = 4096
 
+// bootstrapTerm is the term of the bootstrap entries; the first election
+// of a new cluster is in term bootstrapTerm+1.
+const bootstrapTerm = 1
+
+// BootstrapEntries returns the log a founding member of a new cluster starts
+// with: one conf-change entry per initial voter and learner (sorted, so all
+// founders write identical entries), in term 1 at indexes 1..n. The runtime
+// persists them with HardState{Term: 1, Commit: n} into a fresh log before
+// the first NewRawNode, and its Storage then reports an empty ConfState as
+// of index 0. Every founder holds the same entries, so they are committed;
+// a node that joins later starts with an empty log and learns the founding
+// membership by replaying them (or from a snapshot).
+//
+// Rejected alternative: keeping the founding membership only in each
+// founder's storage as the "membership at index 0" leaves a joining node,
+// whose storage is empty, unable to reconstruct it from the log.
+func BootstrapEntries(cs wire.ConfState) []wire.Entry {
+	voters := slices.Sorted(slices.Values(cs.Voters))
+	learners := slices.Sorted(slices.Values(cs.Learners))
+	ents := make([]wire.Entry, 0, len(voters)+len(learners))
+	add := func(t wire.ConfChangeType, id uint64) {
+		ents = append(ents, wire.Entry{
+			Term: bootstrapTerm, Index: uint64(len(ents) + 1), Type: wire.EntryConfChange,
+			Data: encodeConfChange(wire.ConfChange{Type: t, NodeID: id}),
+		})
+	}
+	for _, id := range voters {
+		add(wire.ConfAddVoter, id)
+	}
+	for _, id := range learners {
+		add(wire.ConfAddLearner, id)
+	}
+	return ents
+}
+
 // encodeConfChange is the Data of an EntryConfChange entry, in the wire
 // package's versioned ConfChange layout (the runtime decodes the same bytes
 // with wire.DecodeConfChange).

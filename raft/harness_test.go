@@ -72,6 +72,9 @@ type cluster struct {
 	// snapEvery makes nodes snapshot+compact after this many applied
 	// entries beyond their last snapshot (0 = never).
 	snapEvery uint64
+	// confAt is the membership after each applied conf-change index, as
+	// the first node to apply it computed it.
+	confAt map[uint64]wire.ConfState
 	// snapshotsSent counts MsgSnap deliveries.
 	snapshotsSent int
 	// snapKeep is how many entries below the snapshot stay uncompacted.
@@ -84,6 +87,7 @@ func newCluster(n int, seed uint64, cfgFn func(*Config)) *cluster {
 		nodes:   map[uint64]*testNode{},
 		cut:     map[[2]uint64]bool{},
 		history: map[uint64]appliedEntry{},
+		confAt:  map[uint64]wire.ConfState{},
 		cfgFn:   cfgFn,
 		rnd:     rand.New(rand.NewPCG(seed, 99)),
 	}
@@ -112,7 +116,7 @@ func (c *cluster) addNode(id uint64, cs wire.ConfState) *testNode {
 	if err != nil {
 		panic(err)
 	}
-	nd := &testNode{id: id, rn: rn, storage: st, cfg: cfg, appliedConf: cloneConfState(cs)}
+	nd := &testNode{id: id, rn: rn, storage: st, cfg: cfg}
 	c.nodes[id] = nd
 	c.ids = append(c.ids, id)
 	slices.Sort(c.ids)
@@ -244,6 +248,11 @@ func (c *cluster) apply(nd *testNode, rd Ready) {
 			cc, err := DecodeConfChange(e.Data)
 			if err == nil {
 				nd.appliedConf = nd.rn.ApplyConfChange(cc)
+			}
+			if prev, ok := c.confAt[e.Index]; ok && (!slices.Equal(prev.Voters, nd.appliedConf.Voters) || !slices.Equal(prev.Learners, nd.appliedConf.Learners)) {
+				c.errs = append(c.errs, fmt.Sprintf("node %d: membership after %d is %v, another node had %v", nd.id, e.Index, nd.appliedConf, prev))
+			} else if !ok {
+				c.confAt[e.Index] = cloneConfState(nd.appliedConf)
 			}
 			if want := nd.rn.r.confs.at(e.Index); !slices.Equal(want.Voters, nd.appliedConf.Voters) || !slices.Equal(want.Learners, nd.appliedConf.Learners) {
 				c.errs = append(c.errs, fmt.Sprintf("node %d: ApplyConfChange at %d gives %v, log membership %v", nd.id, e.Index, nd.appliedConf, want))

@@ -36,15 +36,16 @@ func TestElectionAndReplication(t *testing.T) {
 			c.stabilize()
 			for _, id := range c.ids {
 				st := c.nodes[id].rn.Status()
-				if st.Commit != 11 || st.Applied != 11 {
-					t.Fatalf("node %d commit %d applied %d, want 11", id, st.Commit, st.Applied)
+				// 3 bootstrap entries + the leader's no-op + 10 proposals.
+				if st.Commit != 14 || st.Applied != 14 {
+					t.Fatalf("node %d commit %d applied %d, want 14", id, st.Commit, st.Applied)
 				}
 			}
 			if len(c.errs) > 0 {
 				t.Fatal(c.errs)
 			}
-			if h := c.history[11]; h.data != "v9" {
-				t.Fatalf("history[11] = %+v", h)
+			if h := c.history[14]; h.data != "v9" {
+				t.Fatalf("history[14] = %+v", h)
 			}
 		})
 	}
@@ -94,12 +95,13 @@ func TestLeaderCountsItselfOnlyWhenDurable(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.process()
-	if got := nd.rn.Status().Commit; got != 0 {
-		t.Fatalf("commit %d before anything is durable", got)
+	// Index 1 is the bootstrap entry, 2 the no-op, 3 the proposal.
+	if got := nd.rn.Status().Commit; got != 1 {
+		t.Fatalf("commit %d before anything new is durable, want 1", got)
 	}
 	c.persistAll(nd)
-	if got := nd.rn.Status().Commit; got != 2 {
-		t.Fatalf("commit %d after persisting, want 2", got)
+	if got := nd.rn.Status().Commit; got != 3 {
+		t.Fatalf("commit %d after persisting, want 3", got)
 	}
 }
 
@@ -139,13 +141,13 @@ func TestRestartKeepsState(t *testing.T) {
 	c.crash(2)
 	c.restart(2)
 	st := c.nodes[2].rn.Status()
-	if st.Term != c.nodes[1].rn.r.term || st.Commit != 3 || st.LastIndex != 3 {
+	if st.Term != c.nodes[1].rn.r.term || st.Commit != 6 || st.LastIndex != 6 {
 		t.Fatalf("restarted status %+v", st)
 	}
 	_ = c.nodes[1].rn.Propose([]byte("c"))
 	c.stabilize()
-	if got := c.nodes[2].rn.Status().Applied; got != 4 {
-		t.Fatalf("applied %d after restart, want 4", got)
+	if got := c.nodes[2].rn.Status().Applied; got != 7 {
+		t.Fatalf("applied %d after restart, want 7", got)
 	}
 	if len(c.errs) > 0 {
 		t.Fatal(c.errs)

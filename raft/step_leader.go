@@ -354,7 +354,9 @@ func (r *raft) transferLeadership(to uint64) {
 		r.sendTimeoutNow(to)
 		return
 	}
-	r.maybeSendAppend(to, sendOrCommit)
+	// Probe even if nothing new is due: messages to a lagging target may
+	// have been lost, and the transfer has only an election timeout.
+	r.maybeSendAppend(to, sendOrProbe)
 }
 
 // abortLeaderTransfer forgets a transfer in progress.

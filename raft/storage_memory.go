@@ -41,9 +41,26 @@ type MemoryStorage struct {
 	last uint64
 }
 
-// NewMemoryStorage returns an empty storage whose bootstrap membership is
-// conf (the initial voters and learners of a new cluster).
+// NewMemoryStorage returns the storage of a node. For a founding member of
+// a new cluster, conf is the initial membership: the storage is bootstrapped
+// with BootstrapEntries(conf), so that nodes joining later learn the
+// founding membership from the log. For a node joining an existing
+// cluster, pass an empty conf.
 func NewMemoryStorage(conf wire.ConfState) *MemoryStorage {
+	ms := &MemoryStorage{}
+	if ents := BootstrapEntries(conf); len(ents) > 0 {
+		ms.segs = [][]wire.Entry{ents}
+		ms.last = uint64(len(ents))
+		ms.hardState = wire.HardState{Term: bootstrapTerm, Commit: ms.last}
+	}
+	return ms
+}
+
+// NewMemoryStorageWithBase returns an empty storage whose membership as of
+// index 0 is conf, without bootstrap entries. Nodes that join later cannot
+// learn that membership from the log; scenario tests use it to build
+// hand-written logs (paper figures).
+func NewMemoryStorageWithBase(conf wire.ConfState) *MemoryStorage {
 	return &MemoryStorage{conf: cloneConfState(conf)}
 }
 
