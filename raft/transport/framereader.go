@@ -52,10 +52,13 @@ type frameReader struct {
 	opts *wire.Options
 	// slabBytes is the size of a fresh slab.
 	slabBytes int
-	// slab holds received bytes; slab[start:end] is not yet parsed.
-	// Invariant: 0 <= start <= end <= len(slab).
-	slab       []byte
-	start, end int
+	// slab holds received bytes. Invariant: 0 <= start <= end <= len(slab).
+	slab []byte
+	// start is where the first unparsed frame begins; everything before it
+	// has been handed out as payloads and is never written again.
+	start int
+	// end is where the next read goes; slab[start:end] is the unparsed tail.
+	end int
 	// err is the first read or parse error; returned from then on.
 	err error
 	// readErr is a read error that arrived with data; it is reported once

@@ -61,7 +61,8 @@ type peer struct {
 	// deliver stale messages later.
 	connected atomic.Bool
 
-	// stats are updated by run (and by enqueue for drops).
+	// stats back the PeerStats fields of the same names; atomics because
+	// run updates them while Send (drops) and PeerStats run concurrently.
 	stats struct {
 		sent, sentBytes, dropped, reconnects, dialFailures atomic.Uint64
 	}

@@ -32,6 +32,8 @@ type Transport struct {
 	// wg counts every goroutine the transport started; Close waits for it.
 	wg sync.WaitGroup
 	// stats are the transport-wide counters reported by Stats.
+	// Each counter backs the Stats field of the same name; they are atomics
+	// because every reader goroutine updates them.
 	stats struct {
 		droppedUnknownPeer atomic.Uint64
 		received           atomic.Uint64
