@@ -11,10 +11,6 @@ import (
 // change entry is APPENDED to a log (Ongaro's thesis §4.1), not when it is
 // applied. See doc.go, "Membership", for the safety argument.
 
-// confChangeHeaderBytes is the encoded size of a ConfChange without Context:
-// type (1 byte) + node ID (8 bytes).
-const confChangeHeaderBytes = 9
-
 // maxConfChangeContextBytes bounds ConfChange.Context (the member's
 // addresses) so a conf-change entry stays small.
 const maxConfChangeContextBytes = 4096
@@ -55,21 +51,18 @@ func BootstrapEntries(cs wire.ConfState) []wire.Entry {
 }
 
 // encodeConfChange is the Data of an EntryConfChange entry, in the wire
-// package's versioned ConfChange layout (the runtime decodes the same bytes
-// with wire.DecodeConfChange).
+// package's versioned ConfChange encoding (the runtime decodes it with
+// wire.DecodeConfChange).
 func encodeConfChange(cc wire.ConfChange) []byte {
-	return wire.AppendConfChange(make([]byte, 0, confChangeHeaderBytes+8+len(cc.Context)), &cc)
+	return wire.AppendConfChange(nil, &cc)
 }
 
-// DecodeConfChange parses the Data of an EntryConfChange entry, as the
-// runtime must do when it applies one. Context aliases data.
+// DecodeConfChange parses the Data of an EntryConfChange entry; it is
+// wire.DecodeConfChange returning the value. Context aliases data.
 func DecodeConfChange(data []byte) (wire.ConfChange, error) {
 	var cc wire.ConfChange
 	if err := wire.DecodeConfChange(data, &cc); err != nil {
 		return wire.ConfChange{}, fmt.Errorf("%w: %w", ErrInvalidConfChange, err)
-	}
-	if len(cc.Context) == 0 {
-		cc.Context = nil
 	}
 	return cc, nil
 }
