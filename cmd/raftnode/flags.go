@@ -258,10 +258,10 @@ func (o *runOptions) validate() error {
 		return usageErrorf("-members: %v", err)
 	}
 	o.members = ms
-	if err := o.deriveAdvertise(); err != nil {
+	if err := o.checkJoinMode(); err != nil {
 		return err
 	}
-	if err := o.checkJoinMode(); err != nil {
+	if err := o.deriveAdvertise(); err != nil {
 		return err
 	}
 	if err := o.loadTLS(); err != nil {
