@@ -192,7 +192,10 @@ func (t *Transport) Stats() Stats {
 // Close stops the listener, every peer link and every inbound connection,
 // and returns after all goroutines the transport started have exited.
 // In-flight SendSnapshot calls fail with ErrClosed. Queued messages are
-// discarded. Calling Close again returns ErrClosed.
+// discarded. A Handler or SnapshotHandler call in progress is waited for
+// (its connection is closed, so a SnapshotHandler's body reads fail), which
+// is one more reason handlers must not block. Calling Close again returns
+// ErrClosed.
 func (t *Transport) Close() error {
 	t.mu.Lock()
 	if t.mu.closed {
