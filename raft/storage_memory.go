@@ -291,3 +291,15 @@ func cloneConfState(cs wire.ConfState) wire.ConfState {
 		Learners: append([]uint64(nil), cs.Learners...),
 	}
 }
+
+// CreateSnapshotAndCompact snapshots at i (with the membership as of the
+// storage's base) and compacts there; a convenience for tests.
+func (ms *MemoryStorage) CreateSnapshotAndCompact(i uint64) error {
+	ms.mu.Lock()
+	conf := cloneConfState(ms.conf)
+	ms.mu.Unlock()
+	if _, err := ms.CreateSnapshot(i, conf); err != nil {
+		return err
+	}
+	return ms.Compact(i)
+}
