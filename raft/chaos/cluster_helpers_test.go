@@ -166,15 +166,18 @@ type chaosCluster struct {
 	slots []*chaosNode
 	// initial is the number of slots bootstrapped as voters.
 	initial int
+	// opts, if set, adjusts every node's configuration (TLS, limits).
+	opts func(*node.Config)
 }
 
 // newChaosCluster starts voters bootstrapped nodes, with spare extra
 // slots (addresses and proxies reserved, not started) for membership
-// changes. t.Cleanup stops everything.
-func newChaosCluster(t testing.TB, voters, spare int, seed uint64) *chaosCluster {
+// changes. opts, if not nil, adjusts every node's configuration.
+// t.Cleanup stops everything.
+func newChaosCluster(t testing.TB, voters, spare int, seed uint64, opts func(*node.Config)) *chaosCluster {
 	t.Helper()
 	total := voters + spare
-	c := &chaosCluster{t: t, initial: voters}
+	c := &chaosCluster{t: t, initial: voters, opts: opts}
 	base := t.TempDir()
 	targets := make([]string, total)
 	for i := 0; i < total; i++ {
@@ -217,7 +220,7 @@ func (c *chaosCluster) config(id uint64, bootstrap bool) node.Config {
 	if int(id) > c.initial {
 		members = append(members, s.member)
 	}
-	return node.Config{
+	cfg := node.Config{
 		ID: id, ClusterID: chaosClusterID, DataDir: s.dir,
 		PeerAddr: s.member.PeerAddr, ClientAddr: s.member.ClientAddr,
 		Members: members, Bootstrap: bootstrap,
@@ -232,6 +235,10 @@ func (c *chaosCluster) config(id uint64, bootstrap bool) node.Config {
 		RetainEntries:   chaosRetainEntries,
 		WAL:             wal.Options{FS: slowFS{delayNs: &s.syncDelayNs}},
 	}
+	if c.opts != nil {
+		c.opts(&cfg)
+	}
+	return cfg
 }
 
 // start starts node id (its stored state wins over bootstrap).

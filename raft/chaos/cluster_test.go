@@ -374,7 +374,7 @@ func runSchedule(t *testing.T, sc schedule) {
 	seed := scheduleSeed(sc.name)
 	replay := fmt.Sprintf("seed %d; replay: go test ./raft/chaos -run 'TestChaos/%s$' -chaos.seed %d", seed, sc.name, baseSeed())
 	t.Logf("%s", replay)
-	c := newChaosCluster(t, sc.voters, sc.spare, seed)
+	c := newChaosCluster(t, sc.voters, sc.spare, seed, nil)
 	if c.waitLeader(convergeDeadline) == 0 {
 		t.Fatalf("no initial leader (%s)", replay)
 	}
