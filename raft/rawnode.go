@@ -81,11 +81,18 @@ func (rn *RawNode) softState() SoftState { return SoftState{Lead: rn.r.lead, Rol
 
 // Tick advances the logical clock by one tick (elections, heartbeats,
 // CheckQuorum and transfer timeouts are counted in ticks).
-func (rn *RawNode) Tick() { rn.r.tick() }
+func (rn *RawNode) Tick() {
+	rn.r.tick()
+	rn.r.checkInvariants()
+}
 
 // Step processes a message received from a peer. For MsgSnap, call it only
 // once the runtime has received the whole snapshot data.
-func (rn *RawNode) Step(m wire.Message) error { return rn.r.Step(m) }
+func (rn *RawNode) Step(m wire.Message) error {
+	err := rn.r.Step(m)
+	rn.r.checkInvariants()
+	return err
+}
 
 // Propose appends one normal entry per data (leader only). The core keeps
 // the data slices; the caller must not modify them afterwards. Errors:
@@ -183,6 +190,7 @@ func (rn *RawNode) Ready() Ready {
 	}
 	r.msgs, r.msgsAfterPersist, r.readStates = nil, nil, nil
 	rn.readyOutstanding = true
+	r.checkInvariants()
 	return rd
 }
 
@@ -206,6 +214,7 @@ func (rn *RawNode) Advance(rd Ready) {
 func (rn *RawNode) AckPersisted(index, term uint64) {
 	rn.r.log.stableTo(index, term)
 	rn.r.ackPersisted()
+	rn.r.checkInvariants()
 }
 
 // ReportSnapshot reports the end of a snapshot transfer to `to`.
