@@ -22,12 +22,22 @@
 //
 // One goroutine owns a RawNode. The runtime's loop:
 //
+//  0. Start: NewRawNode(Config{Storage: <the durable log>, Applied:
+//     <the state machine's applied index>}). A founding member of a new
+//     cluster first writes BootstrapEntries(initial membership) with
+//     HardState{Term: 1, Commit: len} into its empty log (MemoryStorage
+//     does this itself); a node joining an existing cluster starts with an
+//     empty log and an empty ConfState and is added by the leader with
+//     ProposeConfChange (as a learner, then promoted).
 //  1. Feed inputs: Tick() on every timer tick; Step(m) for every message
 //     received from a peer (for MsgSnap: only after the whole snapshot data
 //     has arrived and been staged); Propose / ProposeConfChange / ReadIndex /
 //     TransferLeadership for client work; ReportUnreachable and
 //     ReportSnapshot for transport outcomes; AckPersisted when the log
-//     writer reports durability (step 5).
+//     writer reports durability (step 5). Step keeps references to the
+//     Data of the entries in m (it copies the []Entry array, not the
+//     bytes): the transport must not reuse a payload buffer after handing
+//     it to Step.
 //  2. If HasReady(), call Ready() once. Ready() hands everything in it over:
 //     the same entries are never returned again unless a later leader
 //     overwrote them.
@@ -35,11 +45,17 @@
 //     a. Send Ready.Messages now. They include the leader's MsgApps, which
 //     replicate in parallel with the leader's own fsync (thesis §10.2.1).
 //     A MsgSnap in Messages carries only SnapshotMeta: stream the latest
-//     snapshot's data to the follower, then call ReportSnapshot.
+//     snapshot's data to the follower, then ALWAYS call ReportSnapshot
+//     (failed=true if the stream broke): until then the leader sends that
+//     follower nothing. Slices in a Ready (Entries, CommittedEntries,
+//     message Entries) are read-only; they may be retained (MemoryStorage
+//     keeps Ready.Entries without copying).
 //     b. Persist, in Ready order (FIFO across Readys, possibly
 //     asynchronously and batched with later Readys): first Ready.Snapshot
-//     (restore the state machine from the received data, reset the log to
-//     start after Snapshot.Index), then Ready.Entries (the first entry may
+//     (reset the log to start after Snapshot.Index and restore the state
+//     machine from the staged data; the log's snapshot marker must be
+//     durable no later than the restored state machine, so that after a
+//     crash Applied never exceeds Storage.LastIndex()), then Ready.Entries (the first entry may
 //     be at or below the last durable index: overwrite the log's suffix
 //     from there), then Ready.HardState if not empty. Entries must be
 //     readable through Storage by the time they are acked.
@@ -107,7 +123,9 @@
 // [ElectionTicks, 2*ElectionTicks) campaigns. With PreVote it first asks
 // whether it could win without raising its term, so a node rejoining after
 // a partition cannot depose a healthy leader. With CheckQuorum a leader
-// that has not heard from a quorum within ElectionTicks steps down, and a
+// that has not heard from a quorum within ElectionTicks steps down (it
+// checks once per ElectionTicks, so it steps down within two timeouts of
+// losing its quorum), and a
 // node that heard from a leader within ElectionTicks ignores vote requests
 // (except those of a leadership transfer). Term and vote are persisted
 // before any vote request or grant leaves the node (MessagesAfterPersist).
@@ -140,7 +158,11 @@
 // vote nor count; ConfAddVoter on a learner promotes it once it caught up
 // (the runtime decides when: Status().Progress[id].Match near LastIndex).
 // New nodes start with an empty membership in their storage and learn the
-// configuration from the log (or a snapshot) the leader sends them.
+// configuration from the log (or a snapshot) the leader sends them; that
+// is why a new cluster's founding membership is itself written as log
+// entries (BootstrapEntries). Storage.InitialState's ConfState is the
+// membership as of FirstIndex()-1 (a snapshot's, or empty for a log that
+// starts at index 1); the core replays the conf-change entries after it.
 //
 // # Leadership transfer
 //
