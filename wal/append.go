@@ -90,6 +90,7 @@ func (l *Log) enqueue(entries []wire.Entry, hs *wire.HardState, w waiter) {
 	}
 	l.evictLocked()
 	l.mu.waiters = append(l.mu.waiters, w)
+	l.queuedWaiters.Store(int64(len(l.mu.waiters)))
 	l.mu.work.Signal()
 	l.mu.Unlock()
 }
@@ -124,6 +125,7 @@ func (l *Log) rejectLocked(w waiter) {
 		return
 	}
 	l.mu.waiters = append(l.mu.waiters, w)
+	l.queuedWaiters.Store(int64(len(l.mu.waiters)))
 	l.mu.work.Signal()
 	l.mu.Unlock()
 }
@@ -328,6 +330,7 @@ func (l *Log) syncOp(build func() (skip bool, err error)) error {
 	l.mu.batchSeq++
 	l.evictLocked()
 	l.mu.waiters = append(l.mu.waiters, waiter{sw: sw})
+	l.queuedWaiters.Store(int64(len(l.mu.waiters)))
 	l.mu.work.Signal()
 	l.mu.Unlock()
 	return <-sw.ch

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/raftpipe/raftpipe/wire"
@@ -220,6 +221,10 @@ type Log struct {
 	removeMu sync.Mutex
 
 	counters counters
+
+	// queuedWaiters mirrors len(mu.waiters) so that the writer can watch the
+	// queue grow without taking mu (see gather).
+	queuedWaiters atomic.Int64
 }
 
 // Open opens (creating if needed) the log in dir and recovers it: the
