@@ -85,6 +85,9 @@ type raft struct {
 	// msgsAfterPersist may be sent only once the Ready carrying them is
 	// durable (vote grants, append acks, vote requests).
 	msgsAfterPersist []wire.Message
+	// msgsCap and msgsAfterCap size the next msgs/msgsAfterPersist slices
+	// (the previous Ready's counts), so appending rarely regrows them.
+	msgsCap, msgsAfterCap int
 	// readStates are ReadIndex results ready for the runtime.
 	readStates []ReadState
 	// readOnly tracks pending ReadIndex requests (leader only).
@@ -358,8 +361,14 @@ func (r *raft) send(m wire.Message) {
 	case wire.MsgVote, wire.MsgVoteResp, wire.MsgAppResp:
 		// A vote request or grant is a promise about our term/vote; an
 		// append ack promises durable entries. Both must be on disk first.
+		if r.msgsAfterPersist == nil {
+			r.msgsAfterPersist = make([]wire.Message, 0, r.msgsAfterCap)
+		}
 		r.msgsAfterPersist = append(r.msgsAfterPersist, m)
 	default:
+		if r.msgs == nil {
+			r.msgs = make([]wire.Message, 0, r.msgsCap)
+		}
 		r.msgs = append(r.msgs, m)
 	}
 }

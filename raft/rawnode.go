@@ -169,7 +169,9 @@ func (rn *RawNode) Ready() Ready {
 	}
 	if ss := rn.softState(); ss != rn.prevSoft {
 		rn.prevSoft = ss
-		rd.SoftState = &ss
+		p := new(SoftState) // allocated only on a change
+		*p = ss
+		rd.SoftState = p
 	}
 	if hs := r.hardState(); hs != rn.prevHard {
 		rn.prevHard = hs
@@ -188,6 +190,9 @@ func (rn *RawNode) Ready() Ready {
 			r.uncommittedBytes -= min(sz, r.uncommittedBytes)
 		}
 	}
+	// The runtime owns the handed-out slices; size the next ones like
+	// these so appending rarely regrows them.
+	r.msgsCap, r.msgsAfterCap = hintCap(len(r.msgs)), hintCap(len(r.msgsAfterPersist))
 	r.msgs, r.msgsAfterPersist, r.readStates = nil, nil, nil
 	rn.readyOutstanding = true
 	r.checkInvariants()
@@ -277,3 +282,10 @@ func (rn *RawNode) Status() Status {
 	}
 	return s
 }
+
+// maxMsgsCapHint bounds the capacity preallocated for a Ready's messages.
+const maxMsgsCapHint = 64
+
+// hintCap is the capacity to preallocate for the next Ready's messages
+// given the last one's count.
+func hintCap(n int) int { return min(max(n, 1), maxMsgsCapHint) }
