@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -32,52 +31,25 @@ const (
 	procClusterID   = 7
 )
 
-var (
-	buildOnce sync.Once
-	builtBin  string
-	buildErr  error
-	buildSkip string
-)
-
-// raftnodeBinary builds this command once per test binary into a temp
-// directory. It skips the test only when no go tool can be found.
-func raftnodeBinary(t *testing.T) string {
+// buildRaftnode builds this command into a temp directory of t. It skips
+// the test only when no go tool can be found; any other build failure
+// fails it. Debug info is left out (-s -w): linking is most of the build
+// time on a loaded machine, and the test never debugs the binary.
+func buildRaftnode(t *testing.T) string {
 	t.Helper()
-	buildOnce.Do(func() {
-		goTool, err := exec.LookPath("go")
-		if err != nil {
-			goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
-			if _, statErr := os.Stat(goTool); statErr != nil {
-				buildSkip = fmt.Sprintf("cannot build raftnode: no go tool on PATH (%v) or in GOROOT (%v)", err, statErr)
-				return
-			}
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
+		if _, statErr := os.Stat(goTool); statErr != nil {
+			t.Skipf("cannot build raftnode: no go tool on PATH (%v) or in GOROOT (%v)", err, statErr)
 		}
-		dir, err := os.MkdirTemp("", "raftnode-bin-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		builtBin = filepath.Join(dir, "raftnode")
-		out, err := exec.Command(goTool, "build", "-o", builtBin, ".").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildSkip != "" {
-		t.Skip(buildSkip)
 	}
-	if buildErr != nil {
-		t.Fatal(buildErr)
+	bin := filepath.Join(t.TempDir(), "raftnode")
+	out, err := exec.Command(goTool, "build", "-ldflags=-s -w", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	return builtBin
-}
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if builtBin != "" {
-		os.RemoveAll(filepath.Dir(builtBin))
-	}
-	os.Exit(code)
+	return bin
 }
 
 // proc is one raftnode process of the test cluster.
@@ -211,7 +183,9 @@ func TestProcessCluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("multi-process test skipped in -short mode")
 	}
-	bin := raftnodeBinary(t)
+	t0 := time.Now()
+	bin := buildRaftnode(t)
+	t.Logf("built in %v", time.Since(t0))
 	base := t.TempDir()
 	procs := make([]*proc, 3)
 	var members []string
