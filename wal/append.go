@@ -17,8 +17,11 @@ import (
 // batch when AppendAsync returns, in call order. The log copies the entries'
 // Data, so the caller may reuse its buffers at once. done(err) runs on the
 // writer goroutine once the batch and everything queued before it is
-// durable, or with the log's sticky error; it must not block. After Close,
-// done(ErrClosed) runs on a goroutine of its own.
+// durable, or with the log's sticky error; it must not block, and it must
+// not call the log's write methods (AppendAsync, Append, TruncateSuffix,
+// CompactPrefix, Reset: they may wait for the writer it is running on);
+// the read methods are fine. After Close, done(ErrClosed) runs on a
+// goroutine of its own.
 //
 // AppendAsync blocks while MaxBatchBytes are already queued (backpressure).
 func (l *Log) AppendAsync(entries []wire.Entry, hs *wire.HardState, done func(error)) {
