@@ -10,11 +10,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"time"
 
+	"github.com/raftpipe/raftpipe/internal/loopback"
 	"github.com/raftpipe/raftpipe/raft/node"
 )
 
@@ -63,8 +63,8 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	}
 	c := &Cluster{dir: dir, ClusterID: opts.ClusterID}
 	for i := 1; i <= opts.Nodes; i++ {
-		peer, err1 := reservePort()
-		client, err2 := reservePort()
+		peer, err1 := loopback.Reserve()
+		client, err2 := loopback.Reserve()
 		if err := errors.Join(err1, err2); err != nil {
 			c.Close()
 			return nil, err
@@ -94,17 +94,6 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		return nil, err
 	}
 	return c, nil
-}
-
-// reservePort picks a free loopback port. The listener is closed before the
-// node binds it again: a small race acceptable for a benchmark harness.
-func reservePort() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
 }
 
 // Leader returns the current leader, or nil if none is known.

@@ -3,10 +3,11 @@ package node
 import (
 	"context"
 	"fmt"
-	"net"
-	"path/filepath"
+		"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/raftpipe/raftpipe/internal/loopback"
 )
 
 // testCluster is an in-process cluster over loopback with real WALs and
@@ -19,16 +20,14 @@ type testCluster struct {
 	opts    func(*Config)
 }
 
-// freeAddr reserves a loopback port (closed again before use: a tiny race
-// that is acceptable in tests).
+// freeAddr reserves a loopback port (see internal/loopback for why not ":0").
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := loopback.Reserve()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return addr
 }
 
 func newTestCluster(t *testing.T, size int, opts func(*Config)) *testCluster {
