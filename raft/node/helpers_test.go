@@ -3,7 +3,7 @@ package node
 import (
 	"context"
 	"fmt"
-		"path/filepath"
+	"path/filepath"
 	"testing"
 	"time"
 
