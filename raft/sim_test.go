@@ -265,7 +265,18 @@ func (s *sim) randomStep() {
 	case k < 926: // crash
 		live := s.live()
 		if len(live) > 1 {
+			// Prefer a node with Readys not yet durable: that is where a
+			// crash loses something.
+			var busy []uint64
+			for _, id := range live {
+				if len(c.nodes[id].jobs) > 0 {
+					busy = append(busy, id)
+				}
+			}
 			id := s.pick(live)
+			if len(busy) > 0 && rnd.IntN(4) != 0 {
+				id = s.pick(busy)
+			}
 			c.crash(id)
 			s.stats.crashes++
 			s.tracef("crash %d", id)
@@ -291,7 +302,7 @@ func (s *sim) randomStep() {
 			c.nodes[id].rn.TransferLeadership(to)
 			s.tracef("transfer %d -> %d", id, to)
 		}
-	case k < 990: // read
+	case k < 980: // read
 		if id := c.leader(); id != 0 {
 			ctx := fmt.Sprintf("r%d", s.step)
 			if c.nodes[id].rn.ReadIndex([]byte(ctx)) == nil {
