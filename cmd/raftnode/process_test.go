@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -31,25 +32,56 @@ const (
 	procClusterID   = 7
 )
 
-// buildRaftnode builds this command into a temp directory of t. It skips
-// the test only when no go tool can be found; any other build failure
-// fails it. Debug info is left out (-s -w): linking is most of the build
-// time on a loaded machine, and the test never debugs the binary.
-func buildRaftnode(t *testing.T) string {
+// The raftnode binary is built once per test binary (linking dominates the
+// test's time on a loaded machine) into a temp directory that TestMain
+// removes.
+var (
+	buildOnce sync.Once
+	builtBin  string
+	buildErr  error
+	buildSkip string
+)
+
+// raftnodeBinary builds this command, once. It skips the calling test only
+// when no go tool can be found; any other build failure fails it. Debug
+// info is left out (-s -w): linking is most of the build time, and the
+// test never debugs the binary.
+func raftnodeBinary(t *testing.T) string {
 	t.Helper()
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
-		if _, statErr := os.Stat(goTool); statErr != nil {
-			t.Skipf("cannot build raftnode: no go tool on PATH (%v) or in GOROOT (%v)", err, statErr)
+	buildOnce.Do(func() {
+		goTool, err := exec.LookPath("go")
+		if err != nil {
+			goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
+			if _, statErr := os.Stat(goTool); statErr != nil {
+				buildSkip = fmt.Sprintf("cannot build raftnode: no go tool on PATH (%v) or in GOROOT (%v)", err, statErr)
+				return
+			}
 		}
+		dir, err := os.MkdirTemp("", "raftnode-test-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		builtBin = filepath.Join(dir, "raftnode")
+		if out, err := exec.Command(goTool, "build", "-ldflags=-s -w", "-o", builtBin, ".").CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildSkip != "" {
+		t.Skip(buildSkip)
 	}
-	bin := filepath.Join(t.TempDir(), "raftnode")
-	out, err := exec.Command(goTool, "build", "-ldflags=-s -w", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	if buildErr != nil {
+		t.Fatal(buildErr)
 	}
-	return bin
+	return builtBin
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if builtBin != "" {
+		os.RemoveAll(filepath.Dir(builtBin))
+	}
+	os.Exit(code)
 }
 
 // proc is one raftnode process of the test cluster.
@@ -175,17 +207,12 @@ func waitLeader(t *testing.T, procs []*proc, notID uint64) *proc {
 	return leader
 }
 
-// TestProcessCluster runs three raftnode processes, drives them with the
-// Go client, SIGKILLs the leader, checks that acknowledged writes survive,
-// restarts the killed node and checks it catches up, and finally SIGTERMs
-// everything and checks for clean exits.
-func TestProcessCluster(t *testing.T) {
-	if testing.Short() {
-		t.Skip("multi-process test skipped in -short mode")
-	}
-	t0 := time.Now()
-	bin := buildRaftnode(t)
-	t.Logf("built in %v", time.Since(t0))
+// startProcCluster starts three bootstrapping raftnode processes on
+// loopback ports; extra, if set, adds flags per process. The processes are
+// SIGKILLed in t.Cleanup if still running, and their logs printed if the
+// test failed.
+func startProcCluster(t *testing.T, bin string, extra func(p *proc) []string) []*proc {
+	t.Helper()
 	base := t.TempDir()
 	procs := make([]*proc, 3)
 	var members []string
@@ -200,6 +227,9 @@ func TestProcessCluster(t *testing.T) {
 			"-data-dir", filepath.Join(base, fmt.Sprintf("data%d", p.id)),
 			"-peer-addr", p.peer, "-client-addr", p.clientAddr, "-admin-addr", p.admin,
 			"-members", strings.Join(members, ","), "-bootstrap", "-tick", "20ms", "-log-level", "debug"}
+		if extra != nil {
+			p.args = append(p.args, extra(p)...)
+		}
 	}
 	t.Cleanup(func() {
 		for _, p := range procs {
@@ -221,6 +251,41 @@ func TestProcessCluster(t *testing.T) {
 	for _, p := range procs {
 		p.start(t, bin)
 	}
+	return procs
+}
+
+// stopProcCluster SIGTERMs every process and checks each exits 0 after a
+// clean shutdown.
+func stopProcCluster(t *testing.T, procs []*proc) {
+	t.Helper()
+	for _, p := range procs {
+		if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, p := range procs {
+		if code := p.waitExit(t, procExitWait); code != 0 {
+			t.Errorf("node %d exited %d after SIGTERM (%v)", p.id, code, p.waitErr)
+		}
+	}
+	for _, p := range procs {
+		b, _ := os.ReadFile(p.logPath)
+		if !bytes.Contains(b, []byte("shutdown complete")) {
+			t.Errorf("node %d log lacks the clean-shutdown line", p.id)
+		}
+	}
+}
+
+// TestProcessCluster runs three raftnode processes, drives them with the
+// Go client, SIGKILLs the leader, checks that acknowledged writes survive,
+// restarts the killed node and checks it catches up, and finally SIGTERMs
+// everything and checks for clean exits.
+func TestProcessCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process test skipped in -short mode")
+	}
+	bin := raftnodeBinary(t)
+	procs := startProcCluster(t, bin, nil)
 	leader := waitLeader(t, procs, 0)
 	t.Logf("leader is node %d", leader.id)
 
@@ -332,20 +397,5 @@ func TestProcessCluster(t *testing.T) {
 	solo.Close()
 
 	// SIGTERM everything: each process shuts down cleanly and exits 0.
-	for _, p := range procs {
-		if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, p := range procs {
-		if code := p.waitExit(t, procExitWait); code != 0 {
-			t.Errorf("node %d exited %d after SIGTERM (%v)", p.id, code, p.waitErr)
-		}
-	}
-	for _, p := range procs {
-		b, _ := os.ReadFile(p.logPath)
-		if !bytes.Contains(b, []byte("shutdown complete")) {
-			t.Errorf("node %d log lacks the clean-shutdown line", p.id)
-		}
-	}
+	stopProcCluster(t, procs)
 }
