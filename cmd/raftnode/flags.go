@@ -34,12 +34,19 @@ const (
 )
 
 // errUsage marks errors that should exit with status 2 (bad flags, bad
-// config file, invalid settings) rather than 1 (the node failed).
-var errUsage = errors.New("usage")
+// config file, invalid settings) rather than 1 (the node failed). Test with
+// errors.Is; the message of such an error is only its own text.
+var errUsage = errors.New("usage error")
 
-// usageErrorf returns an error wrapping errUsage.
+// usageError is an error that matches errUsage.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string        { return e.msg }
+func (e *usageError) Is(target error) bool { return target == errUsage }
+
+// usageErrorf returns a formatted error matching errUsage.
 func usageErrorf(format string, args ...any) error {
-	return fmt.Errorf("%w: %s", errUsage, fmt.Sprintf(format, args...))
+	return &usageError{msg: fmt.Sprintf(format, args...)}
 }
 
 // runOptions are the run subcommand's settings, as given by flags and the
@@ -93,28 +100,28 @@ type runOptions struct {
 // gives its unit; the defaults are the node's own.
 func newRunFlagSet(o *runOptions) *flag.FlagSet {
 	fs := flag.NewFlagSet("raftnode run", flag.ContinueOnError)
-	fs.Uint64Var(&o.id, "id", 0, "this node's Raft ID: a non-zero integer, unique in the cluster and never reused (required)")
-	fs.Uint64Var(&o.clusterID, "cluster-id", 0, "cluster ID: a non-zero integer every node and client of the cluster shares; handshakes with another ID are refused (required)")
-	fs.StringVar(&o.dataDir, "data-dir", "", "directory for this node's WAL (DATA_DIR/wal) and Pebble state machine (DATA_DIR/kv); created if missing (required)")
-	fs.StringVar(&o.peerAddr, "peer-addr", ":7100", "listen HOST:PORT for Raft traffic from other nodes")
-	fs.StringVar(&o.clientAddr, "client-addr", ":7101", "listen HOST:PORT for clients (raft/client, raftbench)")
-	fs.StringVar(&o.adminAddr, "admin-addr", "127.0.0.1:7102", "listen HOST:PORT for the admin HTTP server (/status, /metrics, /debug/pprof, /admin/*); plain HTTP; empty disables it")
-	fs.StringVar(&o.advertisePeer, "advertise-peer", "", "HOST:PORT other nodes dial to reach -peer-addr (default: this node's entry in -members, else -peer-addr)")
-	fs.StringVar(&o.advertiseClient, "advertise-client", "", "HOST:PORT clients dial to reach -client-addr (default: this node's entry in -members, else -client-addr)")
-	fs.StringVar(&o.membersRaw, "members", "", "cluster members as ID=PEERHOST:PORT/CLIENTHOST:PORT,...: the initial cluster with -bootstrap, else the existing members a joining node can reach")
-	fs.BoolVar(&o.bootstrap, "bootstrap", false, "start a new cluster made of -members (every initial node gets the same -members); without it a new node waits to be added with `raftnode admin add`; ignored once the data dir holds state")
-	fs.StringVar(&o.tlsCert, "tls-cert", "", "PEM certificate file for mutual TLS on the peer and client ports (with -tls-key and -tls-ca)")
-	fs.StringVar(&o.tlsKey, "tls-key", "", "PEM private key file for -tls-cert")
-	fs.StringVar(&o.tlsCA, "tls-ca", "", "PEM CA bundle that peer and client certificates must chain to")
-	fs.DurationVar(&o.tick, "tick", node.DefaultTickInterval, "duration of one Raft tick (Go duration, e.g. 50ms); timeouts below are counted in ticks")
-	fs.IntVar(&o.electionTicks, "election-ticks", node.DefaultElectionTicks, "election timeout in ticks (randomised in [N, 2N)); must exceed -heartbeat-ticks")
-	fs.IntVar(&o.heartbeatTicks, "heartbeat-ticks", node.DefaultHeartbeatTicks, "leader heartbeat interval in ticks")
-	fs.Uint64Var(&o.snapshotEntries, "snapshot-entries", node.DefaultSnapshotEntries, "applied entries (count) between state-machine flushes that let the log be compacted")
-	fs.Uint64Var(&o.retainEntries, "retain-entries", node.DefaultRetainEntries, "log entries (count) kept behind a compaction point so lagging followers catch up without a snapshot")
-	fs.DurationVar(&o.walSyncDelay, "wal-sync-delay", 0, "extra wait before each WAL fsync so more writes share it (Go duration, 0 to 1s; 0 = group commit only)")
-	fs.StringVar(&o.logLevelRaw, "log-level", "info", "log level: debug, info, warn or error")
-	fs.StringVar(&o.logFormat, "log-format", "text", "log format on stderr: text or json")
-	fs.StringVar(&o.configFile, "config", "", "file of `key = value` lines using these flag names (no dash), # comments; command-line flags override it")
+	fs.Uint64Var(&o.id, "id", 0, "this node's Raft ID `N`: a non-zero integer, unique in the cluster and never reused (required)")
+	fs.Uint64Var(&o.clusterID, "cluster-id", 0, "cluster ID `N`: a non-zero integer every node and client of the cluster shares; handshakes with another ID are refused (required)")
+	fs.StringVar(&o.dataDir, "data-dir", "", "`DIR` for this node's WAL (DIR/wal) and Pebble state machine (DIR/kv); created if missing (required)")
+	fs.StringVar(&o.peerAddr, "peer-addr", ":7100", "listen `HOST:PORT` for Raft traffic from other nodes")
+	fs.StringVar(&o.clientAddr, "client-addr", ":7101", "listen `HOST:PORT` for clients (raft/client, raftbench)")
+	fs.StringVar(&o.adminAddr, "admin-addr", "127.0.0.1:7102", "listen `HOST:PORT` for the admin HTTP server (/status, /metrics, /debug/pprof, /admin/*); plain HTTP; empty disables it")
+	fs.StringVar(&o.advertisePeer, "advertise-peer", "", "`HOST:PORT` other nodes dial to reach -peer-addr (default: this node's entry in -members, else -peer-addr)")
+	fs.StringVar(&o.advertiseClient, "advertise-client", "", "`HOST:PORT` clients dial to reach -client-addr (default: this node's entry in -members, else -client-addr)")
+	fs.StringVar(&o.membersRaw, "members", "", "cluster `MEMBERS` as ID=PEERHOST:PORT/CLIENTHOST:PORT,...: the initial cluster with -bootstrap, else the existing members a joining node can reach")
+	fs.BoolVar(&o.bootstrap, "bootstrap", false, "start a new cluster made of -members (every initial node gets the same -members); without it a new node waits to be added with 'raftnode admin add'; ignored once the data dir holds state")
+	fs.StringVar(&o.tlsCert, "tls-cert", "", "PEM certificate `FILE` for mutual TLS on the peer and client ports (with -tls-key and -tls-ca)")
+	fs.StringVar(&o.tlsKey, "tls-key", "", "PEM private key `FILE` for -tls-cert")
+	fs.StringVar(&o.tlsCA, "tls-ca", "", "PEM CA bundle `FILE` that peer and client certificates must chain to")
+	fs.DurationVar(&o.tick, "tick", node.DefaultTickInterval, "`DURATION` of one Raft tick (e.g. 50ms); timeouts below are counted in ticks")
+	fs.IntVar(&o.electionTicks, "election-ticks", node.DefaultElectionTicks, "election timeout in `TICKS` (randomised in [N, 2N)); must exceed -heartbeat-ticks")
+	fs.IntVar(&o.heartbeatTicks, "heartbeat-ticks", node.DefaultHeartbeatTicks, "leader heartbeat interval in `TICKS`")
+	fs.Uint64Var(&o.snapshotEntries, "snapshot-entries", node.DefaultSnapshotEntries, "applied `ENTRIES` (count) between state-machine flushes that let the log be compacted")
+	fs.Uint64Var(&o.retainEntries, "retain-entries", node.DefaultRetainEntries, "log `ENTRIES` (count) kept behind a compaction point so lagging followers catch up without a snapshot")
+	fs.DurationVar(&o.walSyncDelay, "wal-sync-delay", 0, "extra wait (`DURATION`, 0 to 1s) before each WAL fsync so more writes share it (0 = group commit only)")
+	fs.StringVar(&o.logLevelRaw, "log-level", "info", "log `LEVEL`: debug, info, warn or error")
+	fs.StringVar(&o.logFormat, "log-format", "text", "log `FORMAT` on stderr: text or json")
+	fs.StringVar(&o.configFile, "config", "", "`FILE` of 'key = value' lines using these flag names (no dash), # comments; command-line flags override it")
 	return fs
 }
 
@@ -125,14 +132,14 @@ func parseRunArgs(args []string, out io.Writer) (*runOptions, error) {
 	fs := newRunFlagSet(o)
 	fs.SetOutput(out)
 	fs.Usage = func() {
-		fmt.Fprintf(out, "Usage: raftnode [run] [flags]\n\nRuns one raftpipe node. Flags (also accepted as `name = value` lines in -config):\n")
+		fmt.Fprintf(out, "Usage: raftnode [run] [flags]\n\nRuns one raftpipe node. Flags (also accepted as 'name = value' lines in a -config file):\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil, err
 		}
-		return nil, fmt.Errorf("%w: %w", errUsage, err)
+		return nil, &usageError{msg: err.Error()}
 	}
 	if fs.NArg() > 0 {
 		return nil, usageErrorf("unexpected argument %q (settings are flags, e.g. -id 1)", fs.Arg(0))
