@@ -86,6 +86,9 @@ type sim struct {
 	proposals     []simProposal
 	nProposed     int
 	trace         []string
+	// slowDisk is a node whose persistence lags (0: none): the leader's
+	// own fsync trailing its followers' is the case thesis §10.2.1 allows.
+	slowDisk uint64
 	// reads maps a ReadIndex context to the highest index known committed
 	// when the read was issued: its answer must not be lower.
 	reads map[string]uint64
@@ -142,6 +145,9 @@ func runSim(seed uint64, steps int) (s *sim, err error) {
 	}
 	s.c = c
 	s.nextID = uint64(n + 1)
+	if c.rnd.IntN(2) == 0 {
+		s.slowDisk = uint64(1 + c.rnd.IntN(n))
+	}
 	s.tracef("n=%d preVote=%v checkQuorum=%v inflight=%d snapEvery=%d", n, preVote, checkQuorum, inflight, c.snapEvery)
 	for s.step = 0; s.step < steps; s.step++ {
 		s.randomStep()
@@ -239,7 +245,7 @@ func (s *sim) randomStep() {
 				busy = append(busy, id)
 			}
 		}
-		if id := s.pick(busy); id != 0 {
+		if id := s.pick(busy); id != 0 && (id != s.slowDisk || rnd.IntN(5) == 0) {
 			s.tracef("persist %d", id)
 			c.persistOne(c.nodes[id])
 		}
