@@ -422,6 +422,15 @@ func runSchedule(t *testing.T, sc schedule) {
 			}
 		}
 	}
+	checkAndReport(t, sc.name, seed, sc.voters, replay, w, faultTime, nm.faults, nm.kinds)
+}
+
+// checkAndReport ends a run: it reports unexpected client errors, checks
+// the history for linearizability, logs a summary and appends the
+// -chaos.report row.
+func checkAndReport(t *testing.T, name string, seed uint64, voters int, replay string, w *workload,
+	faultTime time.Duration, faults int, kinds map[string]int) {
+	t.Helper()
 	if err := w.err(); err != nil {
 		t.Errorf("unexpected client errors: %v (%s)", err, replay)
 	}
@@ -436,13 +445,13 @@ func runSchedule(t *testing.T, sc schedule) {
 		t.Errorf("%v (%s)", cerr, replay)
 	}
 	t.Logf("%s: %v of faults (%d: %v), %s; %d operations checked in %v: %s",
-		sc.name, faultTime.Round(time.Millisecond), nm.faults, nm.kinds, w.stats.String(), len(ops), checkTime.Round(time.Millisecond), verdict)
+		name, faultTime.Round(time.Millisecond), faults, kinds, w.stats.String(), len(ops), checkTime.Round(time.Millisecond), verdict)
 	if t.Failed() {
 		verdict = "FAIL: " + verdict
 	}
 	appendReport(t, fmt.Sprintf("| %s | %d | %d | %v | %d | %d | %d | %d | %d | %v | %v | %s |",
-		sc.name, seed, sc.voters, faultTime.Round(time.Second), w.stats.ops.Load(), w.stats.returned.Load(),
-		w.stats.failed.Load(), w.stats.indeterminate.Load(), nm.faults, nm.kinds, checkTime.Round(time.Millisecond), verdict))
+		name, seed, voters, faultTime.Round(time.Second), w.stats.ops.Load(), w.stats.returned.Load(),
+		w.stats.failed.Load(), w.stats.indeterminate.Load(), faults, kinds, checkTime.Round(time.Millisecond), verdict))
 }
 
 // describeFinal prints a final read for a failure message.
