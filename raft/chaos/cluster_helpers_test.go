@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/raftpipe/raftpipe/raft/kv"
 	"github.com/raftpipe/raftpipe/raft/node"
 	"github.com/raftpipe/raftpipe/wal"
 	"github.com/raftpipe/raftpipe/wire"
@@ -424,6 +425,37 @@ func (c *chaosCluster) staleGet(id uint64, key string) (string, bool, error) {
 		return "", false, nil
 	}
 	return "", false, fmt.Errorf("stale get %s on node %d: status %d %s", key, id, r.Status, r.Err)
+}
+
+// storeDigest is what a stopped node's state machine holds.
+type storeDigest struct {
+	// applied is the last applied index; hash covers all user data.
+	applied, hash uint64
+}
+
+// stopAndDigest stops the given nodes cleanly (the store flushes on
+// close) and opens each one's state machine directly to read its applied
+// index and its user-data hash. After converge every node applied the same
+// index, so the digests must be identical.
+func (c *chaosCluster) stopAndDigest(ids []uint64) (map[uint64]storeDigest, error) {
+	out := map[uint64]storeDigest{}
+	for _, id := range ids {
+		c.stop(id)
+		st, err := kv.Open(filepath.Join(c.slots[id-1].dir, "kv"), kv.Options{DisableWAL: true})
+		if err != nil {
+			return nil, fmt.Errorf("open node %d's store: %w", id, err)
+		}
+		h, err := st.Hash()
+		d := storeDigest{applied: st.AppliedIndex(), hash: h}
+		if cerr := st.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return nil, fmt.Errorf("hash node %d's store: %w", id, err)
+		}
+		out[id] = d
+	}
+	return out, nil
 }
 
 // errNodeDown is returned by nemesis steps that need a node that is not

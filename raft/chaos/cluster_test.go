@@ -422,6 +422,18 @@ func runSchedule(t *testing.T, sc schedule) {
 			}
 		}
 	}
+	digests, err := c.stopAndDigest(nm.members)
+	if err != nil {
+		t.Fatalf("%v (%s)", err, replay)
+	}
+	first := digests[nm.members[0]]
+	for id, d := range digests {
+		if d != first {
+			t.Errorf("node %d's store (applied %d, hash %#x) differs from node %d's (applied %d, hash %#x) (%s)",
+				id, d.applied, d.hash, nm.members[0], first.applied, first.hash, replay)
+		}
+	}
+	t.Logf("stores of nodes %v: applied %d, hash %#x", nm.members, first.applied, first.hash)
 	checkAndReport(t, sc.name, seed, sc.voters, replay, w, faultTime, nm.faults, nm.kinds)
 }
 
