@@ -84,6 +84,7 @@ bootstrap = true
 members = 4=127.0.0.1:7200/127.0.0.1:7201
 
 log-format = json
+admin-addr =     # empty: no admin server
 `)
 	o, err := parse(t, "-config", conf, "-election-ticks", "30", "-log-format", "text")
 	if err != nil {
@@ -94,6 +95,9 @@ log-format = json
 	}
 	if o.dataDir != filepath.Join(dir, "with # hash") {
 		t.Fatalf("quoted value = %q", o.dataDir)
+	}
+	if o.adminAddr != "" {
+		t.Fatalf("an empty value did not clear admin-addr: %q", o.adminAddr)
 	}
 	if o.electionTicks != 30 || o.logFormat != "text" {
 		t.Fatalf("command line did not override the file: election=%d format=%s", o.electionTicks, o.logFormat)
