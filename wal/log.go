@@ -143,10 +143,14 @@ var syncWaiterPool = sync.Pool{New: func() any { return &syncWaiter{ch: make(cha
 // Log is a segmented write-ahead log of Raft entries and hard state.
 // All methods are safe for concurrent use.
 type Log struct {
-	dir  string
+	// dir holds the segment files.
+	dir string
+	// opts are the options with defaults filled in.
 	opts Options
-	fs   FS
-	log  *slog.Logger
+	// fs is opts.FS: every disk operation goes through it.
+	fs FS
+	// log receives recovery and failure reports.
+	log *slog.Logger
 
 	// mu guards the in-memory view, the segment layout and the pending
 	// queue. It is never held across a disk write or sync.
@@ -205,6 +209,7 @@ type Log struct {
 		spareChunks  []chunk
 		spareWaiters []waiter
 	}
+	// writerDone is closed when the writer goroutine exits (after Close).
 	writerDone chan struct{}
 
 	// rd guards the read-only handles used by Entries for disk reads.
@@ -220,6 +225,7 @@ type Log struct {
 	// removeMu serialises segment removal by concurrent compactions.
 	removeMu sync.Mutex
 
+	// counters feed Stats.
 	counters counters
 
 	// queuedWaiters mirrors len(mu.waiters) so that the writer can watch the

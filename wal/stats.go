@@ -50,9 +50,12 @@ type Stats struct {
 // counters are written by the writer goroutine and read by Stats; atomics
 // keep Stats lock-free and the writer never blocked by a reader.
 type counters struct {
+	// batches, entries, bytes and syncs back the Stats fields of those names.
 	batches, entries, bytes, syncs atomic.Uint64
-	syncNanos                      atomic.Int64
-	buckets                        [histBuckets]atomic.Uint64
+	// syncNanos is the sum of all fdatasync latencies.
+	syncNanos atomic.Int64
+	// buckets are the histogram's per-bucket counts.
+	buckets [histBuckets]atomic.Uint64
 }
 
 // bucketBound is the upper bound of bucket i.
