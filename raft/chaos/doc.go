@@ -1,7 +1,7 @@
 // Package chaos is the test-support harness for fault injection and
-// linearizability checking. It holds the reusable pieces; the cluster-level
-// chaos tests that start real nodes live with the node runtime and use
-// this package.
+// linearizability checking. It holds the reusable pieces, and, in its
+// tests, the cluster-level chaos tests that start real nodes (see
+// "Cluster chaos tests" below).
 //
 // # What it is for
 //
@@ -93,6 +93,53 @@
 // register: it shows the harness catching a stale read caused by a one-way
 // partition, and passing a correct design under partition, delay and
 // sever with indeterminate outcomes.
+//
+// # Cluster chaos tests
+//
+// The package's tests run real raft/node clusters (WAL and Pebble in temp
+// dirs) whose peer links all go through one Network: node i's
+// node.Config.ResolvePeerAddr maps peer j to Addr(i, j). Clients use
+// raft/client against the nodes' client ports directly.
+//
+//   - cluster_helpers_test.go: the cluster (start, stop, wipe, converge,
+//     per-node store digests) and slowFS, a WAL file system whose Sync
+//     sleeps for a per-node, changeable delay (a slow disk).
+//   - workload_test.go: six logical clients doing linearizable get, put and
+//     CAS on five keys with unique values. A write that ends with
+//     client.ErrUnknownOutcome (or any error but the "certainly not
+//     applied" ones) is recorded Indeterminate and the worker continues
+//     under a fresh client ID.
+//   - cluster_test.go: TestChaos, one subtest per nemesis schedule:
+//     leader-kill, leader-partition (both ways or one way), split-flip
+//     (5 nodes, minority/majority splits that flip), flapping-links,
+//     rolling-restart, wipe-follower (restart empty, rejoin by snapshot),
+//     membership-under-partition (add a 4th node as learner, promote and
+//     remove it while one voter is isolated), slow-disk (injected fsync
+//     delay on the leader or a follower). After each: heal, restart,
+//     commit a fence entry, wait until every member applied the leader's
+//     commit index, read every key through the leader (recorded), require
+//     every node's local value to match, stop the nodes and require
+//     identical store digests (applied index and Store.Hash), and check
+//     the whole history with porcupine.
+//   - process_test.go: TestChaosProcess (with -chaos.process) does the same
+//     with cmd/raftnode processes under SIGKILL and SIGSTOP/SIGCONT.
+//   - negative_test.go: the negative control; a stale follower read
+//     recorded as linearizable must be rejected.
+//   - security_test.go and fuzz_test.go: wrong cluster IDs, mutual TLS,
+//     oversized frames, and FuzzLiveNodePorts (arbitrary bytes to a live
+//     node's peer and client ports, with and without a valid handshake;
+//     the node must then still serve a put and a get). The seed corpus is
+//     in testdata/fuzz/FuzzLiveNodePorts.
+//   - knownbugs_test.go: reproductions of unfixed bugs, skipped unless
+//     -chaos.knownbugs.
+//
+// Flags: -chaos.seed (replay; every schedule prints its seed and the
+// command to replay it), -chaos.duration (fault time per schedule,
+// default 8s), -chaos.vizdir (where failing histories' HTML goes,
+// default os.TempDir()), -chaos.report (append a Markdown row per
+// schedule), -chaos.process, -chaos.knownbugs. A long run:
+//
+//	go test ./raft/chaos -run Chaos -chaos.duration 10m -chaos.process -timeout 0 -v
 //
 // # Determinism
 //
