@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -18,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/raftpipe/raftpipe/internal/loopback"
 	"github.com/raftpipe/raftpipe/raft/client"
 	"github.com/raftpipe/raftpipe/raft/node"
 )
@@ -156,14 +156,16 @@ func (p *proc) status() (node.Status, error) {
 	return st, json.NewDecoder(resp.Body).Decode(&st)
 }
 
+// freePort reserves a loopback port below the ephemeral range, so that no
+// outgoing connection can take it between the reservation and the node's
+// bind (see internal/loopback).
 func freePort(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := loopback.Reserve()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return addr
 }
 
 // waitUntil polls cond until it holds or d passes.
