@@ -201,6 +201,9 @@ func (n *Node) confChange(ctx context.Context, cc wire.ConfChange) error {
 	}
 	select {
 	case err := <-errc:
+		if errors.Is(err, raft.ErrNotLeader) {
+			return fmt.Errorf("node: conf change: %w (leader %d): %w", ErrNotLeader, n.Leader(), err)
+		}
 		if err != nil {
 			return fmt.Errorf("node: conf change: %w", err)
 		}
@@ -220,6 +223,9 @@ func (n *Node) confChange(ctx context.Context, cc wire.ConfChange) error {
 
 // TransferLeadership asks the leader to hand leadership to node `to`.
 func (n *Node) TransferLeadership(ctx context.Context, to uint64) error {
+	if !n.isLeader.Load() {
+		return fmt.Errorf("node: transfer leadership: %w (leader %d)", ErrNotLeader, n.Leader())
+	}
 	if !n.submitEvent(ctx, func() { n.rn.TransferLeadership(to) }) {
 		return errors.Join(ctx.Err(), ErrStopped)
 	}

@@ -85,7 +85,8 @@ type Config struct {
 	// server (embedded use through Node.Do).
 	ClientAddr string
 	// AdvertisePeerAddr and AdvertiseClientAddr are the addresses others use
-	// to reach this node; empty means the bound listen address.
+	// to reach this node; they override this node's entry in the address
+	// book (used for not-leader hints). Empty keeps the Members entry.
 	AdvertisePeerAddr, AdvertiseClientAddr string
 	// Members is the initial cluster, including this node, for Bootstrap;
 	// for a joining node it lists the existing members so they can be

@@ -203,6 +203,18 @@ func (n *Node) open() error {
 		}
 	}
 
+	if cfg.AdvertisePeerAddr != "" || cfg.AdvertiseClientAddr != "" {
+		me, _ := n.members.member(cfg.ID)
+		me.ID = cfg.ID
+		if cfg.AdvertisePeerAddr != "" {
+			me.PeerAddr = cfg.AdvertisePeerAddr
+		}
+		if cfg.AdvertiseClientAddr != "" {
+			me.ClientAddr = cfg.AdvertiseClientAddr
+		}
+		n.members.setMember(me)
+	}
+
 	n.rn, err = raft.NewRawNode(raft.Config{
 		ID:                         cfg.ID,
 		ElectionTicks:              cfg.ElectionTicks,
