@@ -130,11 +130,15 @@ func runSim(seed uint64, steps int) (s *sim, err error) {
 	if c.rnd.IntN(2) == 0 {
 		n = 5
 	}
-	preVote = c.rnd.IntN(4) != 0
-	checkQuorum = c.rnd.IntN(4) != 0
+	preVote = c.rnd.IntN(3) != 0
+	checkQuorum = c.rnd.IntN(2) != 0
 	inflight := 1 + c.rnd.IntN(8)
+	// Short election timeouts relative to partition lengths, so leaders
+	// change (and deposed leaders linger) often.
+	electionTicks := 3 + c.rnd.IntN(5)
 	c = newCluster(n, seed, func(cfg *Config) {
 		cfg.PreVote, cfg.CheckQuorum = preVote, checkQuorum
+		cfg.ElectionTicks = electionTicks
 		cfg.MaxInflightMsgs = inflight
 		cfg.MaxSizePerMsgBytes = 64
 	})
@@ -183,6 +187,17 @@ func (s *sim) live() []uint64 {
 		}
 	}
 	return ids
+}
+
+// anyLeader returns a random live node that believes it is the leader.
+func (s *sim) anyLeader() uint64 {
+	var ls []uint64
+	for _, id := range s.live() {
+		if s.c.nodes[id].rn.r.role == RoleLeader {
+			ls = append(ls, id)
+		}
+	}
+	return s.pick(ls)
 }
 
 func (s *sim) pick(ids []uint64) uint64 {
@@ -250,11 +265,14 @@ func (s *sim) randomStep() {
 			c.persistOne(c.nodes[id])
 		}
 	case k < 900: // propose
-		if id := c.leader(); id != 0 {
+		if id := s.anyLeader(); id != 0 {
 			s.propose(id)
 		}
 	case k < 907: // partition
 		id := s.pick(c.ids)
+		if l := c.leader(); l != 0 && rnd.IntN(2) == 0 {
+			id = l // cutting off the leader is the interesting case
+		}
 		if rnd.IntN(2) == 0 {
 			c.isolate(id)
 			s.tracef("isolate %d", id)
@@ -265,10 +283,10 @@ func (s *sim) randomStep() {
 				s.tracef("cut %d->%d", id, other)
 			}
 		}
-	case k < 922:
+	case k < 912:
 		c.heal()
 		s.tracef("heal")
-	case k < 926: // crash
+	case k < 916: // crash
 		live := s.live()
 		if len(live) > 1 {
 			// Prefer a node with Readys not yet durable: that is where a
@@ -287,7 +305,7 @@ func (s *sim) randomStep() {
 			s.stats.crashes++
 			s.tracef("crash %d", id)
 		}
-	case k < 941: // restart
+	case k < 931: // restart
 		var down []uint64
 		for _, id := range c.ids {
 			if c.nodes[id].down {
@@ -298,18 +316,19 @@ func (s *sim) randomStep() {
 			c.restart(id)
 			s.tracef("restart %d", id)
 		}
-	case k < 961: // membership change
+	case k < 951: // membership change
 		if id := c.leader(); id != 0 {
 			s.confChange(id)
 		}
-	case k < 968: // transfer
+	case k < 958: // transfer
 		if id := c.leader(); id != 0 {
 			to := s.pick(c.nodes[id].rn.r.voters())
 			c.nodes[id].rn.TransferLeadership(to)
 			s.tracef("transfer %d -> %d", id, to)
 		}
-	case k < 980: // read
-		if id := c.leader(); id != 0 {
+	case k < 980: // read, at any node that believes it leads (a deposed
+		// leader that has not noticed yet must not answer stale reads)
+		if id := s.anyLeader(); id != 0 {
 			ctx := fmt.Sprintf("r%d", s.step)
 			if c.nodes[id].rn.ReadIndex([]byte(ctx)) == nil {
 				s.reads[ctx] = s.maxCommitted()
