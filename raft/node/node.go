@@ -422,3 +422,7 @@ func (n *Node) addPeer(m Member) {
 	}
 	n.tr.AddPeer(m.ID, addr)
 }
+
+// WALStats reports the WAL's group-commit counters (batches, entries,
+// fsyncs and their latency), e.g. for entries-per-fsync in benchmarks.
+func (n *Node) WALStats() wal.Stats { return n.wal.Stats() }
