@@ -144,3 +144,19 @@ func (c *Cluster) Close() error {
 	errs = append(errs, os.RemoveAll(c.dir))
 	return errors.Join(errs...)
 }
+
+// WALNotes describes each node's group commit since start (cumulative, so
+// it includes warm-up): fsyncs, entries per fsync and mean fsync latency.
+func (c *Cluster) WALNotes() []string {
+	var out []string
+	for _, n := range c.Nodes {
+		st := n.WALStats()
+		if st.Syncs == 0 {
+			continue
+		}
+		mean := st.SyncLatency.Sum / time.Duration(max(st.SyncLatency.Count, 1))
+		out = append(out, fmt.Sprintf("node %d WAL: %d fsyncs, %.1f entries/fsync, mean fsync %v",
+			n.ID(), st.Syncs, float64(st.Entries)/float64(st.Syncs), mean.Round(time.Microsecond)))
+	}
+	return out
+}

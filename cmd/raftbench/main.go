@@ -153,6 +153,11 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer closeAll()
+	notes := func(rep *bench.Report) {
+		if c, ok := lag.(*cluster.Lag); ok {
+			rep.Notes = append(rep.Notes, c.C.WALNotes()...)
+		}
+	}
 
 	if len(clients) > 0 {
 		same := func(context.Context, bench.Config) (bench.Target, bench.LagSource, func() error, error) {
@@ -161,6 +166,9 @@ func run(args []string, stdout, stderr io.Writer) error {
 		sr, err := bench.Sweep(ctx, cfg, clients, same, progress)
 		if sr == nil {
 			return err
+		}
+		for _, rep := range sr.Points {
+			notes(rep)
 		}
 		if o.out != "" {
 			err = errors.Join(err, sr.WriteOut(o.out))
@@ -177,6 +185,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	if rep == nil {
 		return err
 	}
+	notes(rep)
 	if o.out != "" {
 		err = errors.Join(err, rep.WriteOut(o.out))
 	}
