@@ -154,7 +154,11 @@ func (l *raftLog) isUpToDate(lasti, term uint64) bool {
 // findConflict returns the index of the first entry of ents that is absent
 // from or conflicts with our log, or 0 if all are present.
 func (l *raftLog) findConflict(ents []wire.Entry) uint64 {
+	last := l.lastIndex()
 	for i := range ents {
+		if ents[i].Index > last {
+			return ents[i].Index // new: no term look-up needed
+		}
 		if !l.matchTerm(ents[i].Index, ents[i].Term) {
 			return ents[i].Index
 		}

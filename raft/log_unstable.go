@@ -105,15 +105,17 @@ func (u *unstable) stableTo(i, t uint64) {
 	u.shrink()
 }
 
-// shrink drops the backing array once most of it is unused, so a long run
-// does not pin memory for entries long since durable.
+// unstableChunkEntries is the smallest entry array the unstable log
+// allocates when it grows: one allocation serves many small batches
+// instead of one per Ready.
+const unstableChunkEntries = 1024
+
+// shrink drops a large backing array once most of it is unused (after a
+// long backlog became durable), so it does not pin memory. Arrays up to a
+// few chunks are kept: their spare capacity serves the next appends.
 func (u *unstable) shrink() {
-	if len(u.entries) == 0 {
-		u.entries = nil
-		return
-	}
-	if c := cap(u.entries); c > 64 && len(u.entries)*4 < c {
-		ents := make([]wire.Entry, len(u.entries))
+	if c := cap(u.entries); c > 4*unstableChunkEntries && len(u.entries)*4 < c {
+		ents := make([]wire.Entry, len(u.entries), max(len(u.entries), unstableChunkEntries))
 		copy(ents, u.entries)
 		u.entries = ents
 	}
@@ -146,6 +148,11 @@ func (u *unstable) truncateAndAppend(ents []wire.Entry) {
 		// The common case: straight append. Appending may reuse our array
 		// beyond len; slices handed out earlier end at their own len, so
 		// they never see these writes.
+		if need := len(u.entries) + len(ents); need > cap(u.entries) {
+			grown := make([]wire.Entry, len(u.entries), max(need, 2*len(u.entries), unstableChunkEntries))
+			copy(grown, u.entries)
+			u.entries = grown
+		}
 		u.entries = append(u.entries, ents...)
 	case from <= u.offset:
 		// Replace everything. Copy: ents may alias a message buffer whose
