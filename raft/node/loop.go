@@ -75,8 +75,27 @@ func (n *Node) run() {
 	}
 }
 
-// step feeds one peer message to the core.
+// maxTerm bounds the terms accepted from peers. Terms grow by one per
+// election, so no honest cluster gets near it; a message claiming more
+// (from a buggy or hostile peer that passed the handshake) would push the
+// node's term to where the next increment wraps to 0, and a term must never
+// go backwards.
+const maxTerm = 1 << 62
+
+// step validates one peer message at the boundary and feeds it to the core.
+// Messages from senders this node has never heard of (not in the address
+// book, which holds every configured member and every member added by a
+// conf change this node has appended) and messages with absurd terms are
+// dropped.
 func (n *Node) step(m wire.Message) {
+	if m.Term >= maxTerm {
+		n.log.Warn("dropping peer message with an impossible term", "from", m.From, "type", m.Type, "term", m.Term)
+		return
+	}
+	if _, known := n.members.member(m.From); !known {
+		n.log.Warn("dropping message from an unknown node", "from", m.From, "type", m.Type)
+		return
+	}
 	if err := n.rn.Step(m); err != nil {
 		n.log.Debug("step failed", "type", m.Type, "from", m.From, "err", err)
 	}
