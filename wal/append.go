@@ -66,6 +66,9 @@ func (l *Log) enqueue(entries []wire.Entry, hs *wire.HardState, w waiter) {
 	var arena []byte
 	if n := dataBytes(entries); n > 0 {
 		arena = make([]byte, 0, n)
+		for i := range entries {
+			arena = append(arena, entries[i].Data...)
+		}
 	}
 	l.mu.Lock()
 	if !l.waitForSpaceLocked() {
@@ -85,11 +88,12 @@ func (l *Log) enqueue(entries []wire.Entry, hs *wire.HardState, w waiter) {
 	if hs != nil {
 		l.hardStateLocked(*hs)
 	}
+	pos := 0
 	for i := range entries {
 		e := &entries[i]
-		start := len(arena)
-		arena = append(arena, e.Data...)
-		l.entryLocked(wire.Entry{Term: e.Term, Index: e.Index, Type: e.Type, Data: arena[start:len(arena):len(arena)]})
+		end := pos + len(e.Data)
+		l.entryLocked(wire.Entry{Term: e.Term, Index: e.Index, Type: e.Type, Data: arena[pos:end:end]})
+		pos = end
 	}
 	l.evictLocked()
 	l.mu.waiters = append(l.mu.waiters, w)
