@@ -435,7 +435,9 @@ func (r *raft) Step(m wire.Message) error {
 		return fmt.Errorf("message type %d from %d: %w", m.Type, m.From, ErrStepLocal)
 	}
 	if m.Term == 0 {
-		return fmt.Errorf("message type %d from %d without a term: %w", m.Type, m.From, ErrStepLocal)
+		// Only a node that never saw a term (a new, joining node) sends
+		// term 0, and only in answers that carry no information. Ignore.
+		return nil
 	}
 	switch {
 	case m.Term > r.term:
