@@ -83,7 +83,9 @@ func (r *raft) handleAppendReject(m wire.Message, pr *Progress) {
 // handleAppendAck records a follower's durable match and pipelines more.
 func (r *raft) handleAppendAck(m wire.Message, pr *Progress) {
 	oldPaused := pr.isPaused()
-	if !pr.maybeUpdate(m.Index) {
+	// An ack of exactly Match still answers a probe (e.g. an empty probe
+	// after ReportUnreachable): it proves where the logs match.
+	if !pr.maybeUpdate(m.Index) && !(pr.State == StateProbe && m.Index == pr.Match) {
 		return
 	}
 	switch pr.State {
