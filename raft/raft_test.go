@@ -199,3 +199,65 @@ func TestProposalBackpressure(t *testing.T) {
 		t.Fatalf("after heal: %v", err)
 	}
 }
+
+func TestReportUnreachableProbesThenReplicates(t *testing.T) {
+	c := newCluster(3, 9, nil)
+	electLeader(t, c, 1)
+	ld := c.nodes[1].rn
+	ld.ReportUnreachable(2)
+	if st := ld.Status().Progress[2].State; st != StateProbe {
+		t.Fatalf("after ReportUnreachable: %v", st)
+	}
+	c.tickAll() // heartbeat round: the answer triggers a probe
+	c.stabilize()
+	if st := ld.Status().Progress[2].State; st != StateReplicate {
+		t.Fatalf("after a heartbeat round: %v, want replicate", st)
+	}
+	_ = ld.Propose([]byte("x"))
+	c.stabilize()
+	if got := c.nodes[2].rn.Status().Applied; got != ld.Status().Commit {
+		t.Fatalf("follower applied %d, leader commit %d", got, ld.Status().Commit)
+	}
+}
+
+func TestFailedSnapshotIsRetried(t *testing.T) {
+	c := newCluster(3, 10, nil)
+	electLeader(t, c, 1)
+	c.isolate(3)
+	for i := 0; i < 5; i++ {
+		_ = c.nodes[1].rn.Propose([]byte("x"))
+	}
+	c.stabilize()
+	if err := c.nodes[1].storage.CreateSnapshotAndCompact(c.nodes[1].appliedIndex); err != nil {
+		t.Fatal(err)
+	}
+	c.heal()
+	// First snapshot attempt fails in transit.
+	c.tickAll()
+	dropped := 0
+	for i := 0; i < 10; i++ {
+		c.process()
+		for j := len(c.msgs) - 1; j >= 0; j-- {
+			if c.msgs[j].Type == wire.MsgSnap && dropped == 0 {
+				c.drop(j) // reports failure to the leader
+				dropped++
+			}
+		}
+		for len(c.msgs) > 0 {
+			c.deliverOne(0)
+		}
+	}
+	if dropped != 1 {
+		t.Fatalf("dropped %d snapshots, want 1", dropped)
+	}
+	if st := c.nodes[1].rn.Status().Progress[3].State; st == StateSnapshot {
+		t.Fatal("leader still waiting on a failed snapshot")
+	}
+	for i := 0; i < 3; i++ {
+		c.tickAll()
+		c.stabilize()
+	}
+	if got, want := c.nodes[3].rn.Status().Applied, c.nodes[1].rn.Status().Commit; got != want {
+		t.Fatalf("follower 3 applied %d, want %d after the retried snapshot", got, want)
+	}
+}
