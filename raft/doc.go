@@ -181,6 +181,23 @@
 // # Invariants
 //
 // Broken invariants panic with a message naming them. Cheap checks are
-// always on; costly ones (whole-log scans) are compiled in only with
-// `-tags invariants`, which the simulation tests enable.
+// always on; costly ones (whole-log scans after every input) are compiled
+// in only with `-tags invariants`; run the simulation with them.
+//
+// # Testing
+//
+//	go test ./raft                                  # unit tests, scenarios, ~60 s of simulation
+//	go test ./raft -run TestInteraction -rewrite    # regenerate testdata/*.txt after a deliberate change
+//	go test ./raft -run 'TestSim$' -seed 1234       # replay one simulation seed (failures print theirs)
+//	go test -tags invariants ./raft -run 'TestSim$' -sim.duration 10m
+//	go test -run '^$' -bench CoreReplicate -benchmem ./raft
+//
+// The simulation (sim_test.go) runs 3- and 5-node clusters whose runtime
+// persists asynchronously and loses everything not yet acked on a crash;
+// it drops, delays, reorders and duplicates messages, partitions and heals,
+// crashes and restarts nodes, changes membership, transfers leadership and
+// serves reads, and after every step checks election safety, log matching,
+// leader completeness, state machine safety, ApplyConfChange agreement and
+// read linearizability; at the end it heals everything and checks that
+// every accepted proposal was committed or visibly overwritten.
 package raft
