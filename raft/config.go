@@ -57,6 +57,8 @@ type Config struct {
 	// MaxUncommittedEntriesBytes caps the entry bytes the leader appended but
 	// has not yet handed out to apply; proposals beyond it get
 	// ErrProposalDropped (backpressure for a leader that outruns its quorum).
+	// A batch is always accepted when nothing is outstanding, so a single
+	// batch larger than the limit cannot wedge the leader.
 	MaxUncommittedEntriesBytes uint64
 	// MaxCommittedBytesPerReady caps Ready.CommittedEntries so one apply
 	// batch stays bounded; the rest follow in later Readys.
