@@ -446,6 +446,9 @@ func checkAndReport(t *testing.T, name string, seed uint64, voters int, replay s
 	if err := w.err(); err != nil {
 		t.Errorf("unexpected client errors: %v (%s)", err, replay)
 	}
+	if w.full.Load() {
+		t.Logf("the workload stopped early: its history reached %d operations", w.limit-historyHeadroomOps)
+	}
 
 	ops := w.h.Operations()
 	checkStart := time.Now()

@@ -34,7 +34,20 @@ const (
 	// paces the load (the machine is shared, and the checker's cost grows
 	// with the history), and is not a wait for anything.
 	maxThinkTime = 2 * time.Millisecond
+	// historyOpsPerSec sizes a run's History: well above the rates seen
+	// on this machine (about 1,200 operations/s at most), so that a long
+	// run is not cut short; workers stop early rather than overflow it.
+	historyOpsPerSec = 3000
+	// historyHeadroomOps is kept free in the History for final reads and
+	// for the operations in flight when workers notice it is full.
+	historyHeadroomOps = 1000
 )
+
+// historyLimit is the History bound for a schedule of fault time d (plus
+// setup and convergence).
+func historyLimit(d time.Duration) int {
+	return max(DefaultMaxHistoryOps, int((d+2*time.Minute).Seconds()*historyOpsPerSec))
+}
 
 // workloadStats counts what the workers did; all fields are atomics
 // shared by the workers.
@@ -65,6 +78,10 @@ type workload struct {
 	// nextClientID hands out porcupine client IDs: a worker takes a fresh
 	// one after every indeterminate operation.
 	nextClientID atomic.Int64
+	// limit is h's bound; workers stop historyHeadroomOps short of it.
+	limit int
+	// full is set when workers stopped because the history filled up.
+	full atomic.Bool
 	// stats are the running counts.
 	stats workloadStats
 	// cancel ends the workers; wg waits for them.
@@ -93,7 +110,8 @@ func newChaosClient(t testing.TB, addrs []string) *client.Client {
 // addresses; each client gets them in a different rotation so that the
 // clients start on different nodes.
 func startWorkload(t testing.TB, addrs []string, seed uint64) *workload {
-	w := &workload{h: NewHistory()}
+	limit := historyLimit(scheduleDuration())
+	w := &workload{h: NewHistoryLimit(limit), limit: limit}
 	for i := 0; i < workloadClients; i++ {
 		rot := append(append([]string(nil), addrs[i%len(addrs):]...), addrs[:i%len(addrs)]...)
 		w.clients = append(w.clients, newChaosClient(t, rot))
@@ -142,6 +160,10 @@ func (w *workload) worker(ctx context.Context, idx int, rng *rand.Rand) {
 	// it, so that some CAS operations succeed.
 	seen := map[string]string{}
 	for seq := 0; ctx.Err() == nil; seq++ {
+		if w.h.Len() >= w.limit-historyHeadroomOps {
+			w.full.Store(true)
+			return
+		}
 		key := workloadKey(rng.IntN(workloadKeys))
 		var in KVInput
 		switch r := rng.IntN(100); {
