@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/raftpipe/raftpipe/wire"
+	"go.uber.org/goleak"
 )
 
 // Environment variables that turn the test binary into a crash-test child.
@@ -29,7 +30,8 @@ func TestMain(m *testing.M) {
 		crashChild(dir, seed)
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	// Every test closes its logs, so no writer goroutine may outlive them.
+	goleak.VerifyTestMain(m)
 }
 
 // crashData is the data of entry i in the crash test: a length and bytes
