@@ -123,9 +123,8 @@
 // [ElectionTicks, 2*ElectionTicks) campaigns. With PreVote it first asks
 // whether it could win without raising its term, so a node rejoining after
 // a partition cannot depose a healthy leader. With CheckQuorum a leader
-// that has not heard from a quorum within ElectionTicks steps down (it
-// checks once per ElectionTicks, so it steps down within two timeouts of
-// losing its quorum), and a
+// that has not heard from a quorum within the last ElectionTicks ticks
+// steps down (checked every tick), and a
 // node that heard from a leader within ElectionTicks ignores vote requests
 // (except those of a leadership transfer). Term and vote are persisted
 // before any vote request or grant leaves the node (MessagesAfterPersist).

@@ -48,10 +48,10 @@ type Progress struct {
 	// PendingSnapshot is the index of the snapshot being sent in snapshot
 	// state; an ack at or beyond it ends the state.
 	PendingSnapshot uint64
-	// RecentActive is set by any message from the member and cleared each
-	// election timeout by CheckQuorum; it tells the leader whether a quorum
-	// is still reachable.
-	RecentActive bool
+	// lastHeardTick is the leader's tick count when the member last sent
+	// anything; CheckQuorum and snapshot sending ask whether that was
+	// within an election timeout.
+	lastHeardTick uint64
 	// MsgAppFlowPaused stops further MsgApps in probe state until a response
 	// or a heartbeat response arrives: probing is one message at a time.
 	MsgAppFlowPaused bool
@@ -178,8 +178,8 @@ type ProgressStatus struct {
 	Inflight int
 	// InflightBytes is their payload size.
 	InflightBytes uint64
-	// RecentActive says whether the member was heard from this election
-	// timeout.
+	// RecentActive says whether the member was heard from within the last
+	// election timeout.
 	RecentActive bool
 	// IsLearner marks a non-voting member.
 	IsLearner bool

@@ -95,6 +95,9 @@ type raft struct {
 	// electionElapsed counts ticks since the last valid leader contact (or,
 	// on a leader, since the last CheckQuorum check).
 	electionElapsed int
+	// tickCount counts every Tick since start: the clock that lastHeardTick
+	// readings compare against.
+	tickCount uint64
 	// heartbeatElapsed counts ticks since the last heartbeat (leader).
 	heartbeatElapsed int
 	// electionTimeout and heartbeatTimeout are in ticks (Config).
@@ -224,7 +227,7 @@ func (r *raft) applyMembership() {
 	for _, id := range ids {
 		pr, ok := r.prs[id]
 		if !ok {
-			pr = &Progress{Next: last + 1, inflights: newInflights(r.maxInflightMsgs, r.maxInflightBytes)}
+			pr = &Progress{Next: last + 1, lastHeardTick: r.tickCount, inflights: newInflights(r.maxInflightMsgs, r.maxInflightBytes)}
 			if id == r.id {
 				pr.Match = r.log.durableIndex()
 			}
@@ -337,7 +340,7 @@ func (r *raft) becomeLeader() {
 	r.role = RoleLeader
 	for _, id := range r.prIDs {
 		pr := r.prs[id]
-		pr.RecentActive = true
+		pr.lastHeardTick = r.tickCount // a fresh leader grants everyone a full timeout
 		if id == r.id {
 			// Our own log matches itself; Match stays the durable index.
 			pr.becomeReplicate()
@@ -375,6 +378,7 @@ func (r *raft) send(m wire.Message) {
 
 // tick advances the logical clock by one tick.
 func (r *raft) tick() {
+	r.tickCount++
 	if r.role == RoleLeader {
 		r.tickHeartbeat()
 	} else {
@@ -395,18 +399,13 @@ func (r *raft) tickElection() {
 func (r *raft) tickHeartbeat() {
 	r.heartbeatElapsed++
 	r.electionElapsed++
+	if r.checkQuorum && !r.quorumActive() {
+		r.logf("stepping down: no quorum heard within an election timeout")
+		r.becomeFollower(r.term, 0)
+		return
+	}
 	if r.electionElapsed >= r.electionTimeout {
 		r.electionElapsed = 0
-		if r.checkQuorum && !r.quorumActive() {
-			r.logf("stepping down: no quorum heard within an election timeout")
-			r.becomeFollower(r.term, 0)
-			return
-		}
-		for _, id := range r.prIDs {
-			if id != r.id {
-				r.prs[id].RecentActive = false
-			}
-		}
 		if r.leadTransferee != 0 {
 			r.logf("aborting leadership transfer: timed out", "to", r.leadTransferee)
 			r.abortLeaderTransfer()
@@ -418,15 +417,24 @@ func (r *raft) tickHeartbeat() {
 	}
 }
 
-// quorumActive reports whether a quorum of voters was heard from recently
-// (the leader counts as active).
+// recentActive reports whether member pr was heard from within the last
+// election timeout (the leader itself always is).
+func (r *raft) recentActive(id uint64, pr *Progress) bool {
+	return id == r.id || r.tickCount-pr.lastHeardTick < uint64(r.electionTimeout)
+}
+
+// quorumActive reports whether a quorum of voters was heard from within
+// the last election timeout. Checked every tick, so a leader steps down
+// exactly one election timeout after it last heard from a quorum.
 func (r *raft) quorumActive() bool {
-	votes := make(map[uint64]bool, len(r.prIDs))
-	for _, id := range r.voters() {
-		pr := r.prs[id]
-		votes[id] = id == r.id || pr.RecentActive
+	voters := r.voters()
+	active := 0
+	for _, id := range voters {
+		if pr := r.prs[id]; pr != nil && r.recentActive(id, pr) {
+			active++
+		}
 	}
-	return voteResult(r.voters(), votes) == VoteWon
+	return len(voters) > 0 && active >= majority(len(voters))
 }
 
 // Step processes one message from a peer.

@@ -276,7 +276,7 @@ func (rn *RawNode) Status() Status {
 			s.Progress[id] = ProgressStatus{
 				Match: pr.Match, Next: pr.Next, State: pr.State, PendingSnapshot: pr.PendingSnapshot,
 				Inflight: pr.inflights.len(), InflightBytes: pr.inflights.bytes,
-				RecentActive: pr.RecentActive, IsLearner: pr.IsLearner,
+				RecentActive: r.recentActive(id, pr), IsLearner: pr.IsLearner,
 			}
 		}
 	}

@@ -19,14 +19,14 @@ func (r *raft) stepLeader(m wire.Message) error {
 	}
 	switch m.Type {
 	case wire.MsgAppResp:
-		pr.RecentActive = true
+		pr.lastHeardTick = r.tickCount
 		if m.Reject {
 			r.handleAppendReject(m, pr)
 		} else {
 			r.handleAppendAck(m, pr)
 		}
 	case wire.MsgHeartbeatResp:
-		pr.RecentActive = true
+		pr.lastHeardTick = r.tickCount
 		pr.MsgAppFlowPaused = false
 		if pr.State == StateReplicate && pr.inflights.full() {
 			// All in-flight MsgApps may have been lost; let one more go so
@@ -208,7 +208,7 @@ func (r *raft) maybeSendAppend(to uint64, mode sendMode) bool {
 // maybeSendSnapshot asks the runtime to stream the latest snapshot to a
 // follower whose next entries were compacted.
 func (r *raft) maybeSendSnapshot(to uint64, pr *Progress) bool {
-	if !pr.RecentActive {
+	if !r.recentActive(to, pr) {
 		return false // do not start a large transfer to a silent member
 	}
 	s, err := r.log.storage.Snapshot()
