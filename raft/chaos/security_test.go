@@ -106,10 +106,12 @@ func TestPeerWithWrongClusterIDRefused(t *testing.T) {
 	for _, s := range c.slots {
 		for _, kind := range []wire.ConnKind{wire.ConnPeer, wire.ConnSnapshot} {
 			conn := dialRaw(t, s.member.PeerAddr)
-			// Claim to be a member (node 2) of another cluster, then
-			// send a vote request that would disrupt the term if read.
-			msg, err := wire.AppendMessage(handshakeFrame(chaosClusterID+1, 2, kind),
-				&wire.Message{Type: wire.MsgVote, From: 2, To: s.member.ID, Term: before.Term + 100}, &wire.Options{MaxFrameBytes: wire.DefaultMaxFrameBytes})
+			// Claim to be another member, but of another cluster, then
+			// send a heartbeat whose term the node would adopt if it
+			// read it.
+			from := s.member.ID%3 + 1
+			msg, err := wire.AppendMessage(handshakeFrame(chaosClusterID+1, from, kind),
+				&wire.Message{Type: wire.MsgHeartbeat, From: from, To: s.member.ID, Term: before.Term + 100}, &wire.Options{MaxFrameBytes: wire.DefaultMaxFrameBytes})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -137,7 +139,7 @@ func TestPeerWithWrongClusterIDRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	if after.Term >= before.Term+100 {
-		t.Fatalf("term went from %d to %d: the refused vote request was read", before.Term, after.Term)
+		t.Fatalf("term went from %d to %d: the refused heartbeat was read", before.Term, after.Term)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
