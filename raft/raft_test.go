@@ -261,3 +261,35 @@ func TestFailedSnapshotIsRetried(t *testing.T) {
 		t.Fatalf("follower 3 applied %d, want %d after the retried snapshot", got, want)
 	}
 }
+
+func TestLeaderSendsBeforePersistFollowerAcksAfter(t *testing.T) {
+	c := newCluster(3, 13, nil)
+	electLeader(t, c, 1)
+	ld := c.nodes[1].rn
+	_ = ld.Propose([]byte("x"))
+	rd := ld.Ready()
+	if len(rd.Entries) != 1 {
+		t.Fatalf("leader Ready entries %d", len(rd.Entries))
+	}
+	apps := 0
+	for _, m := range rd.Messages {
+		if m.Type == wire.MsgApp && len(m.Entries) == 1 {
+			apps++
+		}
+	}
+	if apps != 2 {
+		t.Fatalf("leader must send MsgApp before its own fsync: %d in Messages", apps)
+	}
+	ld.Advance(rd)
+	f := c.nodes[2].rn
+	for _, m := range rd.Messages {
+		if m.To == 2 {
+			_ = f.Step(m)
+		}
+	}
+	frd := f.Ready()
+	if len(frd.Messages) != 0 || len(frd.MessagesAfterPersist) != 1 || frd.MessagesAfterPersist[0].Type != wire.MsgAppResp {
+		t.Fatalf("follower ack must wait for persistence: %+v / %+v", frd.Messages, frd.MessagesAfterPersist)
+	}
+	f.Advance(frd)
+}
