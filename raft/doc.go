@@ -55,9 +55,9 @@
 //     (reset the log to start after Snapshot.Index and restore the state
 //     machine from the staged data; the log's snapshot marker must be
 //     durable no later than the restored state machine, so that after a
-//     crash Applied never exceeds Storage.LastIndex()), then Ready.Entries (the first entry may
-//     be at or below the last durable index: overwrite the log's suffix
-//     from there), then Ready.HardState if not empty. Entries must be
+//     crash Applied never exceeds Storage.LastIndex()), then Ready.Entries
+//     (the first entry may be at or below the last durable index: overwrite
+//     the log's suffix from there), then Ready.HardState if not empty. Entries must be
 //     readable through Storage by the time they are acked.
 //     c. Apply Ready.CommittedEntries in order (they are committed and
 //     durable locally). For an EntryConfChange entry, decode it with
