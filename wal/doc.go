@@ -38,8 +38,9 @@
 // # Files
 //
 // The directory holds segment files named by a 20-digit decimal sequence
-// number and ".wal" (00000000000000000001.wal, ...). Other files are
-// ignored. Segments are created with their full size preallocated
+// number and ".wal" (00000000000000000001.wal, ...), and a file LOCK
+// that Open locks (flock) so that a second process cannot open the same
+// log. Other files are ignored. Segments are created with their full size preallocated
 // (fallocate), so that records are written inside the file and fdatasync
 // does not have to grow it; a batch that does not fit in the rest of the
 // active segment starts the next one. The directory is fsynced after a
@@ -124,6 +125,5 @@
 //
 // # Known limits
 //
-// No lock file: two processes opening one directory will corrupt it.
 // Only group 0 is written or accepted today.
 package wal

@@ -1,6 +1,7 @@
 package wal
 
 import (
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -31,6 +32,9 @@ type FS interface {
 	SyncDir(dir string) error
 	// ReadDir lists the names (not paths) of a directory's entries, sorted.
 	ReadDir(dir string) ([]string, error)
+	// Lock takes an exclusive lock on the file name (creating it), so that
+	// a second process cannot open the same log; closing releases it.
+	Lock(name string) (io.Closer, error)
 }
 
 // File is an open file.
@@ -115,6 +119,23 @@ func (OSFS) ReadDir(dir string) ([]string, error) {
 	sort.Strings(names)
 	return names, nil
 }
+
+// Lock implements FS with flock(2): the kernel releases the lock when the
+// process dies, so a crash never leaves a stale lock behind.
+func (OSFS) Lock(name string) (io.Closer, error) {
+	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock %s: %w", name, err)
+	}
+	return f, nil
+}
+
+// lockFileName is the lock file in the log directory.
+const lockFileName = "LOCK"
 
 // osFile adapts *os.File to File.
 type osFile struct{ f *os.File }

@@ -2,7 +2,9 @@ package wal
 
 import (
 	"fmt"
+	"io"
 	"log/slog"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -209,6 +211,8 @@ type Log struct {
 		spareChunks  []chunk
 		spareWaiters []waiter
 	}
+	// lock is the directory lock, held from Open to Close.
+	lock io.Closer
 	// writerDone is closed when the writer goroutine exits (after Close).
 	writerDone chan struct{}
 
@@ -246,10 +250,16 @@ func Open(dir string, o Options) (*Log, error) {
 	if err := l.fs.MkdirAll(dir); err != nil {
 		return nil, fmt.Errorf("wal: create %s: %w", dir, err)
 	}
+	lock, err := l.fs.Lock(filepath.Join(dir, lockFileName))
+	if err != nil {
+		return nil, fmt.Errorf("wal: %s is in use by another process: %w", dir, err)
+	}
 	st, err := recoverDir(l.fs, dir, l.log)
 	if err != nil {
+		lock.Close()
 		return nil, err
 	}
+	l.lock = lock
 	l.mu.markerIndex, l.mu.markerTerm = st.markerIndex, st.markerTerm
 	l.mu.meta = st.meta
 	l.mu.hs = st.hs
@@ -343,5 +353,8 @@ func (l *Log) Close() error {
 		delete(l.rd.files, seq)
 	}
 	l.rd.Unlock()
+	if err := l.lock.Close(); err != nil && first == nil {
+		first = err
+	}
 	return first
 }

@@ -167,3 +167,18 @@ func TestEntriesMaxBytes(t *testing.T) {
 		t.Fatalf("hi beyond last: %v", err)
 	}
 }
+
+// TestDirectoryLock: a second Open of the same directory fails while the
+// first is open, and succeeds after Close.
+func TestDirectoryLock(t *testing.T) {
+	dir := t.TempDir()
+	l := mustOpen(t, dir, testOpts())
+	if l2, err := Open(dir, testOpts()); err == nil {
+		l2.Close()
+		t.Fatal("second Open of a locked directory succeeded")
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	mustOpen(t, dir, testOpts()).Close()
+}
