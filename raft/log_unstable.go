@@ -148,11 +148,7 @@ func (u *unstable) truncateAndAppend(ents []wire.Entry) {
 		// The common case: straight append. Appending may reuse our array
 		// beyond len; slices handed out earlier end at their own len, so
 		// they never see these writes.
-		if need := len(u.entries) + len(ents); need > cap(u.entries) {
-			grown := make([]wire.Entry, len(u.entries), max(need, 2*len(u.entries), unstableChunkEntries))
-			copy(grown, u.entries)
-			u.entries = grown
-		}
+		u.reserve(len(ents))
 		u.entries = append(u.entries, ents...)
 	case from <= u.offset:
 		// Replace everything. Copy: ents may alias a message buffer whose
@@ -168,6 +164,17 @@ func (u *unstable) truncateAndAppend(ents []wire.Entry) {
 		fresh = append(fresh, keep...)
 		u.entries = append(fresh, ents...)
 		u.offsetInProgress = min(u.offsetInProgress, from)
+	}
+}
+
+// reserve makes room for n more entries without a reallocation by append,
+// growing in chunks (see unstableChunkEntries). The spare capacity past
+// len was never handed out, so writing there is safe.
+func (u *unstable) reserve(n int) {
+	if need := len(u.entries) + n; need > cap(u.entries) {
+		grown := make([]wire.Entry, len(u.entries), max(need, 2*len(u.entries), unstableChunkEntries))
+		copy(grown, u.entries)
+		u.entries = grown
 	}
 }
 

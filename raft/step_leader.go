@@ -290,15 +290,26 @@ func (r *raft) propose(data [][]byte) error {
 	if r.uncommittedBytes > 0 && r.uncommittedBytes+size > r.maxUncommittedBytes {
 		return fmt.Errorf("%d uncommitted bytes + %d over limit %d: %w", r.uncommittedBytes, size, r.maxUncommittedBytes, ErrProposalDropped)
 	}
-	ents := r.propBuf[:0]
-	for _, d := range data {
-		ents = append(ents, wire.Entry{Type: wire.EntryNormal, Data: d})
-	}
-	r.propBuf = ents
-	r.appendEntries(ents)
+	r.appendProposals(data, size)
 	r.bcastAppend()
-	clear(r.propBuf) // drop references to the caller's data
 	return nil
+}
+
+// appendProposals appends one normal entry per data straight into the
+// unstable log (no intermediate slice: this is the hot path). Normal
+// entries never change membership and a leader never truncates its own
+// log, so appendToLog's extra work is not needed.
+func (r *raft) appendProposals(data [][]byte, size uint64) {
+	u := &r.log.unstable
+	last := r.log.lastIndex()
+	if u.offset+uint64(len(u.entries)) != last+1 {
+		panic(fmt.Sprintf("raft: invariant violated: unstable ends at %d, log at %d", u.offset+uint64(len(u.entries))-1, last))
+	}
+	u.reserve(len(data))
+	for i, d := range data {
+		u.entries = append(u.entries, wire.Entry{Term: r.term, Index: last + 1 + uint64(i), Type: wire.EntryNormal, Data: d})
+	}
+	r.uncommittedBytes += size
 }
 
 // proposeConfChange appends a single-server membership change.
