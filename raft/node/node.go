@@ -1,6 +1,7 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -265,8 +267,11 @@ func (n *Node) maybeBootstrap() error {
 	if !n.cfg.Bootstrap || n.wal.LastIndex() > 0 || n.kv.AppliedIndex() > 0 || !n.wal.HardState().IsEmpty() {
 		return nil
 	}
-	ents := make([]wire.Entry, 0, len(n.cfg.Members))
-	for i, m := range n.cfg.Members {
+	// Sorted by ID so that every founder writes identical entries whatever
+	// order its member list was given in.
+	members := slices.SortedFunc(slices.Values(n.cfg.Members), func(a, b Member) int { return cmp.Compare(a.ID, b.ID) })
+	ents := make([]wire.Entry, 0, len(members))
+	for i, m := range members {
 		cc := wire.ConfChange{Type: wire.ConfAddVoter, NodeID: m.ID, Context: encodeMemberContext(m)}
 		ents = append(ents, wire.Entry{Term: 1, Index: uint64(i + 1), Type: wire.EntryConfChange, Data: wire.AppendConfChange(nil, &cc)})
 	}
