@@ -32,8 +32,8 @@ fuzz: ## run every fuzz target for FUZZTIME each (default 30s)
 sim: ## long randomized consensus simulation: make sim DURATION=10m
 	$(GO) test ./raft -run Sim -sim.duration $(DURATION) -timeout 0 -v
 
-chaos: ## long fault-injection runs against real clusters: make chaos DURATION=10m
-	$(GO) test ./raft/chaos -run Chaos -chaos.duration $(DURATION) -timeout 0 -v
+chaos: ## long fault-injection runs against real clusters (DURATION per schedule, 9 schedules): make chaos DURATION=10m
+	$(GO) test ./raft/chaos -run Chaos -chaos.duration $(DURATION) -chaos.process -chaos.report results/chaos-$$(date +%F).md -timeout 0 -v
 
 compare: ## raftpipe (direct, client) vs hashicorp/raft at 1/16/64/256 clients -> results/compare-DATE.md
 	DURATION=$(or $(CMP_DURATION),10s) REPEAT=$(or $(REPEAT),3) bash scripts/compare.sh

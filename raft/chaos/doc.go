@@ -130,14 +130,14 @@
 //     node's peer and client ports, with and without a valid handshake;
 //     the node must then still serve a put and a get). The seed corpus is
 //     in testdata/fuzz/FuzzLiveNodePorts.
-//   - knownbugs_test.go: reproductions of unfixed bugs, skipped unless
-//     -chaos.knownbugs.
+//   - termwrap_test.go: a peer claiming Term=MaxUint64 must not make a
+//     node's term wrap (a bug FuzzLiveNodePorts found, now fixed).
 //
 // Flags: -chaos.seed (replay; every schedule prints its seed and the
 // command to replay it), -chaos.duration (fault time per schedule,
 // default 8s), -chaos.vizdir (where failing histories' HTML goes,
 // default os.TempDir()), -chaos.report (append a Markdown row per
-// schedule), -chaos.process, -chaos.knownbugs. A long run:
+// schedule), -chaos.process. A long run:
 //
 //	go test ./raft/chaos -run Chaos -chaos.duration 10m -chaos.process -timeout 0 -v
 //

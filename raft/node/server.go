@@ -128,13 +128,15 @@ func (s *clientServer) serve(c net.Conn) {
 		return
 	}
 	var hs wire.Handshake
-	if err := wire.DecodeHandshake(f.Payload, &hs); err != nil || hs.ClusterID != n.cfg.ClusterID ||
-		hs.Version != wire.ProtocolVersion || hs.Kind != wire.ConnClient {
-		n.log.Warn("client refused: bad handshake", "remote", c.RemoteAddr(), "cluster", hs.ClusterID, "version", hs.Version, "err", err)
+	err = wire.DecodeHandshake(f.Payload, &hs)
+	// Answer with our own handshake even when refusing, so a client of
+	// another cluster learns why (it sees the mismatch) instead of an EOF.
+	reply := wire.AppendHandshake(nil, &wire.Handshake{ClusterID: n.cfg.ClusterID, NodeID: n.cfg.ID, Version: wire.ProtocolVersion, Kind: wire.ConnClient})
+	if _, werr := c.Write(reply); werr != nil {
 		return
 	}
-	reply := wire.AppendHandshake(nil, &wire.Handshake{ClusterID: n.cfg.ClusterID, NodeID: n.cfg.ID, Version: wire.ProtocolVersion, Kind: wire.ConnClient})
-	if _, err := c.Write(reply); err != nil {
+	if err != nil || hs.ClusterID != n.cfg.ClusterID || hs.Version != wire.ProtocolVersion || hs.Kind != wire.ConnClient {
+		n.log.Warn("client refused: bad handshake", "remote", c.RemoteAddr(), "cluster", hs.ClusterID, "version", hs.Version, "err", err)
 		return
 	}
 	c.SetDeadline(time.Time{})

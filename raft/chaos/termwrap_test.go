@@ -1,37 +1,23 @@
 package chaos
 
 import (
-	"flag"
 	"net"
 	"testing"
 
 	"github.com/raftpipe/raftpipe/wire"
 )
 
-// flagKnownBugs runs the tests that reproduce known, unfixed bugs; they
-// fail until the bug is fixed, so `make test` skips them.
-var flagKnownBugs = flag.Bool("chaos.knownbugs", false, "run the tests of known, unfixed bugs (they fail)")
-
-// skipKnownBug skips t unless -chaos.knownbugs is set.
-func skipKnownBug(t *testing.T, bug string) {
-	t.Helper()
-	if !*flagKnownBugs {
-		t.Skip("known bug: " + bug + " (run with -chaos.knownbugs)")
-	}
-}
-
-// TestKnownBugTermWrapsToZero: a peer that passes the handshake (right
+// TestTermWrapRefused (found by FuzzLiveNodePorts, fixed in raft/node's
+// boundary checks): a peer that passes the handshake (right
 // cluster ID, any node ID, even one that is not a member) sends one
 // heartbeat with Term = MaxUint64. The node adopts that term, and at its
 // next election campaigns at MaxUint64+1, which wraps to 0: it becomes
 // leader at term 0 and keeps serving. A node's term must never decrease
 // (Raft's election safety rests on it: after the wrap, higher-term
 // messages move the node back to terms in which it may already have
-// voted). The core should refuse a message whose term it cannot exceed
-// (or the decoder reject Term == MaxUint64), and should not accept
-// messages from IDs outside the configuration at all.
-func TestKnownBugTermWrapsToZero(t *testing.T) {
-	skipKnownBug(t, "a peer message with Term=MaxUint64 makes the node's term wrap to 0")
+// voted). The node now drops messages with impossible terms and from IDs
+// it has never heard of; this test keeps it that way.
+func TestTermWrapRefused(t *testing.T) {
 	c := newChaosCluster(t, 1, 0, 5, nil)
 	cl := newChaosClient(t, c.clientAddrs())
 	defer cl.Close()
