@@ -43,7 +43,7 @@ func run() (err error) {
 	flag.IntVar(&opts.maxAppendEntries, "max-append-entries", defaultMaxAppendEntries, "raft.Config.MaxAppendEntries (hashicorp default 64, max 1024)")
 	flag.Parse()
 	if cfg.WriteFraction != 1 || cfg.StaleReads {
-		return errors.New("only writes are supported: -write-fraction must be 1 and -stale unset")
+		return errors.New("only writes are supported: -writes must be 1 and -stale unset")
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
