@@ -51,6 +51,13 @@ const (
 	DefaultMaxUncommittedBytes = 64 << 20
 	// DefaultMaxClientConns caps concurrently open client connections.
 	DefaultMaxClientConns = 1024
+	// DefaultMemTableBytes is the Pebble memtable size the node uses unless
+	// KV.MemTableBytes is set. Measured with raftbench -mode direct (64
+	// clients, 15 s, 3 nodes on 2 cores): 4 MiB memtables gave p99 14.8 ms,
+	// 16 MiB 10.6 ms, 64 MiB 4.9 ms at the same throughput: each memtable
+	// flush writes and syncs an sstable on the disk the WAL fsyncs on, so
+	// fewer, larger flushes disturb fewer commits.
+	DefaultMemTableBytes = 64 << 20
 	// DefaultClientInflight bounds requests in flight per client connection;
 	// the connection's reader stops reading beyond it (TCP backpressure).
 	DefaultClientInflight = 4096
@@ -197,6 +204,9 @@ func (cfg Config) withDefaults() (Config, error) {
 		cfg.Wire = wire.DefaultOptions()
 	}
 	cfg.KV.DisableWAL = !cfg.KeepPebbleWAL
+	if cfg.KV.MemTableBytes == 0 {
+		cfg.KV.MemTableBytes = DefaultMemTableBytes
+	}
 	if cfg.Seed == 0 {
 		cfg.Seed = cfg.ID*0x9e3779b97f4a7c15 + 1
 	}
