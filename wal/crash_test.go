@@ -174,7 +174,7 @@ func TestCrashKill(t *testing.T) {
 				maxReported = max(maxReported, v)
 			}
 
-			l, err := Open(dir, Options{Logger: quietLogger})
+			l, err := Open(dir, Options{SegmentBytes: 256 << 10, Logger: quietLogger}) // small: the preparer zero-fills one
 			if err != nil {
 				t.Fatalf("%s: reopen: %v", where, err)
 			}

@@ -2,6 +2,7 @@ package wal
 
 import (
 	"errors"
+	"path/filepath"
 	"sync"
 	"syscall"
 )
@@ -23,8 +24,14 @@ type faultFS struct {
 	// then waits for a value on syncRelease. Together they hold a sync
 	// "in progress" for as long as a test needs.
 	syncEntered, syncRelease chan struct{}
-	// writes counts WriteAt calls.
+	// writes counts WriteAt calls (the preparer's zero writes included).
 	writes int
+	// failPrep makes creating the prepared segment fail, so that every
+	// roll falls back to a fallocated segment.
+	failPrep bool
+	// open maps each open file to its current path (Rename moves it), so
+	// that the sync gate can tell segments from the prepared file.
+	open map[*faultFile]string
 }
 
 var errInjected = errors.New("injected fault")
@@ -36,17 +43,54 @@ func (fs *faultFS) set(f func(*faultFS)) {
 	f(fs)
 }
 
-func (fs *faultFS) wrap(f File, err error) (File, error) {
+func (fs *faultFS) wrap(name string, f File, err error) (File, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &faultFile{File: f, fs: fs}, nil
+	ff := &faultFile{File: f, fs: fs}
+	fs.mu.Lock()
+	if fs.open == nil {
+		fs.open = map[*faultFile]string{}
+	}
+	fs.open[ff] = name
+	fs.mu.Unlock()
+	return ff, nil
 }
 
-func (fs *faultFS) Create(name string) (File, error) { return fs.wrap(fs.OSFS.Create(name)) }
-func (fs *faultFS) Open(name string) (File, error)   { return fs.wrap(fs.OSFS.Open(name)) }
+func (fs *faultFS) Create(name string) (File, error) {
+	fs.mu.Lock()
+	fail := fs.failPrep && filepath.Base(name) == preparedSegmentName
+	fs.mu.Unlock()
+	if fail {
+		return nil, errInjected
+	}
+	f, err := fs.OSFS.Create(name)
+	return fs.wrap(name, f, err)
+}
+
+func (fs *faultFS) Open(name string) (File, error) {
+	f, err := fs.OSFS.Open(name)
+	return fs.wrap(name, f, err)
+}
+
 func (fs *faultFS) OpenReadWrite(name string) (File, error) {
-	return fs.wrap(fs.OSFS.OpenReadWrite(name))
+	f, err := fs.OSFS.OpenReadWrite(name)
+	return fs.wrap(name, f, err)
+}
+
+// Rename moves the open handles' paths along with the name.
+func (fs *faultFS) Rename(oldname, newname string) error {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	if err := fs.OSFS.Rename(oldname, newname); err != nil {
+		return err
+	}
+	for f, p := range fs.open {
+		if p == oldname {
+			fs.open[f] = newname
+		}
+	}
+	return nil
 }
 
 // SyncDir is skipped under noSync.
@@ -85,11 +129,21 @@ func (f *faultFile) WriteAt(p []byte, off int64) (int, error) {
 	return n, ferr
 }
 
+func (f *faultFile) Close() error {
+	f.fs.mu.Lock()
+	delete(f.fs.open, f)
+	f.fs.mu.Unlock()
+	return f.File.Close()
+}
+
+// Sync passes the gate only for segment files: the preparer's syncs of the
+// prepared file run on another goroutine and must not take the writer's turn.
 func (f *faultFile) Sync() error {
 	f.fs.mu.Lock()
 	entered, release := f.fs.syncEntered, f.fs.syncRelease
+	_, isSegment := parseSegmentBase(filepath.Base(f.fs.open[f]))
 	f.fs.mu.Unlock()
-	if entered != nil {
+	if entered != nil && isSegment {
 		entered <- struct{}{}
 		<-release
 	}

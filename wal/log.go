@@ -14,7 +14,7 @@ import (
 
 // Defaults and limits for Options.
 const (
-	// DefaultSegmentBytes is the default size a segment is preallocated to.
+	// DefaultSegmentBytes is the default size of a segment file.
 	DefaultSegmentBytes = 64 << 20
 	// DefaultCacheBytes is the default budget of the recent-entry cache.
 	DefaultCacheBytes = 64 << 20
@@ -35,9 +35,10 @@ const (
 
 // Options configure a Log. The zero value is usable.
 type Options struct {
-	// SegmentBytes is the size each segment file is preallocated to
-	// (default 64 MiB; at most 1 GiB). A batch that does not fit in the
-	// rest of the active segment starts a new one.
+	// SegmentBytes is the size of each segment file (default 64 MiB; at
+	// most 1 GiB). A batch that does not fit in the rest of the active
+	// segment starts a new one. The next segment is zero-filled in the
+	// background, so the log writes each segment's bytes twice.
 	SegmentBytes int64
 	// SyncDelay is an extra wait before each write+sync so that more
 	// appends join the batch (default 0: group commit alone batches
@@ -119,8 +120,9 @@ type chunk struct {
 	off int64
 	// start and end delimit the bytes in the pending buffer.
 	start, end int
-	// create says the writer must create (and preallocate to allocBytes)
-	// segment seq before writing; the bytes then begin with its header.
+	// create says the writer must create segment seq, allocBytes long
+	// (prepared or fallocated), before writing; the bytes then begin with
+	// its header.
 	create     bool
 	allocBytes int64
 	// entries counts entry records in the chunk, for Stats.
@@ -226,6 +228,9 @@ type Log struct {
 		files  map[uint64]File
 	}
 
+	// prep zero-fills the next segment in the background (prepare.go).
+	prep *segmentPreparer
+
 	// removeMu serialises segment removal by concurrent compactions.
 	removeMu sync.Mutex
 
@@ -269,6 +274,8 @@ func Open(dir string, o Options) (*Log, error) {
 	}
 	// curOff == curSize == 0: the first record rolls to a fresh segment, so
 	// a recovered segment is never written again.
+	l.prep = newSegmentPreparer(l.fs, dir, o.SegmentBytes, l.log)
+	l.prep.start()
 	go l.run()
 	return l, nil
 }
@@ -340,9 +347,11 @@ func (l *Log) Close() error {
 	l.mu.Unlock()
 	<-l.writerDone
 
-	var first error
+	first := l.prep.close()
 	if l.w.active != nil {
-		first = l.w.active.Close()
+		if err := l.w.active.Close(); err != nil && first == nil {
+			first = err
+		}
 		l.w.active = nil
 	}
 	l.rd.Lock()

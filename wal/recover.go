@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"path/filepath"
 
 	"github.com/raftpipe/raftpipe/wire"
 )
@@ -139,6 +140,16 @@ func recoverDir(fsys FS, dir string, log *slog.Logger) (*replayState, error) {
 	for _, n := range names {
 		if seq, ok := parseSegmentBase(n); ok {
 			seqs = append(seqs, seq)
+		}
+		if n == preparedSegmentName {
+			// Zero-filled for a roll that never came (the process died).
+			// It is not log data whatever it holds; the preparer makes a
+			// new one. No directory sync: if the removal is lost, the next
+			// Open removes it again.
+			log.Info("wal: removing unused prepared segment", "file", n)
+			if err := fsys.Remove(filepath.Join(dir, n)); err != nil {
+				return nil, fmt.Errorf("wal: remove unused prepared segment: %w", err)
+			}
 		}
 	}
 	for i := 1; i < len(seqs); i++ {

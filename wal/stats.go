@@ -45,6 +45,14 @@ type Stats struct {
 	Syncs uint64
 	// SyncLatency is the distribution of fdatasync latencies.
 	SyncLatency Histogram
+	// SegmentsZeroFilled counts new segments that were a prepared,
+	// zero-filled file (the fast case: writes into them need no extent
+	// conversion at fdatasync).
+	SegmentsZeroFilled uint64
+	// SegmentsFallocated counts new segments that were only fallocated
+	// because no prepared one was ready (the first after Open, rolls faster
+	// than the disk zero-fills, or failed preparations).
+	SegmentsFallocated uint64
 }
 
 // counters are written by the writer goroutine and read by Stats; atomics
@@ -52,6 +60,9 @@ type Stats struct {
 type counters struct {
 	// batches, entries, bytes and syncs back the Stats fields of those names.
 	batches, entries, bytes, syncs atomic.Uint64
+	// segmentsZeroFilled and segmentsFallocated back the Stats fields of
+	// those names.
+	segmentsZeroFilled, segmentsFallocated atomic.Uint64
 	// syncNanos is the sum of all fdatasync latencies.
 	syncNanos atomic.Int64
 	// buckets are the histogram's per-bucket counts.
@@ -86,6 +97,9 @@ func (l *Log) Stats() Stats {
 		Entries: c.entries.Load(),
 		Bytes:   c.bytes.Load(),
 		Syncs:   c.syncs.Load(),
+
+		SegmentsZeroFilled: c.segmentsZeroFilled.Load(),
+		SegmentsFallocated: c.segmentsFallocated.Load(),
 	}
 	for i := range s.SyncLatency.Buckets {
 		n := c.buckets[i].Load()

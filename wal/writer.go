@@ -46,6 +46,9 @@ func (l *Log) run() {
 				err = l.mu.err
 				l.mu.space.Broadcast()
 				l.mu.Unlock()
+				// A failed log writes nothing more, zeros included; halting
+				// before the waiters fire makes that hold once they see the error.
+				l.prep.halt()
 			} else {
 				l.mu.Lock()
 				l.mu.writtenBatch = batch
@@ -116,10 +119,12 @@ func (l *Log) syncActive() error {
 	return nil
 }
 
-// createSegment seals the active segment (synced, closed) and creates,
-// preallocates and makes durable (directory sync) segment seq, which
-// becomes the active one. The previous segment is fully durable before the
-// new one exists, so recovery only ever finds a torn tail in the last.
+// createSegment seals the active segment (synced, closed) and makes
+// segment seq, of size bytes, the active one: the prepared zero-filled file
+// renamed into place if one is ready, else a new fallocated file. Either way
+// the directory is synced before anything is written to it. The previous
+// segment is fully durable before the new one exists, so recovery only ever
+// finds a torn tail in the last.
 func (l *Log) createSegment(seq uint64, size int64) error {
 	if l.w.active != nil {
 		if err := l.syncActive(); err != nil {
@@ -131,17 +136,28 @@ func (l *Log) createSegment(seq uint64, size int64) error {
 		l.w.active = nil
 	}
 	name := segmentName(l.dir, seq)
-	f, err := l.fs.Create(name)
+	f, err := l.prep.take(name, size)
 	if err != nil {
-		return fmt.Errorf("wal: create segment: %w", err)
+		return err
 	}
-	if err := f.Preallocate(size); err != nil {
-		f.Close()
-		return fmt.Errorf("wal: preallocate %s: %w", name, err)
+	zeroFilled := f != nil
+	if !zeroFilled {
+		if f, err = l.fs.Create(name); err != nil {
+			return fmt.Errorf("wal: create segment: %w", err)
+		}
+		if err := f.Preallocate(size); err != nil {
+			f.Close()
+			return fmt.Errorf("wal: preallocate %s: %w", name, err)
+		}
 	}
 	if err := l.fs.SyncDir(l.dir); err != nil {
 		f.Close()
 		return fmt.Errorf("wal: sync dir after creating %s: %w", name, err)
+	}
+	if zeroFilled {
+		l.counters.segmentsZeroFilled.Add(1)
+	} else {
+		l.counters.segmentsFallocated.Add(1)
 	}
 	l.w.active, l.w.activeSeq = f, seq
 	return nil
