@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 )
 
 // Why segments are zero-filled ahead of time: a segment that is only
@@ -35,9 +36,20 @@ const (
 	// buffer the preparer owns).
 	prepChunkBytes = 1 << 20
 	// prepSyncEveryBytes bounds the dirty page cache the preparer builds up
-	// before it syncs, so that one segment's zeros do not land on the disk
-	// in a single burst in front of the writer's fdatasync.
+	// before it syncs. Measured (pwrite+fdatasync of 4133-byte records
+	// beside a paced preparer): syncing every 8 MiB kept the writer's p99
+	// near 130 µs; syncing every 1 MiB pushed it to 250-530 µs.
 	prepSyncEveryBytes = 8 << 20
+	// prepHeadStartBytes and prepPaceFactor pace the preparer while a
+	// segment is being written: it may have zero-filled at most
+	// prepHeadStartBytes + prepPaceFactor × (bytes written to the active
+	// segment), so its I/O is spread over the first half of the active
+	// segment's life instead of hitting the disk in one burst right after
+	// the roll. Measured with the same probe: mean 110 µs per record with
+	// the burst, 87-90 µs paced, 75 µs with no preparer running. Before the
+	// first roll after Open nothing is being written and it runs unpaced.
+	prepHeadStartBytes = 2 << 20
+	prepPaceFactor     = 2
 )
 
 // errPrepStopped ends a preparation that Close or a sticky error interrupted.
@@ -67,6 +79,18 @@ type segmentPreparer struct {
 	done chan struct{}
 	// zeros is the goroutine's zero buffer, allocated on first use.
 	zeros []byte
+	// activeBytes counts the bytes the writer has written to the active
+	// segment, for pacing; -1 until the first roll after Open (unpaced).
+	activeBytes atomic.Int64
+	// waiting is set while the goroutine waits for activeBytes to grow;
+	// the writer then wakes it through progressCh (capacity 1). The writer
+	// stores activeBytes before it loads waiting, and the goroutine stores
+	// waiting before it loads activeBytes, so no wake-up is lost.
+	waiting    atomic.Bool
+	progressCh chan struct{}
+	// filledBytes is how far the current preparation has got (tests check
+	// the pacing with it).
+	filledBytes atomic.Int64
 
 	// mu guards ready. The writer holds it across the rename in take, so
 	// the goroutine never sees a file half handed over.
@@ -81,14 +105,72 @@ type segmentPreparer struct {
 // newSegmentPreparer returns a preparer for segments of sizeBytes in dir;
 // start launches it.
 func newSegmentPreparer(fsys FS, dir string, sizeBytes int64, log *slog.Logger) *segmentPreparer {
-	return &segmentPreparer{
-		fs:        fsys,
-		path:      filepath.Join(dir, preparedSegmentName),
-		sizeBytes: sizeBytes,
-		log:       log,
-		kickCh:    make(chan struct{}, 1),
-		stopCh:    make(chan struct{}),
-		done:      make(chan struct{}),
+	p := &segmentPreparer{
+		fs:         fsys,
+		path:       filepath.Join(dir, preparedSegmentName),
+		sizeBytes:  sizeBytes,
+		log:        log,
+		kickCh:     make(chan struct{}, 1),
+		stopCh:     make(chan struct{}),
+		done:       make(chan struct{}),
+		progressCh: make(chan struct{}, 1),
+	}
+	p.activeBytes.Store(-1)
+	return p
+}
+
+// rolled tells the preparer that the writer began a new active segment.
+// Called by the writer only.
+func (p *segmentPreparer) rolled() {
+	p.activeBytes.Store(0)
+}
+
+// wrote tells the preparer that the writer wrote n bytes to the active
+// segment, waking it if it waits for that. Called by the writer only;
+// costs two atomics unless the preparer waits.
+func (p *segmentPreparer) wrote(n int) {
+	p.activeBytes.Add(int64(n))
+	if p.waiting.Load() {
+		select {
+		case p.progressCh <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// allowedBytes is how far the current preparation may have got.
+func (p *segmentPreparer) allowedBytes() int64 {
+	a := p.activeBytes.Load()
+	if a < 0 {
+		return p.sizeBytes
+	}
+	return prepHeadStartBytes + prepPaceFactor*a
+}
+
+// pace blocks until the preparation may write at offset off, or returns
+// errPrepStopped.
+func (p *segmentPreparer) pace(off int64) error {
+	for {
+		select {
+		case <-p.stopCh:
+			return errPrepStopped
+		default:
+		}
+		if off < p.allowedBytes() {
+			return nil
+		}
+		p.waiting.Store(true)
+		if off < p.allowedBytes() {
+			p.waiting.Store(false)
+			return nil
+		}
+		select {
+		case <-p.stopCh:
+			p.waiting.Store(false)
+			return errPrepStopped
+		case <-p.progressCh:
+		}
+		p.waiting.Store(false)
 	}
 }
 
@@ -162,12 +244,11 @@ func (p *segmentPreparer) fill(f File) error {
 	if p.zeros == nil {
 		p.zeros = make([]byte, prepChunkBytes)
 	}
+	p.filledBytes.Store(0)
 	var unsynced int64
 	for off := int64(0); off < p.sizeBytes; {
-		select {
-		case <-p.stopCh:
-			return errPrepStopped
-		default:
+		if err := p.pace(off); err != nil {
+			return err
 		}
 		chunk := p.zeros[:min(int64(len(p.zeros)), p.sizeBytes-off)]
 		n, err := f.WriteAt(chunk, off)
@@ -178,6 +259,7 @@ func (p *segmentPreparer) fill(f File) error {
 			return fmt.Errorf("wal: zero-fill %s at %d: %w", p.path, off, err)
 		}
 		off += int64(n)
+		p.filledBytes.Store(off)
 		unsynced += int64(n)
 		if unsynced >= prepSyncEveryBytes || off == p.sizeBytes {
 			if err := f.Sync(); err != nil {
@@ -205,6 +287,7 @@ func (p *segmentPreparer) take(dst string, sizeBytes int64) (File, error) {
 		return nil, nil
 	}
 	p.mu.ready = nil
+	p.filledBytes.Store(0)
 	if err := p.fs.Rename(p.path, dst); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("wal: rename prepared segment to %s: %w", dst, err)

@@ -212,3 +212,42 @@ func copyDir(t *testing.T, src, dst string) {
 		}
 	}
 }
+
+// TestPreparerPaced: while a segment is being written, the preparer stays
+// within prepHeadStartBytes + prepPaceFactor × (bytes written to it), and
+// it finishes once the writer has written enough, before the roll.
+func TestPreparerPaced(t *testing.T) {
+	const segBytes = 3 * prepHeadStartBytes
+	o := testOpts()
+	o.SegmentBytes = segBytes
+	o.FS = &faultFS{noSync: true}
+	l := mustOpen(t, t.TempDir(), o)
+	defer l.Close()
+	// Before the first roll nothing is written: unpaced.
+	waitFor(t, "the first prepared segment", l.prep.isReady)
+	if err := l.Append(mkEntries(1, 2, 1), nil); err != nil {
+		t.Fatal(err)
+	}
+	if st := l.Stats(); st.SegmentsZeroFilled != 1 {
+		t.Fatalf("stats %+v: the first roll did not take the prepared segment", st)
+	}
+	// The next one gets its head start, and no more.
+	waitFor(t, "the head start", func() bool { return l.prep.filledBytes.Load() >= prepHeadStartBytes })
+	if filled, limit := l.prep.filledBytes.Load(), prepHeadStartBytes+prepPaceFactor*l.prep.activeBytes.Load()+prepChunkBytes; filled > limit || l.prep.isReady() {
+		t.Fatalf("preparer at %d bytes (ready %v), pace allows %d", filled, l.prep.isReady(), limit)
+	}
+	// Writing a third of the segment lets it finish.
+	big := make([]byte, 64<<10)
+	for i := uint64(2); l.Stats().Bytes < segBytes/3; i++ {
+		if err := l.Append([]wire.Entry{{Index: i, Term: 1, Data: big}}, nil); err != nil {
+			t.Fatal(err)
+		}
+		if filled, limit := l.prep.filledBytes.Load(), prepHeadStartBytes+prepPaceFactor*l.prep.activeBytes.Load()+prepChunkBytes; filled > limit {
+			t.Fatalf("preparer at %d bytes, pace allows %d", filled, limit)
+		}
+	}
+	waitFor(t, "the paced preparation to finish", l.prep.isReady)
+	if st := l.Stats(); st.SegmentsZeroFilled != 1 || st.SegmentsFallocated != 0 {
+		t.Fatalf("stats %+v: no roll expected yet", st)
+	}
+}

@@ -92,6 +92,7 @@ func (l *Log) writeChunks(buf []byte, chunks []chunk) error {
 		if err != nil {
 			return fmt.Errorf("wal: write %s at %d: %w", segmentName(l.dir, c.seq), c.off, err)
 		}
+		l.prep.wrote(n)
 		l.w.dirty = true
 		entries += c.entries
 		bytes += len(p)
@@ -136,6 +137,7 @@ func (l *Log) createSegment(seq uint64, size int64) error {
 		l.w.active = nil
 	}
 	name := segmentName(l.dir, seq)
+	l.prep.rolled() // before take wakes the preparer: it paces against the new segment
 	f, err := l.prep.take(name, size)
 	if err != nil {
 		return err
