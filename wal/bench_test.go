@@ -72,15 +72,17 @@ func BenchmarkAppend(b *testing.B) {
 	}
 }
 
-// BenchmarkAppendFallocated is BenchmarkAppend at appenders=1 with
+// BenchmarkAppendFallocated is BenchmarkAppend (appenders 1 and 256) with
 // segment preparation failing on purpose, so that every segment is only
 // fallocated (the behaviour before segments were zero-filled): the A/B
 // pair for the zero-filling, in one run.
 func BenchmarkAppendFallocated(b *testing.B) {
-	for _, size := range benchSizes {
-		b.Run(fmt.Sprintf("appenders=1/size=%d", size), func(b *testing.B) {
-			benchAppend(b, 1, size, Options{Logger: quietLogger, FS: &faultFS{failPrep: true}})
-		})
+	for _, n := range []int{1, 256} {
+		for _, size := range benchSizes {
+			b.Run(fmt.Sprintf("appenders=%d/size=%d", n, size), func(b *testing.B) {
+				benchAppend(b, n, size, Options{Logger: quietLogger, FS: &faultFS{failPrep: true}})
+			})
+		}
 	}
 }
 

@@ -24,7 +24,7 @@ type FS interface {
 	OpenReadWrite(name string) (File, error)
 	// Remove deletes a file.
 	Remove(name string) error
-	// Rename renames a file.
+	// Rename renames a file (the prepared segment into place).
 	Rename(oldname, newname string) error
 	// MkdirAll creates a directory and its parents.
 	MkdirAll(dir string) error
@@ -145,8 +145,9 @@ func (o osFile) WriteAt(p []byte, off int64) (int, error) { return o.f.WriteAt(p
 func (o osFile) Truncate(size int64) error                { return o.f.Truncate(size) }
 func (o osFile) Close() error                             { return o.f.Close() }
 
-// Sync uses fdatasync: the segment is preallocated, so its size metadata
-// does not change when records are written and need not be flushed.
+// Sync uses fdatasync: a segment has its full size from the start, so its
+// size metadata does not change when records are written and need not be
+// flushed (and in a zero-filled segment neither does its extent map).
 func (o osFile) Sync() error {
 	for {
 		err := unix.Fdatasync(int(o.f.Fd()))
