@@ -5,13 +5,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/raftpipe/raftpipe/internal/loopback"
 	"github.com/raftpipe/raftpipe/raft/kv"
 	"github.com/raftpipe/raftpipe/raft/node"
 	"github.com/raftpipe/raftpipe/wal"
@@ -82,16 +82,16 @@ func pollUntil(d time.Duration, cond func() bool) bool {
 	return true
 }
 
-// freeLoopbackAddr reserves a loopback port and releases it for the node
-// to bind (a small race with other processes that is acceptable in tests).
+// freeLoopbackAddr reserves a loopback port for a node to bind later
+// (internal/loopback explains why not ":0": ephemeral ports collide with
+// the source ports of outgoing connections).
 func freeLoopbackAddr(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := loopback.Reserve()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return addr
 }
 
 // slowFS is the WAL file system of a chaos node: the operating system's,
