@@ -73,11 +73,6 @@ var ErrBusy = errors.New("node: busy")
 // tell whether it committed (for example the context expired first).
 var ErrUnknownOutcome = errors.New("node: outcome unknown")
 
-// ErrDropped means a proposal certainly did not and will not apply (it was
-// overwritten by another leader's entry, or refused before it was logged);
-// it is safe to retry.
-var ErrDropped = errors.New("node: proposal dropped")
-
 // Config configures one node.
 type Config struct {
 	// ID is this node's Raft ID; non-zero and unique in the cluster.

@@ -382,10 +382,7 @@ func (n *Node) submitEvent(ctx context.Context, fn func()) bool {
 	}
 }
 
-// errNotListening is returned by listen helpers after Stop.
-var errNotListening = errors.New("node: listener closed")
-
-// listen opens a TCP listener, optionally wrapped in TLS by the caller.
+// listen opens a TCP listener; the caller wraps it in TLS if configured.
 func listen(addr string) (net.Listener, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
