@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"time"
@@ -288,7 +289,11 @@ func (n *Node) send(m *wire.Message) {
 // the transport (the core belongs to the loop).
 func (n *Node) sendAfterPersist(m *wire.Message) {
 	if m.Type == wire.MsgSnap {
-		n.submitEventAsync(func() { n.startSnapshotSend(*m) })
+		// The core waits for a ReportSnapshot for every MsgSnap, so this
+		// hand-off must not be dropped; the WAL's goroutine must not block
+		// either, so a short-lived goroutine waits (it ends with the node).
+		snap := *m
+		go n.submitEvent(context.Background(), func() { n.startSnapshotSend(snap) })
 		return
 	}
 	n.tr.Send(m)

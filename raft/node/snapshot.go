@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -222,7 +221,7 @@ func (n *Node) compact(flushed uint64) {
 		return
 	}
 	n.store.setPoint(cp)
-	if err := n.wal.CompactPrefix(c); err != nil && !errors.Is(err, ErrStopped) {
+	if err := n.wal.CompactPrefix(c); err != nil {
 		n.failFatal(err)
 		return
 	}
