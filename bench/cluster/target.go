@@ -25,10 +25,10 @@ type DirectTarget struct {
 func (t *DirectTarget) Do(ctx context.Context, op *bench.Op) error {
 	l := t.C.Leader()
 	if l == nil {
-		if _, err := t.C.WaitLeader(ctx); err != nil {
-			return bench.ErrNotLeader
+		var err error
+		if l, err = t.C.WaitLeader(ctx); err != nil {
+			return fmt.Errorf("%w: %w", bench.ErrNotLeader, err)
 		}
-		return bench.ErrNotLeader
 	}
 	req := wire.ClientRequest{Op: wire.OpPut, Key: op.Key, Value: op.Value}
 	if !op.Write {

@@ -148,14 +148,14 @@ func run(args []string, stdout, stderr io.Writer) error {
 	if !o.quiet {
 		progress = stderr
 	}
-	target, lag, closeAll, err := setup(ctx, o, stderr)
+	target, lag, embedded, closeAll, err := setup(ctx, o, stderr)
 	if err != nil {
 		return err
 	}
 	defer closeAll()
 	notes := func(rep *bench.Report) {
-		if c, ok := lag.(*cluster.Lag); ok {
-			rep.Notes = append(rep.Notes, c.C.WALNotes()...)
+		if embedded != nil {
+			rep.Notes = append(rep.Notes, embedded.WALNotes()...)
 		}
 	}
 
@@ -196,36 +196,37 @@ func run(args []string, stdout, stderr io.Writer) error {
 }
 
 // setup starts the embedded cluster (or connects to -cluster) and returns
-// the target, the lag source and a cleanup function.
-func setup(ctx context.Context, o options, stderr io.Writer) (bench.Target, bench.LagSource, func() error, error) {
+// the target, the lag source, the embedded cluster (nil with -cluster) and a
+// cleanup function.
+func setup(ctx context.Context, o options, stderr io.Writer) (bench.Target, bench.LagSource, *cluster.Cluster, func() error, error) {
 	if o.cluster != "" {
 		ct, err := cluster.NewClientTarget(splitList(o.cluster), o.clusterID, o.conns)
 		if err != nil {
-			return nil, nil, nil, err
+			return nil, nil, nil, nil, err
 		}
 		var lag bench.LagSource
 		if o.admin != "" {
 			lag = &cluster.HTTPLag{AdminAddrs: splitList(o.admin)}
 		}
-		return ct, lag, ct.Close, nil
+		return ct, lag, nil, ct.Close, nil
 	}
 	if !o.quiet {
 		fmt.Fprintf(stderr, "starting an embedded %d-node cluster on 127.0.0.1 ...\n", o.nodes)
 	}
 	c, err := cluster.Start(ctx, cluster.Options{Nodes: o.nodes, Dir: o.dir, ClusterID: o.clusterID})
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
 	}
 	lag := &cluster.Lag{C: c}
 	if o.mode == "direct" {
-		return &cluster.DirectTarget{C: c}, lag, c.Close, nil
+		return &cluster.DirectTarget{C: c}, lag, c, c.Close, nil
 	}
 	ct, err := cluster.NewClientTarget(c.ClientAddrs(), o.clusterID, o.conns)
 	if err != nil {
 		c.Close()
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
 	}
-	return ct, lag, func() error { return errors.Join(ct.Close(), c.Close()) }, nil
+	return ct, lag, c, func() error { return errors.Join(ct.Close(), c.Close()) }, nil
 }
 
 // parseSweep parses "clients=1,16,64".
