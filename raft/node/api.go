@@ -30,18 +30,27 @@ func (n *Node) Submit(req *wire.ClientRequest, cb func(*wire.ClientResponse)) {
 	case req.Op == wire.OpGet && req.Flags&wire.FlagStale != 0:
 		n.staleGet(req, cb)
 	case req.Op == wire.OpGet:
+		if !n.isLeader.Load() {
+			cb(&wire.ClientResponse{ID: id, Status: wire.StatusNotLeader, LeaderHint: n.leaderHint()})
+			return
+		}
+		// Every read counts against MaxPendingReads from here until it is
+		// answered, wherever it waits (queue, ReadIndex round, apply).
+		if n.readsPending.Add(1) > int64(n.cfg.MaxPendingReads) {
+			n.readsPending.Add(-1)
+			n.metrics.busy.Add(1)
+			cb(&wire.ClientResponse{ID: id, Status: wire.StatusBusy})
+			return
+		}
 		key := append([]byte(nil), req.Key...)
 		r := &readReq{key: key, cb: func(res readResult) {
+			n.readsPending.Add(-1)
 			resp := &wire.ClientResponse{ID: id, Status: res.status, Value: res.value, Index: res.index, LeaderHint: res.leaderHint}
 			if res.err != nil {
 				resp.Err = res.err.Error()
 			}
 			cb(resp)
 		}}
-		if !n.isLeader.Load() {
-			r.finish(readResult{status: wire.StatusNotLeader, leaderHint: n.leaderHint()})
-			return
-		}
 		select {
 		case n.readc <- r:
 		default:
@@ -267,6 +276,11 @@ type Status struct {
 	Followers map[uint64]FollowerStatus `json:"followers,omitempty"`
 	// PendingProposals counts writes waiting to apply.
 	PendingProposals int64 `json:"pending_proposals"`
+	// PendingReads counts linearizable reads not yet answered.
+	PendingReads int64 `json:"pending_reads"`
+	// ClientRequestsUnanswered counts client-port requests (each holding
+	// one of its connection's in-flight slots) not yet answered.
+	ClientRequestsUnanswered int64 `json:"client_requests_unanswered"`
 }
 
 // FollowerStatus is the leader's replication state for one member.
@@ -296,7 +310,10 @@ func (n *Node) Status(ctx context.Context) (Status, error) {
 		ID: s.ID, Term: s.Term, Leader: s.Lead, Role: s.Role.String(), Commit: s.Commit,
 		Applied: n.kv.AppliedIndex(), LastIndex: s.LastIndex, FirstIndex: n.wal.FirstIndex(),
 		Durable: s.Durable, Voters: s.Conf.Voters, Learners: s.Conf.Learners,
-		PendingProposals: n.ap.pending.Load(),
+		PendingProposals: n.ap.pending.Load(), PendingReads: n.readsPending.Load(),
+	}
+	if n.srv != nil {
+		st.ClientRequestsUnanswered = n.srv.unanswered.Load()
 	}
 	if len(s.Progress) > 0 {
 		st.Followers = make(map[uint64]FollowerStatus, len(s.Progress))

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"errors"
 	"sync"
 	"sync/atomic"
 
@@ -116,20 +117,76 @@ func newApplier(n *Node) *applier {
 	return a
 }
 
-// register records proposals that the core appended.
+// register records proposals that the core appended. A waiter already
+// registered at the same index belongs to an entry of an earlier term that
+// this node's log no longer holds (it was truncated, then this node led
+// again); it is answered unknown rather than left to hang (see dropFrom).
 func (a *applier) register(ws []*proposal) {
+	var replaced []*proposal
 	a.mu.Lock()
 	failed := a.mu.failed
 	if failed == nil {
 		for _, w := range ws {
+			if old, ok := a.mu.waiters[w.index]; ok && old != w {
+				replaced = append(replaced, old)
+			}
 			a.mu.waiters[w.index] = w
 		}
 	}
 	a.mu.Unlock()
+	for _, w := range replaced {
+		w.finish(proposalResult{status: wire.StatusUnknown, err: errEntryLeftLog})
+	}
 	if failed != nil {
 		for _, w := range ws {
 			w.finish(proposalResult{status: wire.StatusUnknown, err: failed})
 		}
+	}
+}
+
+// errEntryLeftLog explains an unknown outcome: the proposal's entry is no
+// longer in this node's log, so this node cannot learn whether it commits.
+var errEntryLeftLog = errors.New("node: the proposal's entry left this node's log (truncated or replaced by a snapshot); it may still commit elsewhere")
+
+// dropFrom answers every waiter at an index >= from: the log is being
+// truncated there, so their entries leave this node's log, and this node
+// will never apply them to learn the outcome. They are answered unknown,
+// not not-leader: an entry truncated here can still commit through another
+// node that holds it (in a 5-node cluster, a node with the old tail can win
+// an election with the votes of two nodes that never saw the newer term),
+// so a retry could apply the write twice.
+func (a *applier) dropFrom(from uint64) {
+	var dropped []*proposal
+	a.mu.Lock()
+	for idx, w := range a.mu.waiters {
+		if idx >= from {
+			delete(a.mu.waiters, idx)
+			dropped = append(dropped, w)
+		}
+	}
+	a.mu.Unlock()
+	for _, w := range dropped {
+		w.finish(proposalResult{status: wire.StatusUnknown, err: errEntryLeftLog})
+	}
+}
+
+// dropForSnapshot answers every waiter once a snapshot at (index, term)
+// replaced the whole log. A waiter at or below index whose term is above
+// the snapshot's term can never commit (every entry up to index has a term
+// at most term, and those entries are committed): not-leader, safe to
+// retry. Every other waiter's outcome is unknown here: its entry may be
+// the one the snapshot covers, or (above index) may still commit elsewhere.
+func (a *applier) dropForSnapshot(index, term uint64) {
+	a.mu.Lock()
+	ws := a.mu.waiters
+	a.mu.waiters = make(map[uint64]*proposal, len(ws))
+	a.mu.Unlock()
+	for idx, w := range ws {
+		if idx <= index && w.term > term {
+			w.finish(proposalResult{status: wire.StatusNotLeader, leaderHint: a.n.leaderHint()})
+			continue
+		}
+		w.finish(proposalResult{status: wire.StatusUnknown, err: errEntryLeftLog})
 	}
 }
 

@@ -116,7 +116,8 @@ type Config struct {
 	DisablePreVote, DisableCheckQuorum bool
 	// MaxPendingProposals bounds accepted-but-unapplied proposals.
 	MaxPendingProposals int
-	// MaxPendingReads bounds linearizable reads in progress.
+	// MaxPendingReads bounds linearizable reads accepted and not yet
+	// answered, counted per read wherever it waits; beyond it, Busy.
 	MaxPendingReads int
 	// MaxInboxMsgs bounds inbound peer messages queued for the loop.
 	MaxInboxMsgs int

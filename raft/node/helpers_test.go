@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/raftpipe/raftpipe/internal/loopback"
+	"github.com/raftpipe/raftpipe/raft/chaos"
 )
 
 // testCluster is an in-process cluster over loopback with real WALs and
@@ -18,6 +19,9 @@ type testCluster struct {
 	dirs    map[uint64]string
 	nodes   map[uint64]*Node
 	opts    func(*Config)
+	// nw, if set, carries every peer connection through fault-injecting
+	// proxies (node i dials nw.Addr(i-1, j-1) to reach node j).
+	nw *chaos.Network
 }
 
 // freeAddr reserves a loopback port (see internal/loopback for why not ":0").
@@ -31,13 +35,33 @@ func freeAddr(t *testing.T) string {
 }
 
 func newTestCluster(t *testing.T, size int, opts func(*Config)) *testCluster {
+	return newCluster(t, size, false, opts)
+}
+
+// newNetCluster is newTestCluster with every peer link behind a proxy of
+// c.nw, so that tests can partition nodes.
+func newNetCluster(t *testing.T, size int, opts func(*Config)) *testCluster {
+	return newCluster(t, size, true, opts)
+}
+
+func newCluster(t *testing.T, size int, proxied bool, opts func(*Config)) *testCluster {
 	t.Helper()
 	c := &testCluster{t: t, dirs: map[uint64]string{}, nodes: map[uint64]*Node{}, opts: opts}
 	base := t.TempDir()
+	var targets []string
 	for i := 1; i <= size; i++ {
 		id := uint64(i)
 		c.members = append(c.members, Member{ID: id, PeerAddr: freeAddr(t), ClientAddr: freeAddr(t)})
 		c.dirs[id] = filepath.Join(base, fmt.Sprintf("n%d", i))
+		targets = append(targets, c.members[i-1].PeerAddr)
+	}
+	if proxied {
+		nw, err := chaos.NewNetwork(targets, chaos.NetworkConfig{Seed: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.nw = nw
+		t.Cleanup(func() { nw.Close() })
 	}
 	for _, m := range c.members {
 		c.start(m.ID, true)
@@ -56,6 +80,15 @@ func (c *testCluster) config(id uint64, bootstrap bool) Config {
 	cfg := Config{
 		ID: id, ClusterID: 7, DataDir: c.dirs[id], PeerAddr: me.PeerAddr, ClientAddr: me.ClientAddr,
 		Members: c.members, Bootstrap: bootstrap, TickInterval: 20 * time.Millisecond,
+	}
+	if c.nw != nil {
+		from := int(id - 1)
+		cfg.ResolvePeerAddr = func(peer uint64, advertised string) string {
+			if peer == 0 || int(peer) > c.nw.Size() || int(peer-1) == from {
+				return advertised
+			}
+			return c.nw.Addr(from, int(peer-1))
+		}
 	}
 	if c.opts != nil {
 		c.opts(&cfg)

@@ -188,6 +188,11 @@ func (n *Node) handleReady() error {
 		}
 		n.lastHanded.index, n.lastHanded.term = rd.Snapshot.Index, rd.Snapshot.Term
 	}
+	if k := len(rd.Entries); k > 0 && rd.Entries[0].Index <= n.lastHanded.index {
+		// A conflicting append: the WAL truncates from here, so proposals
+		// waiting at these indexes lose their entries.
+		n.ap.dropFrom(rd.Entries[0].Index)
+	}
 	if k := len(rd.Entries); k > 0 {
 		n.learnAddresses(rd.Entries)
 		n.lastHanded.index, n.lastHanded.term = rd.Entries[k-1].Index, rd.Entries[k-1].Term

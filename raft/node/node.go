@@ -51,6 +51,12 @@ type Node struct {
 	propc chan *proposal
 	// readc carries linearizable reads to the loop (bounded).
 	readc chan *readReq
+	// readsPending counts linearizable reads accepted and not yet
+	// answered, wherever they wait: readc, a ReadIndex round or the apply
+	// queue. Bounded by MaxPendingReads (beyond it: Busy). Counting reads,
+	// not ReadIndex batches, is what keeps reads queued behind a leader
+	// that cannot commit bounded.
+	readsPending atomic.Int64
 	// eventc carries rare events (snapshots, compaction, admin, status
 	// requests) to the loop.
 	eventc chan func()

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/raftpipe/raftpipe/wire"
@@ -31,7 +32,12 @@ type clientServer struct {
 	ln net.Listener
 	// slots bounds open connections.
 	slots chan struct{}
-	wg    sync.WaitGroup
+	// unanswered counts requests handed to Submit whose answer has not
+	// come back yet, over all connections: each holds one of its
+	// connection's in-flight slots. Every request is answered exactly
+	// once, so this returns to zero when the node is idle.
+	unanswered atomic.Int64
+	wg         sync.WaitGroup
 	mu    struct {
 		sync.Mutex
 		conns  map[net.Conn]struct{}
@@ -184,7 +190,11 @@ func (s *clientServer) serve(c net.Conn) {
 			n.log.Warn("client sent malformed request; closing", "remote", c.RemoteAddr(), "err", err)
 			return
 		}
-		n.Submit(&req, func(resp *wire.ClientResponse) { out <- resp })
+		s.unanswered.Add(1)
+		n.Submit(&req, func(resp *wire.ClientResponse) {
+			s.unanswered.Add(-1)
+			out <- resp
+		})
 	}
 }
 

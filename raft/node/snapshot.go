@@ -194,6 +194,7 @@ func (n *Node) installSnapshot(s wire.SnapshotMeta) error {
 		return err
 	}
 	n.ap.reloadApplied()
+	n.ap.dropForSnapshot(s.Index, s.Term)
 	n.log.Info("installed snapshot", "index", s.Index, "term", s.Term)
 	return nil
 }
