@@ -38,7 +38,7 @@ type clientServer struct {
 	// once, so this returns to zero when the node is idle.
 	unanswered atomic.Int64
 	wg         sync.WaitGroup
-	mu    struct {
+	mu         struct {
 		sync.Mutex
 		conns  map[net.Conn]struct{}
 		closed bool
