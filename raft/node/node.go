@@ -269,9 +269,24 @@ func (n *Node) open() error {
 // committed conf-change entries 1..N in term 1 (every initial node writes
 // the same entries), so that the log alone tells any later member the
 // whole configuration history.
+//
+// The entries and the hard state go out in one WAL batch, the hard state
+// last, so a crash can leave a prefix of the entries without the hard
+// state (which is then still empty). Such a log was never acknowledged to anyone and must
+// not survive as a partial membership: it is truncated and written again.
 func (n *Node) maybeBootstrap() error {
-	if !n.cfg.Bootstrap || n.wal.LastIndex() > 0 || n.kv.AppliedIndex() > 0 || !n.wal.HardState().IsEmpty() {
+	if !n.cfg.Bootstrap || n.kv.AppliedIndex() > 0 || n.wal.FirstIndex() != 1 {
 		return nil
+	}
+	hs := n.wal.HardState()
+	if n.wal.LastIndex() > 0 || !hs.IsEmpty() {
+		if !hs.IsEmpty() || !n.onlyBootstrapEntries() {
+			return nil // bootstrapped (or joined) before: stored state wins
+		}
+		n.log.Warn("redoing a bootstrap that a crash interrupted", "entries", n.wal.LastIndex())
+		if err := n.wal.TruncateSuffix(1); err != nil {
+			return fmt.Errorf("node: redo bootstrap: %w", err)
+		}
 	}
 	// Sorted by ID so that every founder writes identical entries whatever
 	// order its member list was given in.
@@ -281,12 +296,37 @@ func (n *Node) maybeBootstrap() error {
 		cc := wire.ConfChange{Type: wire.ConfAddVoter, NodeID: m.ID, Context: encodeMemberContext(m)}
 		ents = append(ents, wire.Entry{Term: 1, Index: uint64(i + 1), Type: wire.EntryConfChange, Data: wire.AppendConfChange(nil, &cc)})
 	}
-	hs := wire.HardState{Term: 1, Commit: uint64(len(ents))}
+	hs = wire.HardState{Term: 1, Commit: uint64(len(ents))}
 	if err := n.wal.Append(ents, &hs); err != nil {
 		return fmt.Errorf("node: bootstrap: %w", err)
 	}
 	n.log.Info("bootstrapped new cluster", "members", len(ents))
 	return nil
+}
+
+// onlyBootstrapEntries reports whether the log holds nothing but term-1
+// conf-change entries, as an interrupted bootstrap leaves. A node that
+// joined an existing cluster gets its entries from a leader of term 2 or
+// more (term 1 ends with the bootstrap itself), and its hard state records
+// that term, so it is never mistaken for one.
+func (n *Node) onlyBootstrapEntries() bool {
+	last := n.wal.LastIndex()
+	if last > uint64(len(n.cfg.Members)) {
+		return false
+	}
+	if last == 0 {
+		return true
+	}
+	ents, err := n.wal.Entries(1, last+1, 1<<30)
+	if err != nil {
+		return false
+	}
+	for _, e := range ents {
+		if e.Term != 1 || e.Type != wire.EntryConfChange {
+			return false
+		}
+	}
+	return true
 }
 
 // ID is this node's Raft ID.
