@@ -199,6 +199,9 @@ type Config struct {
 	Mode string
 	// Nodes is the cluster size.
 	Nodes int
+	// CPUPIDs are processes besides this one whose CPU time is charged to
+	// the run (the members of a cluster in other processes); see cpu.go.
+	CPUPIDs []int
 }
 
 // withDefaults returns cfg with zero fields replaced by defaults, or an

@@ -69,6 +69,17 @@
 // Throughput: ops is the number of successful ops in the window, ops_per_s
 // is ops divided by the window's length.
 //
+// # CPU per op
+//
+// User+sys CPU time of this process (getrusage RUSAGE_SELF; for an
+// embedded cluster that is every node plus the load generator) and of the
+// processes in Config.CPUPIDs (/proc/PID/stat utime+stime; the members of
+// a cluster in other processes), read when the window opens and when it
+// closes, summed, and divided by the window's successful ops:
+// cpu_us_per_op, with cpu_user_s, cpu_sys_s, cpu_cores (average cores
+// busy) and cpu_processes. Warm-up and start-up are excluded. cpu.go says
+// why these two counters are comparable.
+//
 // # Follower lag
 //
 // Every 100 ms the LagSource gives (LeaderLast, LeaderCommit, follower

@@ -77,6 +77,18 @@ type Report struct {
 	Errors       uint64            `json:"errors"`
 	ErrorsByKind map[string]uint64 `json:"errors_by_kind"`
 
+	// CPU charged to the window (see cpu.go): user and system seconds of
+	// this process plus Config.CPUPIDs, sampled when the window opens and
+	// closes. CPUUsPerOp is (user+sys) µs per successful op, the cost of
+	// one committed write in a write-only load; CPUCores is the average
+	// number of cores busy; CPUProcesses how many processes were summed.
+	// All zero if CPU was not measured (a note says why).
+	CPUUserS     float64 `json:"cpu_user_s"`
+	CPUSysS      float64 `json:"cpu_sys_s"`
+	CPUUsPerOp   float64 `json:"cpu_us_per_op"`
+	CPUCores     float64 `json:"cpu_cores"`
+	CPUProcesses int     `json:"cpu_processes"`
+
 	// Follower lag over all followers: entries behind the leader's last
 	// index (p50/p99/max), entries behind its commit index (p99), and time
 	// lag (ms). Zero when no LagSource was given.
@@ -219,6 +231,18 @@ func (r *Report) WriteSummary(w io.Writer) error {
 	fmt.Fprintln(bw)
 	fmt.Fprintf(bw, "latency: p50 %s  p90 %s  p99 %s  p99.9 %s  p99.99 %s  max %s\n",
 		fmtUs(r.P50Us), fmtUs(r.P90Us), fmtUs(r.P99Us), fmtUs(r.P999Us), fmtUs(r.P9999Us), fmtUs(r.MaxUs))
+	if r.CPUProcesses > 0 {
+		per := "op"
+		if r.WriteFraction == 1 {
+			per = "write"
+		}
+		fmt.Fprintf(bw, "cpu: %.1fµs per %s (user %.2fs + sys %.2fs in the window, %.2f cores, %d process",
+			r.CPUUsPerOp, per, r.CPUUserS, r.CPUSysS, r.CPUCores, r.CPUProcesses)
+		if r.CPUProcesses > 1 {
+			fmt.Fprint(bw, "es")
+		}
+		fmt.Fprintln(bw, ")")
+	}
 	if len(r.FollowerLag) > 0 {
 		fmt.Fprintf(bw, "follower lag (all): p99 %d entries behind last (max %d), p99 %d behind commit, time p99 %.2f ms (max %.2f ms)\n",
 			r.FollowerLagP99Entries, r.FollowerLagMaxEntries, r.FollowerLagP99CommitEntries,

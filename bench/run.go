@@ -204,6 +204,13 @@ func Run(ctx context.Context, cfg Config, t Target, lag LagSource, progress io.W
 			rs.showProgress(bgCtx, progress)
 		}()
 	}
+	// cpu is written by its goroutine before bg.Done and read after bg.Wait.
+	var cpu cpuWindow
+	bg.Add(1)
+	go func() {
+		defer bg.Done()
+		cpu = measureCPU(bgCtx, cfg.CPUPIDs, rs.measureStart, rs.measureEnd)
+	}()
 
 	var wg sync.WaitGroup
 	for i := range rs.workers {
@@ -240,6 +247,7 @@ func Run(ctx context.Context, cfg Config, t Target, lag LagSource, progress io.W
 		finished = rs.measureEnd
 	}
 	rep := rs.buildReport(lagRec, finished)
+	cpu.fill(rep, 1+len(cfg.CPUPIDs))
 	return rep, ctx.Err()
 }
 

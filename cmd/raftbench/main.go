@@ -8,6 +8,11 @@
 // writing 128-byte values for 10 s after a 2 s warm-up. With -cluster it
 // drives an existing cluster through the client protocol instead.
 //
+// Every report includes the CPU time spent per committed op over the
+// measurement window (cpu_us_per_op): raftbench's own process, which for
+// the embedded cluster holds all nodes too, plus, with -cpu-pids, the
+// cluster's processes on this host.
+//
 // Run `raftbench -help` for every flag.
 package main
 
@@ -56,6 +61,7 @@ type options struct {
 	quiet     bool
 	dir       string
 	fsync     bool
+	cpuPIDs   string
 }
 
 func parse(args []string, stderr io.Writer) (bench.Config, options, error) {
@@ -68,7 +74,7 @@ func parse(args []string, stderr io.Writer) (bench.Config, options, error) {
 		fs.PrintDefaults()
 	}
 	bench.RegisterFlags(fs, &cfg)
-	fs.StringVar(&o.cluster, "cluster", "", "comma-separated client addresses (host:port) of an existing cluster; empty = start an embedded local cluster")
+	fs.StringVar(&o.cluster, "cluster", "", "comma-separated client addresses (host:port) of an existing cluster, driven through the client protocol (the report's mode is \"cluster\"); empty = start an embedded local cluster")
 	fs.StringVar(&o.admin, "admin", "", "with -cluster: comma-separated admin HTTP addresses, polled (GET /status) every 100ms for follower lag")
 	fs.Uint64Var(&o.clusterID, "cluster-id", 1, "cluster ID sent in the client handshake (must match the nodes' -cluster-id)")
 	fs.StringVar(&o.mode, "mode", "client", "client: requests go through the client protocol over TCP; direct: in-process calls on the embedded leader (no client protocol; like-for-like with libraries benchmarked in-process)")
@@ -80,6 +86,7 @@ func parse(args []string, stderr io.Writer) (bench.Config, options, error) {
 	fs.BoolVar(&o.quiet, "quiet", false, "no progress line on stderr")
 	fs.StringVar(&o.dir, "dir", "", "parent directory for the embedded cluster's data (default $TMPDIR); put it on the disk you want to measure")
 	fs.BoolVar(&o.fsync, "fsync-probe", false, "before the run, measure and print this disk's write+fdatasync latency (1000 x 4 KiB)")
+	fs.StringVar(&o.cpuPIDs, "cpu-pids", "", "with -cluster: comma-separated PIDs of the cluster's processes on this host, whose CPU (/proc/PID/stat) is added to raftbench's own in cpu_us_per_op")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return cfg, o, err
@@ -107,11 +114,25 @@ func parse(args []string, stderr io.Writer) (bench.Config, options, error) {
 	if o.admin != "" && o.cluster == "" {
 		return cfg, o, usageError{errors.New("-admin goes with -cluster")}
 	}
+	if o.cpuPIDs != "" && o.cluster == "" {
+		return cfg, o, usageError{errors.New("-cpu-pids goes with -cluster (an embedded cluster is in raftbench's own process)")}
+	}
+	for _, f := range splitList(o.cpuPIDs) {
+		pid, err := strconv.Atoi(f)
+		if err != nil || pid < 1 {
+			return cfg, o, usageError{fmt.Errorf("-cpu-pids: %q is not a process ID", f)}
+		}
+		cfg.CPUPIDs = append(cfg.CPUPIDs, pid)
+	}
 	cfg.System = "raftpipe"
 	cfg.Version = version()
 	cfg.Mode = o.mode
 	cfg.Nodes = o.nodes
 	if o.cluster != "" {
+		// "cluster", not "client": the same protocol, but the nodes are
+		// other processes, so results must not merge with the embedded
+		// client-mode rows.
+		cfg.Mode = "cluster"
 		cfg.Nodes = len(splitList(o.cluster))
 	}
 	return cfg, o, nil

@@ -16,6 +16,8 @@ func TestParseRejectsBadFlags(t *testing.T) {
 		{"-mode", "direct", "-cluster", "127.0.0.1:1"},
 		{"-nodes", "0"},
 		{"-admin", "127.0.0.1:1"},
+		{"-cpu-pids", "1"},
+		{"-cluster", "127.0.0.1:1", "-cpu-pids", "1,x"},
 		{"extra"},
 	} {
 		_, _, err := parse(args, io.Discard)
@@ -29,6 +31,10 @@ func TestParseRejectsBadFlags(t *testing.T) {
 	}
 	if got, err := parseSweep("clients=1, 16,64"); err != nil || len(got) != 3 || got[1] != 16 {
 		t.Errorf("parseSweep = %v, %v", got, err)
+	}
+	cfg, _, err := parse([]string{"-cluster", "127.0.0.1:1,127.0.0.1:2", "-cpu-pids", "10, 11"}, io.Discard)
+	if err != nil || cfg.Mode != "cluster" || cfg.Nodes != 2 || len(cfg.CPUPIDs) != 2 || cfg.CPUPIDs[1] != 11 {
+		t.Errorf("parse -cluster -cpu-pids: mode %q nodes %d pids %v, err %v", cfg.Mode, cfg.Nodes, cfg.CPUPIDs, err)
 	}
 }
 
@@ -50,7 +56,7 @@ func TestEmbeddedRunJSON(t *testing.T) {
 	}
 	for _, f := range []string{"system", "version", "mode", "nodes", "clients", "inflight", "payload", "duration_s", "ops",
 		"ops_per_s", "p50_us", "p90_us", "p99_us", "p999_us", "p9999_us", "max_us", "errors",
-		"follower_lag_p99_entries", "follower_lag_max_entries", "follower_lag_p99_ms"} {
+		"follower_lag_p99_entries", "follower_lag_max_entries", "follower_lag_p99_ms", "cpu_us_per_op"} {
 		if _, ok := rep[f]; !ok {
 			t.Errorf("JSON lacks %q", f)
 		}

@@ -32,6 +32,14 @@ const (
 	leaderPollInterval = 10 * time.Millisecond
 	// maxNodes bounds -nodes.
 	maxNodes = 7
+	// noSnapshotEntries and noSnapshotInterval are the snapshot threshold,
+	// trailing logs and check interval that keep snapshots (and the log
+	// compaction that follows them) out of any run: far more entries than
+	// a run writes, and an interval longer than a run lasts. hashicorp
+	// adds up to one interval of jitter, so the interval must stay well
+	// below the time.Duration limit.
+	noSnapshotEntries  = 1 << 40
+	noSnapshotInterval = 24 * time.Hour
 )
 
 // clusterOptions are the knobs main exposes as flags.
@@ -44,6 +52,11 @@ type clusterOptions struct {
 	// same name; see doc.go for why.
 	batchApplyCh     bool
 	maxAppendEntries int
+	// logCacheEntries > 0 puts a raft.LogCache of that many entries in
+	// front of the log store.
+	logCacheEntries int
+	// noSnapshots keeps snapshots and log compaction out of a run.
+	noSnapshots bool
 	// logOutput receives hashicorp's WARN and ERROR logs.
 	logOutput io.Writer
 }
@@ -110,7 +123,18 @@ func startCluster(ctx context.Context, opts clusterOptions) (c *cluster, err err
 		conf.Logger = logger.Named(string(id))
 		conf.BatchApplyCh = opts.batchApplyCh
 		conf.MaxAppendEntries = opts.maxAppendEntries
-		n.raft, err = raft.NewRaft(conf, newKVFSM(), n.store, n.store, snaps, n.transport)
+		if opts.noSnapshots {
+			conf.TrailingLogs = noSnapshotEntries
+			conf.SnapshotThreshold = noSnapshotEntries
+			conf.SnapshotInterval = noSnapshotInterval
+		}
+		var logs raft.LogStore = n.store
+		if opts.logCacheEntries > 0 {
+			if logs, err = raft.NewLogCache(opts.logCacheEntries, n.store); err != nil {
+				return c, fmt.Errorf("log cache: %w", err)
+			}
+		}
+		n.raft, err = raft.NewRaft(conf, newKVFSM(), logs, n.store, snaps, n.transport)
 		if err != nil {
 			return c, fmt.Errorf("new raft %s: %w", id, err)
 		}

@@ -21,30 +21,46 @@
 //     parent). raft-wal fsyncs every StoreLogs call: durable before ack, as
 //     raftpipe's WAL is.
 //   - Snapshots: raft.FileSnapshotStore in the same directory, retain 1.
-//     With the default SnapshotInterval (120 s) and SnapshotThreshold (8192)
-//     a run of a few minutes or less may take one or two snapshots of the
-//     in-memory map, as a real deployment would.
+//     In the default preset, SnapshotInterval (120 s) and SnapshotThreshold
+//     (8192) may take a snapshot of the in-memory map (and compact the log
+//     to TrailingLogs) once or twice in a run of a few minutes, as a real
+//     deployment would. The tuned preset sets all three high, so none
+//     happens during a run.
 //   - FSM: an in-memory map[string][]byte behind a mutex; a command is
 //     op(1) | key length(2, big endian) | key | value.
 //
 // # Configuration and why
 //
-// raft.DefaultConfig() except:
+// Two presets; make compare runs both, side by side.
 //
-//   - BatchApplyCh = true (flag -batch-apply): applyCh is buffered to
-//     MaxAppendEntries, so the leader's group-commit loop finds several
-//     proposals waiting and writes them with one StoreLogs (one fsync).
-//     This is hashicorp's own knob for throughput; leaving it off would
-//     handicap the peer under concurrent load. On the 2-core development
-//     machine (shared with other work, so noisy) it made no measurable
-//     difference: 64 clients, 4 s runs, alternating: 9474 vs 9850 and
-//     8236 vs 7885 ops/s (on vs off). It is kept on as the setting a
-//     throughput-minded user would pick; -batch-apply=false to compare.
-//   - MaxAppendEntries = 64 (the default; flag -max-append-entries, at most
-//     1024): the largest batch per AppendEntries and per group commit.
-//   - Logger at WARN (the default DEBUG would log on the hot path).
-//   - Timeouts are the defaults (heartbeat 1 s, election 1 s, leader lease
-//     500 ms, commit 50 ms): they affect failover, not steady-state commit.
+// default (no flag): raft.DefaultConfig() as hashicorp ships it, except
+// the logger at WARN (DEBUG would log on the hot path). BatchApplyCh off,
+// MaxAppendEntries 64, no LogCache. Timeouts are the defaults (heartbeat
+// 1 s, election 1 s, leader lease 500 ms, commit 50 ms): they affect
+// failover, not steady-state commit. Before -tuned existed this peer ran
+// with BatchApplyCh on and labelled the row "wal-fsync"; the committed
+// compare results of 2026-11-26 are that configuration.
+//
+// tuned (-tuned): the best configuration this benchmark knows for
+// hashicorp/raft, so make compare measures against the peer at its best:
+//
+//   - BatchApplyCh = true: applyCh is buffered to MaxAppendEntries, so the
+//     leader's loop finds several proposals waiting and writes them with
+//     one StoreLogs (one fsync). hashicorp's own knob for throughput.
+//   - MaxAppendEntries = 512 (hashicorp's limit is 1024): the largest
+//     batch per StoreLogs and per AppendEntries, so a burst from hundreds
+//     of clients can go out as one fsync and one message per follower
+//     rather than eight.
+//   - raft.NewLogCache(512, store) around raft-wal: the leader's
+//     replication goroutines read recent entries from memory instead of
+//     raft-wal's segment files.
+//   - TrailingLogs, SnapshotThreshold = 2^40 and SnapshotInterval = 24 h:
+//     no snapshot and no log compaction during a run, so the comparison
+//     is of the write path only.
+//
+// Each knob has its own flag (-batch-apply, -max-append-entries,
+// -log-cache, -no-snapshots) that overrides the preset; a departure shows
+// in the report's mode, e.g. "tuned-maxappend64".
 //
 // # What is measured
 //
@@ -57,5 +73,7 @@
 // following ops there, as a redirecting client would. Follower lag comes from the
 // in-process nodes: leader LastIndex(), the leader's commit_index (Stats),
 // and each follower's LastIndex() (its durable last log index, which is
-// what the leader's match index tracks).
+// what the leader's match index tracks). CPU per write (cpu_us_per_op) is
+// this one process, so all three nodes and the load generator, over the
+// measurement window, as for raftbench's embedded cluster.
 package main

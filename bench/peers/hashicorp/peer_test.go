@@ -14,10 +14,17 @@ import (
 // loop through the same driver raftbench uses, and checks that writes
 // committed, lag was sampled, and the data directory is gone afterwards.
 func TestPeerRunsAndCleansUp(t *testing.T) {
-	parent := t.TempDir()
-	c, err := startCluster(context.Background(), clusterOptions{
-		nodes: 3, parentDir: parent, batchApplyCh: true, maxAppendEntries: 64, logOutput: io.Discard,
-	})
+	for _, preset := range []string{"default", "tuned"} {
+		t.Run(preset, func(t *testing.T) {
+			opts := presets[preset]
+			opts.nodes, opts.parentDir, opts.logOutput = 3, t.TempDir(), io.Discard
+			testPeerRun(t, opts)
+		})
+	}
+}
+
+func testPeerRun(t *testing.T, opts clusterOptions) {
+	c, err := startCluster(context.Background(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
