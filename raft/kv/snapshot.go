@@ -8,11 +8,12 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
-	"os"
-	"path/filepath"
+	"io/fs"
+	"slices"
 	"strings"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
 // ErrBadSnapshot means a snapshot stream is truncated, corrupt (a CRC
@@ -87,13 +88,14 @@ var errSimulatedCrash = errors.New("kv: simulated crash (test hook)")
 // directory while holding off Apply, then streams the checkpoint's files in
 // the archive format of the package doc without blocking Apply.
 func (s *Store) WriteSnapshot(w io.Writer) (index uint64, meta []byte, err error) {
-	ckpt := filepath.Join(s.dir, fmt.Sprintf("%s%d%s", snapDirPrefix, s.snapSeq.Add(1), tmpSuffix))
+	ckpt := s.fs.PathJoin(s.dir, fmt.Sprintf("%s%d%s", snapDirPrefix, s.snapSeq.Add(1), tmpSuffix))
 	index, meta, err = s.checkpoint(ckpt)
-	defer os.RemoveAll(ckpt)
+	// A leftover (after a crash) is removed by Open; no sync needed.
+	defer func() { _ = s.fs.RemoveAll(ckpt) }()
 	if err != nil {
 		return 0, nil, err
 	}
-	if err := writeArchive(w, ckpt, index, meta); err != nil {
+	if err := writeArchive(w, s.fs, ckpt, index, meta); err != nil {
 		return 0, nil, err
 	}
 	return index, meta, nil
@@ -119,11 +121,12 @@ func (s *Store) checkpoint(dir string) (uint64, []byte, error) {
 }
 
 // writeArchive streams the files of dir to w.
-func writeArchive(w io.Writer, dir string, index uint64, meta []byte) error {
-	entries, err := os.ReadDir(dir) // sorted by name
+func writeArchive(w io.Writer, fsys vfs.FS, dir string, index uint64, meta []byte) error {
+	names, err := fsys.List(dir)
 	if err != nil {
 		return fmt.Errorf("kv: listing checkpoint: %w", err)
 	}
+	slices.Sort(names) // List promises no order; the archive is sorted
 	sw := &snapWriter{w: bufio.NewWriterSize(w, snapIOBufferBytes)}
 	var hdr []byte
 	hdr = append(hdr, snapMagic...)
@@ -134,17 +137,14 @@ func writeArchive(w io.Writer, dir string, index uint64, meta []byte) error {
 	sw.write(hdr)
 	sw.writeRecordCRC()
 	buf := make([]byte, snapIOBufferBytes)
-	for _, e := range entries {
-		if !e.Type().IsRegular() {
-			return fmt.Errorf("kv: checkpoint holds %s, which is not a regular file", e.Name())
-		}
-		if err := sw.writeFile(filepath.Join(dir, e.Name()), e.Name(), buf); err != nil {
+	for _, name := range names {
+		if err := sw.writeFile(fsys, fsys.PathJoin(dir, name), name, buf); err != nil {
 			return err
 		}
 	}
 	var end []byte
 	end = append(end, snapKindEnd)
-	end = binary.BigEndian.AppendUint32(end, uint32(len(entries)))
+	end = binary.BigEndian.AppendUint32(end, uint32(len(names)))
 	sw.write(end)
 	sw.writeUint32(sw.streamCRC)
 	if sw.err == nil {
@@ -195,8 +195,8 @@ func (sw *snapWriter) writeRecordCRC() {
 }
 
 // writeFile writes one file record.
-func (sw *snapWriter) writeFile(path, name string, buf []byte) error {
-	f, err := os.Open(path)
+func (sw *snapWriter) writeFile(fsys vfs.FS, path, name string, buf []byte) error {
+	f, err := fsys.Open(path)
 	if err != nil {
 		return fmt.Errorf("kv: snapshot: %w", err)
 	}
@@ -204,6 +204,9 @@ func (sw *snapWriter) writeFile(path, name string, buf []byte) error {
 	st, err := f.Stat()
 	if err != nil {
 		return fmt.Errorf("kv: snapshot: %w", err)
+	}
+	if !st.Mode().IsRegular() {
+		return fmt.Errorf("kv: checkpoint holds %s, which is not a regular file", name)
 	}
 	var hdr []byte
 	hdr = append(hdr, snapKindFile)
@@ -339,21 +342,21 @@ func (s *Store) Restore(r io.Reader) error {
 		return ErrClosed
 	}
 	n := s.dbNum + 1
-	path := dbPath(s.dir, n)
+	path := dbPath(s.fs, s.dir, n)
 	newDB, err := s.buildFromSnapshot(r, path)
 	if err != nil {
 		return err
 	}
-	err = writeCurrent(s.dir, n, s.crashAt)
+	err = writeCurrent(s.fs, s.dir, n, s.crashAt)
 	if errors.Is(err, errSimulatedCrash) {
 		_ = newDB.Close()
 		return err
 	}
 	if err != nil {
-		if cur, ok, rerr := readCurrent(s.dir); rerr != nil || !ok || cur != n {
+		if cur, ok, rerr := readCurrent(s.fs, s.dir); rerr != nil || !ok || cur != n {
 			// The rename did not happen: the old state stands.
 			_ = newDB.Close()
-			_ = os.RemoveAll(path)
+			_ = s.fs.RemoveAll(path)
 			return err
 		}
 		// The rename happened but its directory fsync failed: the new
@@ -375,9 +378,9 @@ func (s *Store) Restore(r io.Reader) error {
 	if s.crashAt != nil && s.crashAt(stepSwapped) {
 		return errSimulatedCrash
 	}
-	rerr := os.RemoveAll(dbPath(s.dir, oldNum))
+	rerr := s.fs.RemoveAll(dbPath(s.fs, s.dir, oldNum))
 	if rerr == nil {
-		rerr = syncDir(s.dir)
+		rerr = syncDir(s.fs, s.dir)
 	}
 	if s.crashAt != nil && s.crashAt(stepOldRemoved) {
 		return errSimulatedCrash
@@ -406,13 +409,13 @@ func (s *Store) buildFromSnapshot(r io.Reader, path string) (db *pebbleDB, err e
 			db = nil
 		}
 		if !crashed {
-			_ = os.RemoveAll(path)
+			_ = s.fs.RemoveAll(path)
 		}
 	}()
-	if err := os.RemoveAll(path); err != nil {
+	if err := s.fs.RemoveAll(path); err != nil {
 		return nil, fmt.Errorf("kv: clearing %s: %w", path, err)
 	}
-	if err := os.Mkdir(path, 0o755); err != nil {
+	if err := s.fs.MkdirAll(path, 0o755); err != nil {
 		return nil, fmt.Errorf("kv: restore: %w", err)
 	}
 	if crash(stepDirCreated) {
@@ -439,7 +442,7 @@ func (s *Store) buildFromSnapshot(r io.Reader, path string) (db *pebbleDB, err e
 		if files++; files > maxSnapFiles {
 			return nil, fmt.Errorf("%w: more than %d files", ErrBadSnapshot, maxSnapFiles)
 		}
-		if err := readSnapFile(sr, path, buf); err != nil {
+		if err := readSnapFile(sr, s.fs, path, buf); err != nil {
 			return nil, err
 		}
 		if crash(stepFileWritten) {
@@ -456,10 +459,10 @@ func (s *Store) buildFromSnapshot(r io.Reader, path string) (db *pebbleDB, err e
 	if err := sr.checkCRC(sr.streamCRC, "stream"); err != nil {
 		return nil, err
 	}
-	if err := syncDir(path); err != nil {
+	if err := syncDir(s.fs, path); err != nil {
 		return nil, err
 	}
-	if err := syncDir(s.dir); err != nil {
+	if err := syncDir(s.fs, s.dir); err != nil {
 		return nil, err
 	}
 	if crash(stepFilesSynced) {
@@ -482,7 +485,7 @@ func (s *Store) buildFromSnapshot(r io.Reader, path string) (db *pebbleDB, err e
 }
 
 // readSnapFile reads one file record (after its kind byte) into dir.
-func readSnapFile(sr *snapReader, dir string, buf []byte) error {
+func readSnapFile(sr *snapReader, fsys vfs.FS, dir string, buf []byte) error {
 	nameLen, err := sr.readUint(2, "name length")
 	if err != nil {
 		return err
@@ -505,12 +508,16 @@ func readSnapFile(sr *snapReader, dir string, buf []byte) error {
 	if size > maxSnapFileBytes {
 		return fmt.Errorf("%w: file %s of %d bytes is over the %d-byte limit", ErrBadSnapshot, name, size, uint64(maxSnapFileBytes))
 	}
-	fpath := filepath.Join(dir, name)
-	f, err := os.OpenFile(fpath, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	fpath := fsys.PathJoin(dir, name)
+	// vfs.FS has no exclusive create; dir started empty and only this
+	// goroutine writes to it, so a file already there came from this stream.
+	if _, err := fsys.Stat(fpath); err == nil {
+		return fmt.Errorf("%w: file %s appears twice", ErrBadSnapshot, name)
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("kv: restore: %w", err)
+	}
+	f, err := fsys.Create(fpath, vfs.WriteCategoryUnspecified)
 	if err != nil {
-		if errors.Is(err, os.ErrExist) {
-			return fmt.Errorf("%w: file %s appears twice", ErrBadSnapshot, name)
-		}
 		return fmt.Errorf("kv: restore: %w", err)
 	}
 	n, err := io.CopyBuffer(f, io.LimitReader(sr, int64(size)), buf)

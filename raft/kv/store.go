@@ -9,7 +9,6 @@ import (
 	"hash/fnv"
 	"io"
 	"log/slog"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -68,6 +67,19 @@ type Options struct {
 	// MemTableBytes is the size of one Pebble memtable; 0 means
 	// defaultMemTableBytes.
 	MemTableBytes uint64
+	// FS is the file system every file operation of the store goes through:
+	// Pebble's, CURRENT and its directory syncs, checkpoints and snapshot
+	// files. Nil means vfs.Default. Tests pass a crashable one
+	// (internal/crashfs) to crash the store at each sync and rename.
+	FS vfs.FS
+}
+
+// fs returns the file system o names.
+func (o *Options) fs() vfs.FS {
+	if o.FS == nil {
+		return vfs.Default
+	}
+	return o.FS
 }
 
 // Result is the outcome of one applied entry, for the client that proposed
@@ -95,6 +107,8 @@ type Result struct {
 type Store struct {
 	// dir is the directory that holds CURRENT and the db-<n> directories.
 	dir string
+	// fs is Options.FS, or vfs.Default.
+	fs vfs.FS
 	// opts is what Open was given, kept to open a restored database alike.
 	opts Options
 
@@ -152,10 +166,14 @@ var keyPool = sync.Pool{New: func() any { b := make([]byte, 0, 128); return &b }
 // Restore or WriteSnapshot left behind, and restores the applied index and
 // Meta from Pebble.
 func Open(dir string, o Options) (*Store, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("kv: creating %s: %w", dir, err)
+	fsys := o.fs()
+	o.FS = fsys
+	// Synced even if dir exists: an earlier run may have created it and
+	// stopped before its entry was durable.
+	if err := mkdirAllSynced(fsys, dir); err != nil {
+		return nil, err
 	}
-	num, ok, err := readCurrent(dir)
+	num, ok, err := readCurrent(fsys, dir)
 	if err != nil {
 		return nil, err
 	}
@@ -164,25 +182,25 @@ func Open(dir string, o Options) (*Store, error) {
 		// A fresh store, or a crash before the first CURRENT was written (in
 		// which case db-1 holds nothing that was ever applied).
 		num = 1
-		if err := removeLeftovers(dir, 0); err != nil {
+		if err := removeLeftovers(fsys, dir, 0); err != nil {
 			return nil, err
 		}
-		if db, err = openPebble(dbPath(dir, num), o, false); err != nil {
+		if db, err = openPebble(dbPath(fsys, dir, num), o, false); err != nil {
 			return nil, err
 		}
-		if err := writeCurrent(dir, num, nil); err != nil {
+		if err := writeCurrent(fsys, dir, num, nil); err != nil {
 			_ = db.Close()
 			return nil, err
 		}
 	} else {
-		if err := removeLeftovers(dir, num); err != nil {
+		if err := removeLeftovers(fsys, dir, num); err != nil {
 			return nil, err
 		}
-		if db, err = openPebble(dbPath(dir, num), o, true); err != nil {
+		if db, err = openPebble(dbPath(fsys, dir, num), o, true); err != nil {
 			return nil, err
 		}
 	}
-	s := &Store{dir: dir, opts: o, dbNum: num}
+	s := &Store{dir: dir, fs: fsys, opts: o, dbNum: num}
 	if err := s.install(db); err != nil {
 		_ = db.Close()
 		return nil, err
@@ -271,7 +289,7 @@ func openPebble(path string, o Options, mustExist bool) (*pebbleDB, error) {
 		memBytes = defaultMemTableBytes
 	}
 	logger := pebbleLogger{o.Logger}
-	fs, fsCloser := vfs.WithDiskHealthChecks(vfs.Default, diskSlowThreshold, nil, func(info vfs.DiskSlowInfo) {
+	fs, fsCloser := vfs.WithDiskHealthChecks(o.fs(), diskSlowThreshold, nil, func(info vfs.DiskSlowInfo) {
 		logger.Errorf("disk slow: %s", info)
 	})
 	cache := pebble.NewCache(cacheBytes)
