@@ -77,10 +77,10 @@ func readCurrent(fsys vfs.FS, dir string) (n uint64, ok bool, err error) {
 }
 
 // writeCurrent makes database n the active one, atomically: write
-// CURRENT.tmp, fsync it, rename it over CURRENT, fsync dir. hook (may be
-// nil) is the crash-injection point used by tests; it is called after each
-// step and a true return stops at once, as a crash would.
-func writeCurrent(fsys vfs.FS, dir string, n uint64, hook func(restoreStep) bool) error {
+// CURRENT.tmp, fsync it, rename it over CURRENT, fsync dir. A crash before
+// the rename leaves the old CURRENT (and a CURRENT.tmp that Open removes);
+// after it, the new one, whose bytes were durable before the name was.
+func writeCurrent(fsys vfs.FS, dir string, n uint64) error {
 	tmp := fsys.PathJoin(dir, currentTmpName)
 	f, err := fsys.Create(tmp, vfs.WriteCategoryUnspecified)
 	if err != nil {
@@ -97,22 +97,10 @@ func writeCurrent(fsys vfs.FS, dir string, n uint64, hook func(restoreStep) bool
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("kv: closing %s: %w", tmp, err)
 	}
-	if hook != nil && hook(stepCurrentTmpWritten) {
-		return errSimulatedCrash
-	}
 	if err := fsys.Rename(tmp, fsys.PathJoin(dir, currentName)); err != nil {
 		return fmt.Errorf("kv: installing %s: %w", currentName, err)
 	}
-	if hook != nil && hook(stepCurrentRenamed) {
-		return errSimulatedCrash
-	}
-	if err := syncDir(fsys, dir); err != nil {
-		return err
-	}
-	if hook != nil && hook(stepDirSynced) {
-		return errSimulatedCrash
-	}
-	return nil
+	return syncDir(fsys, dir)
 }
 
 // removeLeftovers deletes from dir every database directory other than

@@ -51,37 +51,6 @@ const (
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-// restoreStep names a point in Restore where tests inject a crash.
-type restoreStep int
-
-// The steps of Restore, in order. A crash at or after stepCurrentRenamed
-// must come back with the new state; before it, with the old.
-const (
-	// stepDirCreated: db-<n+1> exists, empty.
-	stepDirCreated restoreStep = iota + 1
-	// stepFileWritten: one more file is written, fsynced and CRC-checked.
-	stepFileWritten
-	// stepFilesSynced: every file and both directories are fsynced.
-	stepFilesSynced
-	// stepNewDBOpened: the new database opened and holds what the header says.
-	stepNewDBOpened
-	// stepCurrentTmpWritten: CURRENT.tmp names the new database, fsynced.
-	stepCurrentTmpWritten
-	// stepCurrentRenamed: CURRENT names the new database (the switch).
-	stepCurrentRenamed
-	// stepDirSynced: the rename is durable.
-	stepDirSynced
-	// stepSwapped: the store serves the new database; the old is closed.
-	stepSwapped
-	// stepOldRemoved: the old database directory is gone.
-	stepOldRemoved
-)
-
-// errSimulatedCrash is returned by Restore when a test's crash hook fired:
-// Restore stops at once, releasing file handles but changing nothing else
-// on disk, as if the process had died there.
-var errSimulatedCrash = errors.New("kv: simulated crash (test hook)")
-
 // WriteSnapshot streams a consistent snapshot of the store to w and returns
 // the applied index and Meta it covers. It flushes the memtable and takes a
 // Pebble checkpoint (hard links) in a temporary directory under the store's
@@ -347,11 +316,7 @@ func (s *Store) Restore(r io.Reader) error {
 	if err != nil {
 		return err
 	}
-	err = writeCurrent(s.fs, s.dir, n, s.crashAt)
-	if errors.Is(err, errSimulatedCrash) {
-		_ = newDB.Close()
-		return err
-	}
+	err = writeCurrent(s.fs, s.dir, n)
 	if err != nil {
 		if cur, ok, rerr := readCurrent(s.fs, s.dir); rerr != nil || !ok || cur != n {
 			// The rename did not happen: the old state stands.
@@ -375,15 +340,9 @@ func (s *Store) Restore(r io.Reader) error {
 	s.dbMu.Unlock()
 	// Readers hold dbMu while they use a database, so none uses oldDB now.
 	cerr := oldDB.Close()
-	if s.crashAt != nil && s.crashAt(stepSwapped) {
-		return errSimulatedCrash
-	}
 	rerr := s.fs.RemoveAll(dbPath(s.fs, s.dir, oldNum))
 	if rerr == nil {
 		rerr = syncDir(s.fs, s.dir)
-	}
-	if s.crashAt != nil && s.crashAt(stepOldRemoved) {
-		return errSimulatedCrash
 	}
 	if err != nil || cerr != nil || rerr != nil {
 		return fmt.Errorf("kv: restore installed the new state but: %w", errors.Join(err, cerr, rerr))
@@ -392,14 +351,9 @@ func (s *Store) Restore(r io.Reader) error {
 }
 
 // buildFromSnapshot writes the archive from r into the new directory path,
-// fsyncs it, opens it and checks it. On failure it removes path (unless a
-// simulated crash stopped it) and returns an error.
+// fsyncs it, opens it and checks it. On failure it removes path and
+// returns an error.
 func (s *Store) buildFromSnapshot(r io.Reader, path string) (db *pebbleDB, err error) {
-	crashed := false
-	crash := func(step restoreStep) bool {
-		crashed = s.crashAt != nil && s.crashAt(step)
-		return crashed
-	}
 	defer func() {
 		if err == nil {
 			return
@@ -408,18 +362,13 @@ func (s *Store) buildFromSnapshot(r io.Reader, path string) (db *pebbleDB, err e
 			_ = db.Close()
 			db = nil
 		}
-		if !crashed {
-			_ = s.fs.RemoveAll(path)
-		}
+		_ = s.fs.RemoveAll(path)
 	}()
 	if err := s.fs.RemoveAll(path); err != nil {
 		return nil, fmt.Errorf("kv: clearing %s: %w", path, err)
 	}
 	if err := s.fs.MkdirAll(path, 0o755); err != nil {
 		return nil, fmt.Errorf("kv: restore: %w", err)
-	}
-	if crash(stepDirCreated) {
-		return nil, errSimulatedCrash
 	}
 	sr := &snapReader{r: bufio.NewReaderSize(r, snapIOBufferBytes)}
 	index, meta, err := sr.readHeader()
@@ -445,9 +394,6 @@ func (s *Store) buildFromSnapshot(r io.Reader, path string) (db *pebbleDB, err e
 		if err := readSnapFile(sr, s.fs, path, buf); err != nil {
 			return nil, err
 		}
-		if crash(stepFileWritten) {
-			return nil, errSimulatedCrash
-		}
 	}
 	count, err := sr.readUint(4, "file count")
 	if err != nil {
@@ -465,9 +411,6 @@ func (s *Store) buildFromSnapshot(r io.Reader, path string) (db *pebbleDB, err e
 	if err := syncDir(s.fs, s.dir); err != nil {
 		return nil, err
 	}
-	if crash(stepFilesSynced) {
-		return nil, errSimulatedCrash
-	}
 	if db, err = openPebble(path, s.opts, true); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBadSnapshot, err)
 	}
@@ -477,9 +420,6 @@ func (s *Store) buildFromSnapshot(r io.Reader, path string) (db *pebbleDB, err e
 	}
 	if gotIndex != index || !bytes.Equal(gotMeta, meta) {
 		return db, fmt.Errorf("%w: header says applied index %d, database holds %d (or meta differs)", ErrBadSnapshot, index, gotIndex)
-	}
-	if crash(stepNewDBOpened) {
-		return db, errSimulatedCrash
 	}
 	return db, nil
 }

@@ -14,19 +14,26 @@ import (
 	"github.com/raftpipe/raftpipe/wire"
 )
 
-// snapshotFixture builds a store at index 200 (with deletes and enough data
-// for several sstables after a flush) and returns its snapshot stream and
-// model.
+// snapshotFixture builds a store at index 200 (with deletes, in two
+// sstables) and returns its snapshot stream and model.
 func snapshotFixture(t *testing.T) (snap []byte, m model, index uint64, meta []byte) {
+	return snapshotFixtureFlushedAt(t, 100)
+}
+
+// snapshotFixtureFlushedAt is snapshotFixture with a Flush after index
+// flushAt (0: none, so the snapshot holds a single sstable).
+func snapshotFixtureFlushedAt(t *testing.T, flushAt uint64) (snap []byte, m model, index uint64, meta []byte) {
 	t.Helper()
 	src := openT(t, t.TempDir(), Options{DisableWAL: true})
 	defer src.Close()
 	m = model{}
-	apply(t, src, entries(1, workload(m, 1, 100)...), []byte("meta-100"))
-	if err := src.Flush(); err != nil {
-		t.Fatal(err)
+	if flushAt > 0 {
+		apply(t, src, entries(1, workload(m, 1, flushAt)...), []byte(fmt.Sprintf("meta-%d", flushAt)))
+		if err := src.Flush(); err != nil {
+			t.Fatal(err)
+		}
 	}
-	apply(t, src, entries(101, workload(m, 101, 200)...), []byte("meta-200"))
+	apply(t, src, entries(flushAt+1, workload(m, flushAt+1, 200)...), []byte("meta-200"))
 	var buf bytes.Buffer
 	index, meta, err := src.WriteSnapshot(&buf)
 	if err != nil {
@@ -35,7 +42,7 @@ func snapshotFixture(t *testing.T) (snap []byte, m model, index uint64, meta []b
 	if index != 200 || string(meta) != "meta-200" {
 		t.Fatalf("WriteSnapshot covers %d %q, want 200 meta-200", index, meta)
 	}
-	checkNoLeftovers(t, src.dir) // the checkpoint directory is gone
+	checkNoLeftovers(t, src) // the checkpoint directory is gone
 	return buf.Bytes(), m, index, meta
 }
 
@@ -65,7 +72,7 @@ func TestSnapshotRestore(t *testing.T) {
 		t.Fatalf("restored AppliedIndex %d Meta %q, want %d %q", dst.AppliedIndex(), dst.Meta(), index, meta)
 	}
 	checkModel(t, dst, m) // identical hash, and the old keys are gone
-	checkNoLeftovers(t, dir)
+	checkNoLeftovers(t, dst)
 
 	// The restored store applies on from the snapshot and survives restart.
 	apply(t, dst, entries(index+1, putCmd("after", "restore")), nil)
@@ -139,7 +146,7 @@ func TestRestoreRejectsDamage(t *testing.T) {
 		if h, _ := s.Hash(); h != oldHash {
 			t.Fatalf("%s: hash changed", what[i])
 		}
-		checkNoLeftovers(t, dir)
+		checkNoLeftovers(t, s)
 	}
 	checkModel(t, s, old)
 	// And the undamaged stream still restores.
@@ -183,64 +190,10 @@ func TestRestoreRejectsHostileLengths(t *testing.T) {
 			t.Errorf("%s: Restore = %v, want ErrBadSnapshot", name, err)
 		}
 	}
-	checkNoLeftovers(t, s.dir)
+	checkNoLeftovers(t, s)
 }
 
 func crc32c(b []byte) uint32 { return crc32.Checksum(b, castagnoli) }
-
-// TestRestoreCrashAtomicity runs Restore with a crash injected after each of
-// its steps in turn, then reopens the directory: the state must be wholly
-// the old one (crash before CURRENT was renamed) or wholly the new one
-// (after), and Open must remove every leftover.
-func TestRestoreCrashAtomicity(t *testing.T) {
-	snap, newModel, newIndex, newMeta := snapshotFixture(t)
-
-	// A clean run records the sequence of steps.
-	var steps []restoreStep
-	{
-		s := openT(t, t.TempDir(), Options{DisableWAL: true})
-		oldState(t, s)
-		s.crashAt = func(st restoreStep) bool { steps = append(steps, st); return false }
-		if err := s.Restore(bytes.NewReader(snap)); err != nil {
-			t.Fatal(err)
-		}
-		s.Close()
-	}
-	if len(steps) < 8 {
-		t.Fatalf("only %d restore steps recorded: %v", len(steps), steps)
-	}
-	for k := range steps {
-		t.Run(fmt.Sprintf("crash-after-step-%d-%d", k+1, steps[k]), func(t *testing.T) {
-			dir := t.TempDir()
-			s := openT(t, dir, Options{DisableWAL: true})
-			oldModel := oldState(t, s)
-			if err := s.Flush(); err != nil { // the old state is durable before the restore
-				t.Fatal(err)
-			}
-			calls := 0
-			s.crashAt = func(restoreStep) bool { calls++; return calls == k+1 }
-			if err := s.Restore(bytes.NewReader(snap)); !errors.Is(err, errSimulatedCrash) {
-				t.Fatalf("Restore = %v, want the simulated crash", err)
-			}
-			s.crashClose()
-
-			s = openT(t, dir, Options{DisableWAL: true})
-			defer s.Close()
-			checkNoLeftovers(t, dir)
-			if steps[k] >= stepCurrentRenamed {
-				if s.AppliedIndex() != newIndex || !bytes.Equal(s.Meta(), newMeta) {
-					t.Fatalf("crash after the switch: index %d meta %q, want the new state", s.AppliedIndex(), s.Meta())
-				}
-				checkModel(t, s, newModel)
-			} else {
-				if s.AppliedIndex() != oldIndex || string(s.Meta()) != "old-meta" {
-					t.Fatalf("crash before the switch: index %d meta %q, want the old state", s.AppliedIndex(), s.Meta())
-				}
-				checkModel(t, s, oldModel)
-			}
-		})
-	}
-}
 
 // TestConcurrentReadsDuringRestore runs Gets, Hash and WriteSnapshot while
 // Apply and Restore proceed, for the race detector and to check a reader

@@ -152,10 +152,6 @@ type Store struct {
 	applied atomic.Uint64
 	// meta mirrors metaKey; the slice it points to is never modified.
 	meta atomic.Pointer[[]byte]
-
-	// crashAt, set only by tests, is called at each step of Restore; true
-	// stops Restore there as a crash would (see errSimulatedCrash).
-	crashAt func(restoreStep) bool
 }
 
 // keyPool holds scratch buffers for prefixing user keys in Get, so a read
@@ -188,7 +184,7 @@ func Open(dir string, o Options) (*Store, error) {
 		if db, err = openPebble(dbPath(fsys, dir, num), o, false); err != nil {
 			return nil, err
 		}
-		if err := writeCurrent(fsys, dir, num, nil); err != nil {
+		if err := writeCurrent(fsys, dir, num); err != nil {
 			_ = db.Close()
 			return nil, err
 		}
