@@ -59,24 +59,24 @@ func each(imgs []crashImage, fn func(name string, img crashImage, fs *vfs.MemFS)
 
 // storeState is everything a store's state is compared on.
 type storeState struct {
-	// index and meta are the applied index and Meta.
-	index uint64
-	meta  []byte
+	// index, term and meta are the applied index and term and Meta.
+	index, term uint64
+	meta        []byte
 	// m holds every user key and value.
 	m model
 }
 
 func (st storeState) String() string {
-	return fmt.Sprintf("index %d meta %q (%d keys)", st.index, st.meta, len(st.m))
+	return fmt.Sprintf("index %d term %d meta %q (%d keys)", st.index, st.term, st.meta, len(st.m))
 }
 
 // stateDiff says how s differs from want, or "" if it does not: applied
-// index, Meta, every key of want, and the hash over all user keys (which
-// catches keys want does not have).
+// index and term, Meta, every key of want, and the hash over all user keys
+// (which catches keys want does not have).
 func stateDiff(t testing.TB, s *Store, want storeState, wantHash uint64) string {
 	t.Helper()
-	if s.AppliedIndex() != want.index || !bytes.Equal(s.Meta(), want.meta) {
-		return fmt.Sprintf("store at index %d meta %q, want %v", s.AppliedIndex(), s.Meta(), want)
+	if s.AppliedIndex() != want.index || s.AppliedTerm() != want.term || !bytes.Equal(s.Meta(), want.meta) {
+		return fmt.Sprintf("store at index %d term %d meta %q, want %v", s.AppliedIndex(), s.AppliedTerm(), s.Meta(), want)
 	}
 	for k, v := range want.m {
 		got, ok, err := s.Get([]byte(k))
@@ -112,19 +112,19 @@ func reopen(t *testing.T, name string, fs vfs.FS) *Store {
 // syncs) a new table, which would hide a missing sync of the restored
 // files.
 func TestRestoreCrashAtEveryPoint(t *testing.T) {
-	snap, newModel, newIndex, newMeta := snapshotFixtureFlushedAt(t, 0)
+	snap, newModel, newInfo := snapshotFixtureFlushedAt(t, 0)
 	fsys := crashfs.New()
 	s := openT(t, crashDir, Options{DisableWAL: true, FS: fsys})
 	oldModel := oldState(t, s)
 	if err := s.Flush(); err != nil { // the old state is durable before the restore
 		t.Fatal(err)
 	}
-	oldSt := storeState{index: oldIndex, meta: []byte("old-meta"), m: oldModel}
-	newSt := storeState{index: newIndex, meta: newMeta, m: newModel}
+	oldSt := storeState{index: oldIndex, term: 1, meta: []byte("old-meta"), m: oldModel}
+	newSt := storeState{index: newInfo.Index, term: newInfo.Term, meta: newInfo.Meta, m: newModel}
 	oldHash, newHash := modelHash(t, oldModel), modelHash(t, newModel)
 
 	stop := captureImages(fsys, nil)
-	if err := s.Restore(bytes.NewReader(snap)); err != nil {
+	if _, err := s.Restore(bytes.NewReader(snap)); err != nil {
 		t.Fatalf("Restore: %v", err)
 	}
 	imgs := stop()
@@ -178,11 +178,12 @@ func TestFlushCrashAtEveryPoint(t *testing.T) {
 	next := uint64(1)
 	for b := 0; b < batches; b++ {
 		n := uint64(5 + 7*b%17) // varied batch sizes, deterministic
-		es := entries(next, workload(m, next, next+n-1)...)
+		term := uint64(1 + b/2) // a new term every other batch
+		es := withTerm(term, entries(next, workload(m, next, next+n-1)...))
 		last := next + n - 1
 		meta := []byte(fmt.Sprintf("meta-%d", last))
 		apply(t, s, es, meta)
-		states[last] = storeState{index: last, meta: meta, m: maps.Clone(m)}
+		states[last] = storeState{index: last, term: term, meta: meta, m: maps.Clone(m)}
 		next = last + 1
 		if b%flushEvery == flushEvery-1 {
 			idx := s.AppliedIndex()
@@ -260,7 +261,7 @@ func TestBootstrapCrashAtEveryPoint(t *testing.T) {
 		}
 		s = reopen(t, name+", restarted", fs)
 		defer s.Close()
-		want := storeState{index: 1, meta: []byte("m"), m: model{"k": "v"}}
+		want := storeState{index: 1, term: 1, meta: []byte("m"), m: model{"k": "v"}}
 		if d := stateDiff(t, s, want, modelHash(t, want.m)); d != "" {
 			t.Fatalf("%s: after one apply and restart: %s", name, d)
 		}

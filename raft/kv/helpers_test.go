@@ -60,6 +60,14 @@ func entries(first uint64, data ...[]byte) []wire.Entry {
 	return es
 }
 
+// withTerm sets the term of every entry in es and returns es.
+func withTerm(term uint64, es []wire.Entry) []wire.Entry {
+	for i := range es {
+		es[i].Term = term
+	}
+	return es
+}
+
 func apply(t testing.TB, s *Store, es []wire.Entry, meta []byte) []Result {
 	t.Helper()
 	res := make([]Result, len(es))

@@ -40,8 +40,10 @@ const (
 )
 
 var (
-	// appliedKey holds the applied index, 8 bytes big-endian. It is written in
-	// the same batch as the entries it covers.
+	// appliedKey holds the index and term of the last applied entry, 16
+	// bytes: index u64 | term u64, big-endian (appliedRecordBytes). It is
+	// written in the same batch as the entries it covers, so the pair always
+	// describes the data beside it.
 	appliedKey = []byte{localKeyPrefix, 'a', 'p', 'p', 'l', 'i', 'e', 'd'}
 	// metaKey holds the opaque membership blob (Store.Meta).
 	metaKey = []byte{localKeyPrefix, 'm', 'e', 't', 'a'}
@@ -49,6 +51,22 @@ var (
 	userKeyLower = []byte{userKeyPrefix}
 	userKeyUpper = []byte{userKeyPrefix + 1}
 )
+
+// appliedRecordBytes is the size of appliedKey's value. Part of the on-disk
+// format.
+const appliedRecordBytes = 16
+
+// SnapshotInfo identifies a state of the store: what a snapshot of it
+// covers, or what Restore installed. The runtime builds a snapshot's Raft
+// metadata from it alone, so it never needs the Raft log (which may have
+// been compacted past Index) to learn the term.
+type SnapshotInfo struct {
+	// Index and Term are those of the last entry applied to this state.
+	Index, Term uint64
+	// Meta is the opaque blob saved with that entry's batch (nil if none
+	// was ever saved). The caller must not modify it.
+	Meta []byte
+}
 
 // Options configures a Store. The zero value is valid.
 type Options struct {
@@ -102,8 +120,8 @@ type Result struct {
 //
 // Apply, Flush, WriteSnapshot, Restore and Close may be called from any
 // goroutine but are serialized (the node calls them from its apply loop);
-// Get, AppendValue, Hash, AppliedIndex and Meta may run concurrently with
-// them and with each other.
+// Get, AppendValue, Hash, AppliedIndex, AppliedTerm and Meta may run
+// concurrently with them and with each other.
 type Store struct {
 	// dir is the directory that holds CURRENT and the db-<n> directories.
 	dir string
@@ -125,8 +143,8 @@ type Store struct {
 	written writtenFilter
 	// keyBuf is scratch space for prefixed user keys read during Apply.
 	keyBuf []byte
-	// idxBuf holds the encoded applied index while a batch is built.
-	idxBuf [8]byte
+	// idxBuf holds the encoded applied record while a batch is built.
+	idxBuf [appliedRecordBytes]byte
 	// req is the decoded command of the entry being applied, reused.
 	req wire.ClientRequest
 	// dbNum is n in the active db-<n> directory.
@@ -147,9 +165,13 @@ type Store struct {
 	// closed is set by Close.
 	closed bool
 
-	// applied mirrors the applied index stored in Pebble, readable without a
-	// lock. Invariant: equals appliedKey's value in db after every Apply.
-	applied atomic.Uint64
+	// applied and appliedTerm mirror the applied record stored in Pebble,
+	// readable without a lock. Invariant: equal appliedKey's value in db
+	// after every Apply. They are stored one after the other, so a reader
+	// outside the writers' lock may see an index and a term from two
+	// different Apply calls; SnapshotInfo gives a consistent pair.
+	applied     atomic.Uint64
+	appliedTerm atomic.Uint64
 	// meta mirrors metaKey; the slice it points to is never modified.
 	meta atomic.Pointer[[]byte]
 }
@@ -204,47 +226,51 @@ func Open(dir string, o Options) (*Store, error) {
 	return s, nil
 }
 
-// install makes db the active database: it loads the applied index and
-// Meta from it and creates the reusable batches.
+// install makes db the active database: it loads the applied index, term
+// and Meta from it and creates the reusable batches.
 //
 // REQUIRES: applyMu and dbMu held exclusively, or s not yet shared.
 func (s *Store) install(db *pebbleDB) error {
-	applied, meta, err := loadState(db.DB)
+	st, err := loadState(db.DB)
 	if err != nil {
 		return err
 	}
 	s.db = db
 	s.batch = db.NewBatch()
-	s.applied.Store(applied)
-	s.meta.Store(&meta)
+	s.applied.Store(st.Index)
+	s.appliedTerm.Store(st.Term)
+	s.meta.Store(&st.Meta)
 	return nil
 }
 
-// loadState reads the applied index and Meta stored in db.
-func loadState(db *pebble.DB) (applied uint64, meta []byte, err error) {
+// loadState reads the applied index, term and Meta stored in db (all zero
+// for a database nothing was applied to).
+func loadState(db *pebble.DB) (SnapshotInfo, error) {
+	var st SnapshotInfo
 	v, closer, err := db.Get(appliedKey)
 	switch {
 	case errors.Is(err, pebble.ErrNotFound):
 	case err != nil:
-		return 0, nil, fmt.Errorf("kv: reading applied index: %w", err)
+		return SnapshotInfo{}, fmt.Errorf("kv: reading applied index: %w", err)
 	default:
-		if len(v) != 8 {
+		if len(v) != appliedRecordBytes {
 			_ = closer.Close()
-			return 0, nil, fmt.Errorf("kv: applied index record is %d bytes, want 8", len(v))
+			return SnapshotInfo{}, fmt.Errorf("kv: applied record is %d bytes, want %d", len(v), appliedRecordBytes)
 		}
-		applied = binary.BigEndian.Uint64(v)
+		st.Index = binary.BigEndian.Uint64(v[:8])
+		st.Term = binary.BigEndian.Uint64(v[8:])
 		_ = closer.Close()
 	}
 	v, closer, err = db.Get(metaKey)
 	switch {
 	case errors.Is(err, pebble.ErrNotFound):
 	case err != nil:
-		return 0, nil, fmt.Errorf("kv: reading meta: %w", err)
+		return SnapshotInfo{}, fmt.Errorf("kv: reading meta: %w", err)
 	default:
-		meta = bytes.Clone(v)
+		st.Meta = bytes.Clone(v)
 		_ = closer.Close()
 	}
-	return applied, meta, nil
+	return st, nil
 }
 
 // diskSlowThreshold is how long one disk operation may take before Pebble's
@@ -315,6 +341,12 @@ func openPebble(path string, o Options, mustExist bool) (*pebbleDB, error) {
 // AppliedIndex is the index of the last entry applied, as restored from
 // Pebble on Open and advanced by Apply and Restore.
 func (s *Store) AppliedIndex() uint64 { return s.applied.Load() }
+
+// AppliedTerm is the term of the entry at AppliedIndex (0 if none was ever
+// applied), stored in the same batch as the index. Read together with
+// AppliedIndex from the goroutine that calls Apply and Restore, the two
+// describe the same entry.
+func (s *Store) AppliedTerm() uint64 { return s.appliedTerm.Load() }
 
 // Meta is the membership blob saved with the applied index (nil if none was
 // ever saved). The caller must not modify it.
