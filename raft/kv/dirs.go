@@ -160,18 +160,6 @@ func mkdirAllSynced(fsys vfs.FS, dir string) error {
 	return nil
 }
 
-// exists reports whether path exists.
-func exists(fsys vfs.FS, path string) (bool, error) {
-	_, err := fsys.Stat(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return false, nil
-	}
-	if err != nil {
-		return false, fmt.Errorf("kv: %w", err)
-	}
-	return true, nil
-}
-
 // syncDir fsyncs a directory so that entries created, renamed or removed in
 // it are durable: OpenDir, Sync, Close.
 func syncDir(fsys vfs.FS, dir string) error {
