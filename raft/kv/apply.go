@@ -12,8 +12,8 @@ import (
 )
 
 // Apply applies committed entries in one Pebble batch, together with the
-// new applied index (the last entry's index) and, if meta != nil, the new
-// Meta. results[i] receives the outcome of entries[i].
+// new applied index and term (the last entry's) and, if meta != nil, the
+// new Meta. results[i] receives the outcome of entries[i].
 //
 // Entries at or below AppliedIndex are skipped (results: StatusUnknown), so
 // replaying the Raft log from an older point is harmless. EntryNormal
@@ -23,8 +23,9 @@ import (
 // ignored.
 //
 // REQUIRES: len(results) >= len(entries); the entries not skipped are
-// contiguous and start at AppliedIndex()+1 (anything else would mean a lost
-// or repeated committed entry, and Apply panics before writing anything).
+// contiguous and start at AppliedIndex()+1, and their terms do not decrease
+// from AppliedTerm() on (anything else would mean a lost, repeated or
+// foreign committed entry, and Apply panics before writing anything).
 func (s *Store) Apply(entries []wire.Entry, meta []byte, results []Result) error {
 	if len(results) < len(entries) {
 		panic(fmt.Sprintf("kv: Apply given %d results for %d entries (REQUIRES: len(results) >= len(entries))", len(results), len(entries)))
@@ -47,10 +48,15 @@ func (s *Store) Apply(entries []wire.Entry, meta []byte, results []Result) error
 	if len(todo) == 0 {
 		return nil
 	}
+	term := s.appliedTerm.Load()
 	for i := range todo {
 		if want := applied + 1 + uint64(i); todo[i].Index != want {
 			panic(fmt.Sprintf("kv: entry index %d where %d was expected (invariant: committed entries are applied contiguously)", todo[i].Index, want))
 		}
+		if todo[i].Term < term {
+			panic(fmt.Sprintf("kv: entry %d has term %d after term %d (invariant: terms in the log do not decrease)", todo[i].Index, todo[i].Term, term))
+		}
+		term = todo[i].Term
 	}
 	b := s.batch
 	err := s.fillBatch(b, todo, meta, results[start:])
@@ -64,6 +70,7 @@ func (s *Store) Apply(entries []wire.Entry, meta []byte, results []Result) error
 		return s.err
 	}
 	s.applied.Store(last)
+	s.appliedTerm.Store(term)
 	if meta != nil {
 		m := bytes.Clone(meta)
 		s.meta.Store(&m)
@@ -81,7 +88,9 @@ func (s *Store) fillBatch(b *pebble.Batch, todo []wire.Entry, meta []byte, resul
 		}
 		results[i] = r
 	}
-	binary.BigEndian.PutUint64(s.idxBuf[:], todo[len(todo)-1].Index)
+	lastEntry := &todo[len(todo)-1]
+	binary.BigEndian.PutUint64(s.idxBuf[:8], lastEntry.Index)
+	binary.BigEndian.PutUint64(s.idxBuf[8:], lastEntry.Term)
 	if err := b.Set(appliedKey, s.idxBuf[:], nil); err != nil {
 		return err
 	}

@@ -3,11 +3,12 @@ package kv
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
 // Names inside the store directory. Part of the on-disk format.
@@ -34,7 +35,7 @@ const (
 func dbDirName(n uint64) string { return fmt.Sprintf("%s%0*d", dbDirPrefix, dbDirDigits, n) }
 
 // dbPath is the path of database n under dir.
-func dbPath(dir string, n uint64) string { return filepath.Join(dir, dbDirName(n)) }
+func dbPath(fsys vfs.FS, dir string, n uint64) string { return fsys.PathJoin(dir, dbDirName(n)) }
 
 // parseDBDirName returns n for a name of the form db-<n>.
 func parseDBDirName(name string) (uint64, bool) {
@@ -51,9 +52,9 @@ func parseDBDirName(name string) (uint64, bool) {
 
 // readCurrent returns the database number CURRENT names; ok is false if
 // there is no CURRENT (a fresh store).
-func readCurrent(dir string) (n uint64, ok bool, err error) {
-	path := filepath.Join(dir, currentName)
-	f, err := os.Open(path)
+func readCurrent(fsys vfs.FS, dir string) (n uint64, ok bool, err error) {
+	path := fsys.PathJoin(dir, currentName)
+	f, err := fsys.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return 0, false, nil
 	}
@@ -62,8 +63,8 @@ func readCurrent(dir string) (n uint64, ok bool, err error) {
 	}
 	defer f.Close()
 	buf := make([]byte, maxCurrentBytes)
-	m, err := f.Read(buf)
-	if err != nil && m == 0 {
+	m, err := io.ReadFull(f, buf)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
 		return 0, false, fmt.Errorf("kv: reading %s: %w", path, err)
 	}
 	name := strings.TrimSuffix(string(buf[:m]), "\n")
@@ -76,16 +77,16 @@ func readCurrent(dir string) (n uint64, ok bool, err error) {
 }
 
 // writeCurrent makes database n the active one, atomically: write
-// CURRENT.tmp, fsync it, rename it over CURRENT, fsync dir. hook (may be
-// nil) is the crash-injection point used by tests; it is called after each
-// step and a true return stops at once, as a crash would.
-func writeCurrent(dir string, n uint64, hook func(restoreStep) bool) error {
-	tmp := filepath.Join(dir, currentTmpName)
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+// CURRENT.tmp, fsync it, rename it over CURRENT, fsync dir. A crash before
+// the rename leaves the old CURRENT (and a CURRENT.tmp that Open removes);
+// after it, the new one, whose bytes were durable before the name was.
+func writeCurrent(fsys vfs.FS, dir string, n uint64) error {
+	tmp := fsys.PathJoin(dir, currentTmpName)
+	f, err := fsys.Create(tmp, vfs.WriteCategoryUnspecified)
 	if err != nil {
 		return fmt.Errorf("kv: writing %s: %w", tmp, err)
 	}
-	if _, err := f.WriteString(dbDirName(n) + "\n"); err != nil {
+	if _, err := io.WriteString(f, dbDirName(n)+"\n"); err != nil {
 		_ = f.Close()
 		return fmt.Errorf("kv: writing %s: %w", tmp, err)
 	}
@@ -96,36 +97,23 @@ func writeCurrent(dir string, n uint64, hook func(restoreStep) bool) error {
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("kv: closing %s: %w", tmp, err)
 	}
-	if hook != nil && hook(stepCurrentTmpWritten) {
-		return errSimulatedCrash
-	}
-	if err := os.Rename(tmp, filepath.Join(dir, currentName)); err != nil {
+	if err := fsys.Rename(tmp, fsys.PathJoin(dir, currentName)); err != nil {
 		return fmt.Errorf("kv: installing %s: %w", currentName, err)
 	}
-	if hook != nil && hook(stepCurrentRenamed) {
-		return errSimulatedCrash
-	}
-	if err := syncDir(dir); err != nil {
-		return err
-	}
-	if hook != nil && hook(stepDirSynced) {
-		return errSimulatedCrash
-	}
-	return nil
+	return syncDir(fsys, dir)
 }
 
 // removeLeftovers deletes from dir every database directory other than
 // db-<active> (active 0: all of them), CURRENT.tmp, and every checkpoint
 // directory: what an interrupted Restore or WriteSnapshot leaves behind.
 // Names the store does not use are left alone.
-func removeLeftovers(dir string, active uint64) error {
-	entries, err := os.ReadDir(dir)
+func removeLeftovers(fsys vfs.FS, dir string, active uint64) error {
+	names, err := fsys.List(dir)
 	if err != nil {
 		return fmt.Errorf("kv: listing %s: %w", dir, err)
 	}
 	removed := false
-	for _, e := range entries {
-		name := e.Name()
+	for _, name := range names {
 		n, isDB := parseDBDirName(name)
 		stale := (isDB && n != active) ||
 			name == currentTmpName ||
@@ -133,21 +121,49 @@ func removeLeftovers(dir string, active uint64) error {
 		if !stale {
 			continue
 		}
-		if err := os.RemoveAll(filepath.Join(dir, name)); err != nil {
+		if err := fsys.RemoveAll(fsys.PathJoin(dir, name)); err != nil {
 			return fmt.Errorf("kv: removing leftover %s: %w", name, err)
 		}
 		removed = true
 	}
 	if removed {
-		return syncDir(dir)
+		return syncDir(fsys, dir)
+	}
+	return nil
+}
+
+// mkdirAllSynced creates dir and any missing parents, and makes their
+// entries durable by syncing every directory from dir's parent up to the
+// closest ancestor that already existed. Without the parent syncs a crash
+// could lose the new directory after the files in it were synced.
+func mkdirAllSynced(fsys vfs.FS, dir string) error {
+	var parents []string
+	for p := fsys.PathDir(dir); ; p = fsys.PathDir(p) {
+		parents = append(parents, p)
+		if fsys.PathDir(p) == p {
+			break // the root
+		}
+		if _, err := fsys.Stat(p); err == nil {
+			break
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("kv: creating %s: %w", dir, err)
+		}
+	}
+	if err := fsys.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("kv: creating %s: %w", dir, err)
+	}
+	for _, p := range parents {
+		if err := syncDir(fsys, p); err != nil {
+			return err
+		}
 	}
 	return nil
 }
 
 // syncDir fsyncs a directory so that entries created, renamed or removed in
-// it are durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
+// it are durable: OpenDir, Sync, Close.
+func syncDir(fsys vfs.FS, dir string) error {
+	d, err := fsys.OpenDir(dir)
 	if err != nil {
 		return fmt.Errorf("kv: opening %s to sync: %w", dir, err)
 	}

@@ -6,12 +6,19 @@
 //
 //	s, _ := kv.Open(dir, kv.Options{DisableWAL: true})
 //	// apply loop, per batch of committed entries:
-//	s.Apply(entries, metaOrNil, results)   // one Pebble batch, applied index included
+//	s.Apply(entries, metaOrNil, results)   // one Pebble batch, applied index and term included
 //	// before compacting the Raft log up to index i:
 //	s.Flush()                              // now everything <= AppliedIndex() is durable
 //	// leader sending a snapshot / follower installing one:
-//	idx, meta, _ := s.WriteSnapshot(w)
-//	s.Restore(r)
+//	info, _ := s.WriteSnapshot(w)          // info.Index, info.Term, info.Meta: the snapshot's identity
+//	info, _ = s.Restore(r)                 // what was installed, checked against the data
+//	// at start-up, identifying a staged snapshot file without installing it:
+//	info, _ = kv.ReadSnapshotInfo(f)
+//
+// A snapshot's identity (index, term, Meta) comes from the state machine
+// alone: the term of the last applied entry is stored with the applied
+// index, so the runtime never has to look it up in a Raft log that may
+// have been compacted past it.
 //
 // Proposals carry commands built by EncodeCommand (check a request with
 // ValidateRequest before proposing it). Apply returns one Result per entry,
@@ -25,11 +32,11 @@
 // be a second copy of the same bytes. With Options.DisableWAL the store
 // stays correct because:
 //
-//  1. The applied index lives in the same Pebble batch as the data of the
-//     entries it covers, so every state Pebble can come back with after a
-//     crash (whatever its memtables had flushed) is the state as of some
-//     applied index, together with that index. There is no state "half way
-//     through" a batch.
+//  1. The applied index and term live in the same Pebble batch as the data
+//     of the entries they cover, so every state Pebble can come back with
+//     after a crash (whatever its memtables had flushed) is the state as of
+//     some applied index, together with that index and its term. There is
+//     no state "half way through" a batch.
 //  2. On restart the node reads AppliedIndex and replays the Raft log from
 //     AppliedIndex+1. Apply skips anything at or below AppliedIndex, so
 //     replaying more than needed is harmless.
@@ -73,26 +80,51 @@
 // # On-disk layout
 //
 //	dir/CURRENT          "db-000007\n": the active database (replaced only by rename)
+//	dir/CURRENT.tmp      the next CURRENT, before its rename (removed by Open)
 //	dir/db-000007/       the Pebble database
 //	dir/db-000008/       a Restore in progress, or the leftover of one (removed by Open)
 //	dir/snapshot-N.tmp/  a checkpoint being streamed by WriteSnapshot (removed by Open)
 //
 // Inside Pebble, user keys are stored behind the prefix byte 0x01; the
-// store's own records (applied index, 8 bytes big-endian; Meta) are behind
-// 0x00, so no user key can collide with them.
+// store's own records are behind 0x00, so no user key can collide with
+// them: the applied record (0x00 "applied": index u64 | term u64, 16 bytes
+// big-endian, of the last applied entry) and Meta (0x00 "meta").
 //
-// Restore writes the snapshot into db-<n+1>, fsyncs every file and the
-// directory, opens it and checks that it holds the applied index and Meta
-// its header names, and only then switches CURRENT (write CURRENT.tmp,
-// fsync, rename over CURRENT, fsync dir). A crash before the rename leaves
-// the old state; after it, the new one. The tests inject a crash after every
-// step and check exactly that.
+// # Crash safety
 //
-// # Snapshot archive format, version 1
+// Every file operation goes through one seam, Options.FS (a Pebble vfs.FS,
+// also given to Pebble, so checkpoints use it too); production code has no
+// test hooks. Multi-step changes are ordered so that every prefix is
+// recoverable, and Open finishes or undoes an interrupted one:
 //
-// All integers big-endian; CRCs are CRC-32C (Castagnoli).
+//   - Open creates dir and syncs its parents, removes leftovers (other
+//     db-<n>, CURRENT.tmp, snapshot-N.tmp), and on a fresh store creates
+//     db-000001 and only then writes the first CURRENT. Without a CURRENT,
+//     Open starts afresh: nothing was ever applied to a database no CURRENT
+//     named.
+//   - Restore writes the snapshot into db-<n+1>, fsyncs every file, the new
+//     directory and dir, opens it and checks that it holds the applied
+//     index, term and Meta its header names, and only then switches CURRENT
+//     (write CURRENT.tmp, fsync, rename over CURRENT, fsync dir). A crash
+//     before the rename is durable leaves the old state; after it, the new
+//     one.
+//   - Flush (and Close) make Pebble's state durable up to AppliedIndex; a
+//     crash before loses only a suffix of whole batches.
 //
-//	header  = "RPKVSNAP" | version u32 = 1 | applied index u64 | meta length u32 | meta | crc u32
+// The tests run each of these (first Open, Restore, Apply+Flush) on
+// internal/crashfs, take a crash image at every sync and rename point (only
+// synced data, and torn: half the unsynced blocks too), reopen the store
+// on each image, and check it against a model: for Restore exactly the old
+// or exactly the new state; for Flush the model's state at the store's
+// applied index, which is no lower than the last Flush that returned.
+//
+// # Snapshot archive format, version 2
+//
+// All integers big-endian; CRCs are CRC-32C (Castagnoli). Version 1 (no
+// term) was never deployed and is refused.
+//
+//	header  = "RPKVSNAP" | version u32 = 2 | applied index u64 | applied term u64 |
+//	          meta length u32 | meta | crc u32
 //	file    = kind u8 = 1 | name length u16 | name | size u64 | data | crc u32
 //	end     = kind u8 = 2 | file count u32 | stream crc u32
 //
@@ -100,16 +132,20 @@
 // record from the kind byte through the data; the stream crc covers every
 // byte of the stream before it, so a truncated, reordered or corrupted
 // stream is caught. The files are those of a Pebble checkpoint, which is
-// flat. Every length is checked against a limit (maxSnapMetaBytes,
+// flat, sorted by name. The header is what ReadSnapshotInfo returns and
+// what Restore checks the restored database against. Every length is checked against a limit (maxSnapMetaBytes,
 // maxSnapNameBytes, maxSnapFileBytes, maxSnapFiles) before anything is
 // allocated or written, and names must be plain file names.
 //
 // # Concurrency
 //
 // Apply, Flush, WriteSnapshot (its checkpoint part), Restore and Close are
-// serialized by one mutex. Get, AppendValue, Hash, AppliedIndex and Meta may
-// run at any time; reads hold a shared lock that Restore and Close take
-// exclusively only for the moment they swap or close the database.
+// serialized by one mutex. Get, AppendValue, Hash, AppliedIndex,
+// AppliedTerm and Meta may run at any time; reads hold a shared lock that
+// Restore and Close take exclusively only for the moment they swap or close
+// the database. AppliedIndex and AppliedTerm read outside the writers'
+// goroutine may come from two different Apply calls; SnapshotInfo (from
+// WriteSnapshot or Restore) is always a consistent triple.
 // WriteSnapshot streams from a checkpoint of hard-linked, immutable files,
 // so Apply goes on while a snapshot is sent.
 //

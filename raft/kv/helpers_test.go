@@ -7,6 +7,7 @@ import (
 	"sort"
 	"testing"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/raftpipe/raftpipe/wire"
 )
 
@@ -59,6 +60,14 @@ func entries(first uint64, data ...[]byte) []wire.Entry {
 	return es
 }
 
+// withTerm sets the term of every entry in es and returns es.
+func withTerm(term uint64, es []wire.Entry) []wire.Entry {
+	for i := range es {
+		es[i].Term = term
+	}
+	return es
+}
+
 func apply(t testing.TB, s *Store, es []wire.Entry, meta []byte) []Result {
 	t.Helper()
 	res := make([]Result, len(es))
@@ -107,10 +116,10 @@ func checkModel(t testing.TB, s *Store, m model) {
 }
 
 // modelHash computes the hash a store holding exactly m would have, by
-// loading m into a throwaway store.
+// loading m into a throwaway in-memory store.
 func modelHash(t testing.TB, m model) uint64 {
 	t.Helper()
-	s := openT(t, t.TempDir(), Options{DisableWAL: true})
+	s := openT(t, "model", Options{DisableWAL: true, FS: vfs.NewMem()})
 	defer s.Close()
 	keys := make([]string, 0, len(m))
 	for k := range m {
@@ -131,24 +140,22 @@ func modelHash(t testing.TB, m model) uint64 {
 	return h
 }
 
-// dirNames lists dir's entries.
-func dirNames(t testing.TB, dir string) []string {
+// dirNames lists dir's entries, sorted.
+func dirNames(t testing.TB, fsys vfs.FS, dir string) []string {
 	t.Helper()
-	es, err := os.ReadDir(dir)
+	names, err := fsys.List(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var names []string
-	for _, e := range es {
-		names = append(names, e.Name())
-	}
+	sort.Strings(names)
 	return names
 }
 
-// checkNoLeftovers asserts dir holds CURRENT and exactly one database.
-func checkNoLeftovers(t testing.TB, dir string) {
+// checkNoLeftovers asserts that s's directory holds CURRENT and exactly one
+// database.
+func checkNoLeftovers(t testing.TB, s *Store) {
 	t.Helper()
-	names := dirNames(t, dir)
+	names := dirNames(t, s.fs, s.dir)
 	if len(names) != 2 || names[0] != currentName || !bytes.HasPrefix([]byte(names[1]), []byte(dbDirPrefix)) {
 		t.Fatalf("store dir holds %v, want CURRENT and one db-<n>", names)
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -14,29 +15,40 @@ import (
 	"github.com/raftpipe/raftpipe/wire"
 )
 
-// snapshotFixture builds a store at index 200 (with deletes and enough data
-// for several sstables after a flush) and returns its snapshot stream and
-// model.
-func snapshotFixture(t *testing.T) (snap []byte, m model, index uint64, meta []byte) {
+// snapshotFixture builds a store at index 200 (with deletes, in two
+// sstables) and returns its snapshot stream and model.
+func snapshotFixture(t *testing.T) (snap []byte, m model, info SnapshotInfo) {
+	return snapshotFixtureFlushedAt(t, 100)
+}
+
+// fixtureTerm is the term of the fixture's entries from index 101 on (those
+// before are in term 1), so the snapshot's term is not the default.
+const fixtureTerm = 7
+
+// snapshotFixtureFlushedAt is snapshotFixture with a Flush after index
+// flushAt (0: none, so the snapshot holds a single sstable).
+func snapshotFixtureFlushedAt(t *testing.T, flushAt uint64) (snap []byte, m model, info SnapshotInfo) {
 	t.Helper()
 	src := openT(t, t.TempDir(), Options{DisableWAL: true})
 	defer src.Close()
 	m = model{}
-	apply(t, src, entries(1, workload(m, 1, 100)...), []byte("meta-100"))
-	if err := src.Flush(); err != nil {
-		t.Fatal(err)
+	if flushAt > 0 {
+		apply(t, src, entries(1, workload(m, 1, flushAt)...), []byte(fmt.Sprintf("meta-%d", flushAt)))
+		if err := src.Flush(); err != nil {
+			t.Fatal(err)
+		}
 	}
-	apply(t, src, entries(101, workload(m, 101, 200)...), []byte("meta-200"))
+	apply(t, src, withTerm(fixtureTerm, entries(flushAt+1, workload(m, flushAt+1, 200)...)), []byte("meta-200"))
 	var buf bytes.Buffer
-	index, meta, err := src.WriteSnapshot(&buf)
+	info, err := src.WriteSnapshot(&buf)
 	if err != nil {
 		t.Fatalf("WriteSnapshot: %v", err)
 	}
-	if index != 200 || string(meta) != "meta-200" {
-		t.Fatalf("WriteSnapshot covers %d %q, want 200 meta-200", index, meta)
+	if info.Index != 200 || info.Term != fixtureTerm || string(info.Meta) != "meta-200" {
+		t.Fatalf("WriteSnapshot covers %+v, want index 200 term %d meta-200", info, fixtureTerm)
 	}
-	checkNoLeftovers(t, src.dir) // the checkpoint directory is gone
-	return buf.Bytes(), m, index, meta
+	checkNoLeftovers(t, src) // the checkpoint directory is gone
+	return buf.Bytes(), m, info
 }
 
 // oldIndex is the applied index oldState leaves.
@@ -54,50 +66,71 @@ func oldState(t *testing.T, s *Store) model {
 }
 
 func TestSnapshotRestore(t *testing.T) {
-	snap, m, index, meta := snapshotFixture(t)
+	snap, m, want := snapshotFixture(t)
+	index, meta := want.Index, want.Meta
 	dir := t.TempDir()
 	dst := openT(t, dir, Options{DisableWAL: true})
 	oldState(t, dst)
-	if err := dst.Restore(bytes.NewReader(snap)); err != nil {
+	got, err := dst.Restore(bytes.NewReader(snap))
+	if err != nil {
 		t.Fatalf("Restore: %v", err)
 	}
-	if dst.AppliedIndex() != index || !bytes.Equal(dst.Meta(), meta) {
-		t.Fatalf("restored AppliedIndex %d Meta %q, want %d %q", dst.AppliedIndex(), dst.Meta(), index, meta)
+	if got.Index != want.Index || got.Term != want.Term || !bytes.Equal(got.Meta, want.Meta) {
+		t.Fatalf("Restore installed %+v, want %+v", got, want)
+	}
+	if dst.AppliedIndex() != index || dst.AppliedTerm() != want.Term || !bytes.Equal(dst.Meta(), meta) {
+		t.Fatalf("restored AppliedIndex %d AppliedTerm %d Meta %q, want %+v", dst.AppliedIndex(), dst.AppliedTerm(), dst.Meta(), want)
 	}
 	checkModel(t, dst, m) // identical hash, and the old keys are gone
-	checkNoLeftovers(t, dir)
+	checkNoLeftovers(t, dst)
 
 	// The restored store applies on from the snapshot and survives restart.
-	apply(t, dst, entries(index+1, putCmd("after", "restore")), nil)
+	apply(t, dst, withTerm(fixtureTerm+1, entries(index+1, putCmd("after", "restore"))), nil)
 	m["after"] = "restore"
 	if err := dst.Close(); err != nil {
 		t.Fatal(err)
 	}
 	dst = openT(t, dir, Options{DisableWAL: true})
 	defer dst.Close()
-	if dst.AppliedIndex() != index+1 || !bytes.Equal(dst.Meta(), meta) {
-		t.Fatalf("after restart AppliedIndex %d Meta %q", dst.AppliedIndex(), dst.Meta())
+	if dst.AppliedIndex() != index+1 || dst.AppliedTerm() != fixtureTerm+1 || !bytes.Equal(dst.Meta(), meta) {
+		t.Fatalf("after restart AppliedIndex %d AppliedTerm %d Meta %q", dst.AppliedIndex(), dst.AppliedTerm(), dst.Meta())
 	}
 	checkModel(t, dst, m)
 
 	// A snapshot of a restored store restores again (db-<n> numbering moves on).
 	var buf bytes.Buffer
-	if _, _, err := dst.WriteSnapshot(&buf); err != nil {
+	info, err := dst.WriteSnapshot(&buf)
+	if err != nil || info.Index != index+1 || info.Term != fixtureTerm+1 || !bytes.Equal(info.Meta, meta) {
+		t.Fatalf("WriteSnapshot = %+v, %v", info, err)
+	}
+	// ReadSnapshotInfo reads the header, and nothing past it.
+	hdrInfo, err := ReadSnapshotInfo(bytes.NewReader(buf.Bytes()))
+	if err != nil || hdrInfo.Index != info.Index || hdrInfo.Term != info.Term || !bytes.Equal(hdrInfo.Meta, info.Meta) {
+		t.Fatalf("ReadSnapshotInfo = %+v, %v; want %+v", hdrInfo, err, info)
+	}
+	r := bytes.NewReader(buf.Bytes())
+	if _, err := ReadSnapshotInfo(r); err != nil {
 		t.Fatal(err)
+	}
+	if read, want := buf.Len()-r.Len(), snapHeaderBytes(len(info.Meta)); read != want {
+		t.Fatalf("ReadSnapshotInfo read %d bytes, the header is %d", read, want)
 	}
 	third := openT(t, t.TempDir(), Options{})
 	defer third.Close()
-	if err := third.Restore(&buf); err != nil {
+	if _, err := third.Restore(&buf); err != nil {
 		t.Fatal(err)
 	}
 	checkModel(t, third, m)
+	if third.AppliedIndex() != index+1 || third.AppliedTerm() != fixtureTerm+1 {
+		t.Fatalf("third store at index %d term %d", third.AppliedIndex(), third.AppliedTerm())
+	}
 }
 
 // TestRestoreRejectsDamage flips bytes across the stream and truncates it
 // at many lengths: every damaged stream must return ErrBadSnapshot and
 // leave the old state as it was.
 func TestRestoreRejectsDamage(t *testing.T) {
-	snap, _, _, _ := snapshotFixture(t)
+	snap, _, _ := snapshotFixture(t)
 	dir := t.TempDir()
 	s := openT(t, dir, Options{DisableWAL: true})
 	defer s.Close()
@@ -129,7 +162,7 @@ func TestRestoreRejectsDamage(t *testing.T) {
 		what = append(what, fmt.Sprintf("truncated to %d of %d", n, len(snap)))
 	}
 	for i, d := range damaged {
-		err := s.Restore(bytes.NewReader(d))
+		_, err := s.Restore(bytes.NewReader(d))
 		if !errors.Is(err, ErrBadSnapshot) {
 			t.Fatalf("%s: Restore = %v, want ErrBadSnapshot", what[i], err)
 		}
@@ -139,11 +172,11 @@ func TestRestoreRejectsDamage(t *testing.T) {
 		if h, _ := s.Hash(); h != oldHash {
 			t.Fatalf("%s: hash changed", what[i])
 		}
-		checkNoLeftovers(t, dir)
+		checkNoLeftovers(t, s)
 	}
 	checkModel(t, s, old)
 	// And the undamaged stream still restores.
-	if err := s.Restore(bytes.NewReader(snap)); err != nil {
+	if _, err := s.Restore(bytes.NewReader(snap)); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -155,8 +188,9 @@ func TestRestoreRejectsHostileLengths(t *testing.T) {
 	defer s.Close()
 	hdr := func(metaLen uint32) []byte {
 		b := []byte(snapMagic)
-		b = binary.BigEndian.AppendUint32(b, snapVersion1)
-		b = binary.BigEndian.AppendUint64(b, 5)
+		b = binary.BigEndian.AppendUint32(b, snapVersion)
+		b = binary.BigEndian.AppendUint64(b, 5) // index
+		b = binary.BigEndian.AppendUint64(b, 2) // term
 		return binary.BigEndian.AppendUint32(b, metaLen)
 	}
 	withCRC := func(b []byte) []byte {
@@ -174,79 +208,82 @@ func TestRestoreRejectsHostileLengths(t *testing.T) {
 		"size over limit":   append(withCRC(hdr(0)), fileRec("000001.sst", maxSnapFileBytes+1)...),
 		"path in name":      append(withCRC(hdr(0)), fileRec("../escape", 1)...),
 		"unknown kind":      append(withCRC(hdr(0)), 9),
-		"bad version":       append([]byte(snapMagic), 0, 0, 0, 2),
+		"old version 1":     append([]byte(snapMagic), 0, 0, 0, 1),
+		"unknown version":   append([]byte(snapMagic), 0, 0, 0, 3),
 		"no files":          append(withCRC(hdr(0)), snapKindEnd, 0, 0, 0, 0),
 		"empty meta header": withCRC(hdr(0)),
 	}
 	for name, b := range cases {
-		if err := s.Restore(bytes.NewReader(b)); !errors.Is(err, ErrBadSnapshot) {
+		if _, err := s.Restore(bytes.NewReader(b)); !errors.Is(err, ErrBadSnapshot) {
 			t.Errorf("%s: Restore = %v, want ErrBadSnapshot", name, err)
 		}
+		_, err := ReadSnapshotInfo(bytes.NewReader(b))
+		if badHeader := name == "meta over limit" || strings.Contains(name, "version"); badHeader != errors.Is(err, ErrBadSnapshot) {
+			t.Errorf("%s: ReadSnapshotInfo = %v (bad header: %v)", name, err, badHeader)
+		}
 	}
-	checkNoLeftovers(t, s.dir)
+	checkNoLeftovers(t, s)
 }
 
 func crc32c(b []byte) uint32 { return crc32.Checksum(b, castagnoli) }
 
-// TestRestoreCrashAtomicity runs Restore with a crash injected after each of
-// its steps in turn, then reopens the directory: the state must be wholly
-// the old one (crash before CURRENT was renamed) or wholly the new one
-// (after), and Open must remove every leftover.
-func TestRestoreCrashAtomicity(t *testing.T) {
-	snap, newModel, newIndex, newMeta := snapshotFixture(t)
+// snapHeaderBytes is the size of an archive header with metaLen bytes of
+// Meta: magic, version, index, term, meta length, meta, crc.
+func snapHeaderBytes(metaLen int) int { return len(snapMagic) + 4 + 8 + 8 + 4 + metaLen + 4 }
 
-	// A clean run records the sequence of steps.
-	var steps []restoreStep
-	{
-		s := openT(t, t.TempDir(), Options{DisableWAL: true})
-		oldState(t, s)
-		s.crashAt = func(st restoreStep) bool { steps = append(steps, st); return false }
-		if err := s.Restore(bytes.NewReader(snap)); err != nil {
-			t.Fatal(err)
+// TestRestoreChecksHeaderAgainstData rewrites the header of a good archive
+// to claim another index, term or Meta, with every CRC recomputed so that
+// only the comparison with the restored database can catch it: Restore
+// must refuse it and keep the old state. ReadSnapshotInfo, which does not
+// look at the data, reports the claim.
+func TestRestoreChecksHeaderAgainstData(t *testing.T) {
+	snap, _, info := snapshotFixture(t)
+	forge := func(claim SnapshotInfo) []byte {
+		var b []byte
+		b = append(b, snapMagic...)
+		b = binary.BigEndian.AppendUint32(b, snapVersion)
+		b = binary.BigEndian.AppendUint64(b, claim.Index)
+		b = binary.BigEndian.AppendUint64(b, claim.Term)
+		b = binary.BigEndian.AppendUint32(b, uint32(len(claim.Meta)))
+		b = append(b, claim.Meta...)
+		b = binary.BigEndian.AppendUint32(b, crc32c(b))
+		rest := snap[snapHeaderBytes(len(info.Meta)) : len(snap)-4] // records, without the stream crc
+		b = append(b, rest...)
+		return binary.BigEndian.AppendUint32(b, crc32c(b))
+	}
+	probe := openT(t, t.TempDir(), Options{DisableWAL: true})
+	defer probe.Close()
+	if _, err := probe.Restore(bytes.NewReader(forge(info))); err != nil {
+		t.Fatalf("forging the true header: Restore = %v (the forger is wrong)", err)
+	}
+	s := openT(t, t.TempDir(), Options{DisableWAL: true})
+	defer s.Close()
+	old := oldState(t, s)
+	for name, claim := range map[string]SnapshotInfo{
+		"index": {Index: info.Index + 1, Term: info.Term, Meta: info.Meta},
+		"term":  {Index: info.Index, Term: info.Term - 1, Meta: info.Meta},
+		"meta":  {Index: info.Index, Term: info.Term, Meta: []byte("meta-999")},
+	} {
+		forged := forge(claim)
+		if got, err := ReadSnapshotInfo(bytes.NewReader(forged)); err != nil || got.Index != claim.Index || got.Term != claim.Term || !bytes.Equal(got.Meta, claim.Meta) {
+			t.Fatalf("%s: ReadSnapshotInfo = %+v, %v; want the claim %+v", name, got, err, claim)
 		}
-		s.Close()
+		if _, err := s.Restore(bytes.NewReader(forged)); !errors.Is(err, ErrBadSnapshot) {
+			t.Fatalf("%s: Restore of a header that lies = %v, want ErrBadSnapshot", name, err)
+		}
+		if s.AppliedIndex() != oldIndex || s.AppliedTerm() != 1 || string(s.Meta()) != "old-meta" {
+			t.Fatalf("%s: state moved to index %d term %d meta %q", name, s.AppliedIndex(), s.AppliedTerm(), s.Meta())
+		}
+		checkNoLeftovers(t, s)
 	}
-	if len(steps) < 8 {
-		t.Fatalf("only %d restore steps recorded: %v", len(steps), steps)
-	}
-	for k := range steps {
-		t.Run(fmt.Sprintf("crash-after-step-%d-%d", k+1, steps[k]), func(t *testing.T) {
-			dir := t.TempDir()
-			s := openT(t, dir, Options{DisableWAL: true})
-			oldModel := oldState(t, s)
-			if err := s.Flush(); err != nil { // the old state is durable before the restore
-				t.Fatal(err)
-			}
-			calls := 0
-			s.crashAt = func(restoreStep) bool { calls++; return calls == k+1 }
-			if err := s.Restore(bytes.NewReader(snap)); !errors.Is(err, errSimulatedCrash) {
-				t.Fatalf("Restore = %v, want the simulated crash", err)
-			}
-			s.crashClose()
-
-			s = openT(t, dir, Options{DisableWAL: true})
-			defer s.Close()
-			checkNoLeftovers(t, dir)
-			if steps[k] >= stepCurrentRenamed {
-				if s.AppliedIndex() != newIndex || !bytes.Equal(s.Meta(), newMeta) {
-					t.Fatalf("crash after the switch: index %d meta %q, want the new state", s.AppliedIndex(), s.Meta())
-				}
-				checkModel(t, s, newModel)
-			} else {
-				if s.AppliedIndex() != oldIndex || string(s.Meta()) != "old-meta" {
-					t.Fatalf("crash before the switch: index %d meta %q, want the old state", s.AppliedIndex(), s.Meta())
-				}
-				checkModel(t, s, oldModel)
-			}
-		})
-	}
+	checkModel(t, s, old)
 }
 
 // TestConcurrentReadsDuringRestore runs Gets, Hash and WriteSnapshot while
 // Apply and Restore proceed, for the race detector and to check a reader
 // always sees one whole state.
 func TestConcurrentReadsDuringRestore(t *testing.T) {
-	snap, _, _, _ := snapshotFixture(t)
+	snap, _, _ := snapshotFixture(t)
 	s := openT(t, t.TempDir(), Options{DisableWAL: true})
 	defer s.Close()
 	apply(t, s, entries(1, putCmd("key-001", "old")), nil)
@@ -272,18 +309,18 @@ func TestConcurrentReadsDuringRestore(t *testing.T) {
 	go func() {
 		defer wg.Done()
 		for !stop.Load() {
-			if _, _, err := s.WriteSnapshot(io.Discard); err != nil {
+			if _, err := s.WriteSnapshot(io.Discard); err != nil {
 				readErr.Store(err.Error())
 				return
 			}
 		}
 	}()
 	for i := 0; i < 5; i++ {
-		if err := s.Restore(bytes.NewReader(snap)); err != nil {
+		if _, err := s.Restore(bytes.NewReader(snap)); err != nil {
 			t.Fatal(err)
 		}
 		next := s.AppliedIndex() + 1
-		apply(t, s, entries(next, putCmd("key-001", "x"), cmd(wire.ClientRequest{Op: wire.OpNoop})), nil)
+		apply(t, s, withTerm(fixtureTerm, entries(next, putCmd("key-001", "x"), cmd(wire.ClientRequest{Op: wire.OpNoop}))), nil)
 	}
 	stop.Store(true)
 	wg.Wait()

@@ -9,7 +9,6 @@ import (
 	"hash/fnv"
 	"io"
 	"log/slog"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -41,8 +40,10 @@ const (
 )
 
 var (
-	// appliedKey holds the applied index, 8 bytes big-endian. It is written in
-	// the same batch as the entries it covers.
+	// appliedKey holds the index and term of the last applied entry, 16
+	// bytes: index u64 | term u64, big-endian (appliedRecordBytes). It is
+	// written in the same batch as the entries it covers, so the pair always
+	// describes the data beside it.
 	appliedKey = []byte{localKeyPrefix, 'a', 'p', 'p', 'l', 'i', 'e', 'd'}
 	// metaKey holds the opaque membership blob (Store.Meta).
 	metaKey = []byte{localKeyPrefix, 'm', 'e', 't', 'a'}
@@ -50,6 +51,22 @@ var (
 	userKeyLower = []byte{userKeyPrefix}
 	userKeyUpper = []byte{userKeyPrefix + 1}
 )
+
+// appliedRecordBytes is the size of appliedKey's value. Part of the on-disk
+// format.
+const appliedRecordBytes = 16
+
+// SnapshotInfo identifies a state of the store: what a snapshot of it
+// covers, or what Restore installed. The runtime builds a snapshot's Raft
+// metadata from it alone, so it never needs the Raft log (which may have
+// been compacted past Index) to learn the term.
+type SnapshotInfo struct {
+	// Index and Term are those of the last entry applied to this state.
+	Index, Term uint64
+	// Meta is the opaque blob saved with that entry's batch (nil if none
+	// was ever saved). The caller must not modify it.
+	Meta []byte
+}
 
 // Options configures a Store. The zero value is valid.
 type Options struct {
@@ -68,6 +85,19 @@ type Options struct {
 	// MemTableBytes is the size of one Pebble memtable; 0 means
 	// defaultMemTableBytes.
 	MemTableBytes uint64
+	// FS is the file system every file operation of the store goes through:
+	// Pebble's, CURRENT and its directory syncs, checkpoints and snapshot
+	// files. Nil means vfs.Default. Tests pass a crashable one
+	// (internal/crashfs) to crash the store at each sync and rename.
+	FS vfs.FS
+}
+
+// fs returns the file system o names.
+func (o *Options) fs() vfs.FS {
+	if o.FS == nil {
+		return vfs.Default
+	}
+	return o.FS
 }
 
 // Result is the outcome of one applied entry, for the client that proposed
@@ -90,11 +120,13 @@ type Result struct {
 //
 // Apply, Flush, WriteSnapshot, Restore and Close may be called from any
 // goroutine but are serialized (the node calls them from its apply loop);
-// Get, AppendValue, Hash, AppliedIndex and Meta may run concurrently with
-// them and with each other.
+// Get, AppendValue, Hash, AppliedIndex, AppliedTerm and Meta may run
+// concurrently with them and with each other.
 type Store struct {
 	// dir is the directory that holds CURRENT and the db-<n> directories.
 	dir string
+	// fs is Options.FS, or vfs.Default.
+	fs vfs.FS
 	// opts is what Open was given, kept to open a restored database alike.
 	opts Options
 
@@ -111,8 +143,8 @@ type Store struct {
 	written writtenFilter
 	// keyBuf is scratch space for prefixed user keys read during Apply.
 	keyBuf []byte
-	// idxBuf holds the encoded applied index while a batch is built.
-	idxBuf [8]byte
+	// idxBuf holds the encoded applied record while a batch is built.
+	idxBuf [appliedRecordBytes]byte
 	// req is the decoded command of the entry being applied, reused.
 	req wire.ClientRequest
 	// dbNum is n in the active db-<n> directory.
@@ -133,15 +165,15 @@ type Store struct {
 	// closed is set by Close.
 	closed bool
 
-	// applied mirrors the applied index stored in Pebble, readable without a
-	// lock. Invariant: equals appliedKey's value in db after every Apply.
-	applied atomic.Uint64
+	// applied and appliedTerm mirror the applied record stored in Pebble,
+	// readable without a lock. Invariant: equal appliedKey's value in db
+	// after every Apply. They are stored one after the other, so a reader
+	// outside the writers' lock may see an index and a term from two
+	// different Apply calls; SnapshotInfo gives a consistent pair.
+	applied     atomic.Uint64
+	appliedTerm atomic.Uint64
 	// meta mirrors metaKey; the slice it points to is never modified.
 	meta atomic.Pointer[[]byte]
-
-	// crashAt, set only by tests, is called at each step of Restore; true
-	// stops Restore there as a crash would (see errSimulatedCrash).
-	crashAt func(restoreStep) bool
 }
 
 // keyPool holds scratch buffers for prefixing user keys in Get, so a read
@@ -152,10 +184,14 @@ var keyPool = sync.Pool{New: func() any { b := make([]byte, 0, 128); return &b }
 // Restore or WriteSnapshot left behind, and restores the applied index and
 // Meta from Pebble.
 func Open(dir string, o Options) (*Store, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("kv: creating %s: %w", dir, err)
+	fsys := o.fs()
+	o.FS = fsys
+	// Synced even if dir exists: an earlier run may have created it and
+	// stopped before its entry was durable.
+	if err := mkdirAllSynced(fsys, dir); err != nil {
+		return nil, err
 	}
-	num, ok, err := readCurrent(dir)
+	num, ok, err := readCurrent(fsys, dir)
 	if err != nil {
 		return nil, err
 	}
@@ -164,25 +200,25 @@ func Open(dir string, o Options) (*Store, error) {
 		// A fresh store, or a crash before the first CURRENT was written (in
 		// which case db-1 holds nothing that was ever applied).
 		num = 1
-		if err := removeLeftovers(dir, 0); err != nil {
+		if err := removeLeftovers(fsys, dir, 0); err != nil {
 			return nil, err
 		}
-		if db, err = openPebble(dbPath(dir, num), o, false); err != nil {
+		if db, err = openPebble(dbPath(fsys, dir, num), o, false); err != nil {
 			return nil, err
 		}
-		if err := writeCurrent(dir, num, nil); err != nil {
+		if err := writeCurrent(fsys, dir, num); err != nil {
 			_ = db.Close()
 			return nil, err
 		}
 	} else {
-		if err := removeLeftovers(dir, num); err != nil {
+		if err := removeLeftovers(fsys, dir, num); err != nil {
 			return nil, err
 		}
-		if db, err = openPebble(dbPath(dir, num), o, true); err != nil {
+		if db, err = openPebble(dbPath(fsys, dir, num), o, true); err != nil {
 			return nil, err
 		}
 	}
-	s := &Store{dir: dir, opts: o, dbNum: num}
+	s := &Store{dir: dir, fs: fsys, opts: o, dbNum: num}
 	if err := s.install(db); err != nil {
 		_ = db.Close()
 		return nil, err
@@ -190,47 +226,51 @@ func Open(dir string, o Options) (*Store, error) {
 	return s, nil
 }
 
-// install makes db the active database: it loads the applied index and
-// Meta from it and creates the reusable batches.
+// install makes db the active database: it loads the applied index, term
+// and Meta from it and creates the reusable batches.
 //
 // REQUIRES: applyMu and dbMu held exclusively, or s not yet shared.
 func (s *Store) install(db *pebbleDB) error {
-	applied, meta, err := loadState(db.DB)
+	st, err := loadState(db.DB)
 	if err != nil {
 		return err
 	}
 	s.db = db
 	s.batch = db.NewBatch()
-	s.applied.Store(applied)
-	s.meta.Store(&meta)
+	s.applied.Store(st.Index)
+	s.appliedTerm.Store(st.Term)
+	s.meta.Store(&st.Meta)
 	return nil
 }
 
-// loadState reads the applied index and Meta stored in db.
-func loadState(db *pebble.DB) (applied uint64, meta []byte, err error) {
+// loadState reads the applied index, term and Meta stored in db (all zero
+// for a database nothing was applied to).
+func loadState(db *pebble.DB) (SnapshotInfo, error) {
+	var st SnapshotInfo
 	v, closer, err := db.Get(appliedKey)
 	switch {
 	case errors.Is(err, pebble.ErrNotFound):
 	case err != nil:
-		return 0, nil, fmt.Errorf("kv: reading applied index: %w", err)
+		return SnapshotInfo{}, fmt.Errorf("kv: reading applied index: %w", err)
 	default:
-		if len(v) != 8 {
+		if len(v) != appliedRecordBytes {
 			_ = closer.Close()
-			return 0, nil, fmt.Errorf("kv: applied index record is %d bytes, want 8", len(v))
+			return SnapshotInfo{}, fmt.Errorf("kv: applied record is %d bytes, want %d", len(v), appliedRecordBytes)
 		}
-		applied = binary.BigEndian.Uint64(v)
+		st.Index = binary.BigEndian.Uint64(v[:8])
+		st.Term = binary.BigEndian.Uint64(v[8:])
 		_ = closer.Close()
 	}
 	v, closer, err = db.Get(metaKey)
 	switch {
 	case errors.Is(err, pebble.ErrNotFound):
 	case err != nil:
-		return 0, nil, fmt.Errorf("kv: reading meta: %w", err)
+		return SnapshotInfo{}, fmt.Errorf("kv: reading meta: %w", err)
 	default:
-		meta = bytes.Clone(v)
+		st.Meta = bytes.Clone(v)
 		_ = closer.Close()
 	}
-	return applied, meta, nil
+	return st, nil
 }
 
 // diskSlowThreshold is how long one disk operation may take before Pebble's
@@ -271,7 +311,7 @@ func openPebble(path string, o Options, mustExist bool) (*pebbleDB, error) {
 		memBytes = defaultMemTableBytes
 	}
 	logger := pebbleLogger{o.Logger}
-	fs, fsCloser := vfs.WithDiskHealthChecks(vfs.Default, diskSlowThreshold, nil, func(info vfs.DiskSlowInfo) {
+	fs, fsCloser := vfs.WithDiskHealthChecks(o.fs(), diskSlowThreshold, nil, func(info vfs.DiskSlowInfo) {
 		logger.Errorf("disk slow: %s", info)
 	})
 	cache := pebble.NewCache(cacheBytes)
@@ -301,6 +341,12 @@ func openPebble(path string, o Options, mustExist bool) (*pebbleDB, error) {
 // AppliedIndex is the index of the last entry applied, as restored from
 // Pebble on Open and advanced by Apply and Restore.
 func (s *Store) AppliedIndex() uint64 { return s.applied.Load() }
+
+// AppliedTerm is the term of the entry at AppliedIndex (0 if none was ever
+// applied), stored in the same batch as the index. Read together with
+// AppliedIndex from the goroutine that calls Apply and Restore, the two
+// describe the same entry.
+func (s *Store) AppliedTerm() uint64 { return s.appliedTerm.Load() }
 
 // Meta is the membership blob saved with the applied index (nil if none was
 // ever saved). The caller must not modify it.

@@ -53,17 +53,17 @@ func TestApplySemantics(t *testing.T) {
 
 	// Noop and conf-change entries only advance the index; meta is saved.
 	res = apply(t, s, []wire.Entry{
-		{Index: 17, Type: wire.EntryNoop},
-		{Index: 18, Type: wire.EntryConfChange, Data: []byte("cc")},
+		{Index: 17, Term: 2, Type: wire.EntryNoop},
+		{Index: 18, Term: 3, Type: wire.EntryConfChange, Data: []byte("cc")},
 	}, []byte("members-v2"))
 	if res[0].Status != wire.StatusOK || res[1].Status != wire.StatusOK || res[0].Value != nil || res[1].Value != nil {
 		t.Fatalf("noop/confchange results %+v", res)
 	}
-	if s.AppliedIndex() != 18 || string(s.Meta()) != "members-v2" {
-		t.Fatalf("AppliedIndex %d Meta %q", s.AppliedIndex(), s.Meta())
+	if s.AppliedIndex() != 18 || s.AppliedTerm() != 3 || string(s.Meta()) != "members-v2" {
+		t.Fatalf("AppliedIndex %d AppliedTerm %d Meta %q", s.AppliedIndex(), s.AppliedTerm(), s.Meta())
 	}
 	// A present key with an empty value reads as present and empty.
-	apply(t, s, entries(19, putCmd("empty", "")), nil)
+	apply(t, s, withTerm(3, entries(19, putCmd("empty", ""))), nil)
 	if v, ok, err := s.Get([]byte("empty")); err != nil || !ok || v == nil || len(v) != 0 {
 		t.Fatalf("Get(empty) = %q, %v, %v", v, ok, err)
 	}
@@ -124,12 +124,14 @@ func TestApplyGapPanics(t *testing.T) {
 	defer s.Close()
 	apply(t, s, entries(1, putCmd("a", "1")), nil)
 	for name, es := range map[string][]wire.Entry{
-		"gap after applied": entries(3, putCmd("a", "2")),
-		"gap inside batch":  {{Index: 2, Type: wire.EntryNoop}, {Index: 4, Type: wire.EntryNoop}},
+		"gap after applied":      entries(3, putCmd("a", "2")),
+		"gap inside batch":       {{Index: 2, Term: 1, Type: wire.EntryNoop}, {Index: 4, Term: 1, Type: wire.EntryNoop}},
+		"term below applied":     {{Index: 2, Term: 0, Type: wire.EntryNoop}},
+		"term down inside batch": {{Index: 2, Term: 2, Type: wire.EntryNoop}, {Index: 3, Term: 1, Type: wire.EntryNoop}},
 	} {
 		func() {
 			defer func() {
-				if r := recover(); r == nil || !strings.Contains(fmt.Sprint(r), "contiguously") {
+				if r := recover(); r == nil || !strings.Contains(fmt.Sprint(r), "invariant") {
 					t.Errorf("%s: recover() = %v, want an invariant panic", name, r)
 				}
 			}()
@@ -153,22 +155,26 @@ func TestRestart(t *testing.T) {
 			s := openT(t, dir, o)
 			m := model{}
 			data := workload(m, 1, 60)
-			apply(t, s, entries(1, data[:30]...), []byte("meta-30"))
+			// The log: entries 1..30 in term 2, 31..60 in term 4.
+			log := entries(1, data...)
+			withTerm(2, log[:30])
+			withTerm(4, log[30:])
+			apply(t, s, log[:30], []byte("meta-30"))
 			if err := s.Flush(); err != nil {
 				t.Fatal(err)
 			}
-			apply(t, s, entries(31, data[30:]...), []byte("meta-60"))
+			apply(t, s, log[30:], []byte("meta-60"))
 			s.crashClose()
 
 			s = openT(t, dir, o)
 			idx := s.AppliedIndex()
-			wantIdx, wantMeta := uint64(60), "meta-60"
+			wantIdx, wantTerm, wantMeta := uint64(60), uint64(4), "meta-60"
 			if disableWAL {
 				// The unflushed batch sat in the memtable: lost with the crash.
-				wantIdx, wantMeta = 30, "meta-30"
+				wantIdx, wantTerm, wantMeta = 30, 2, "meta-30"
 			}
-			if idx != wantIdx || string(s.Meta()) != wantMeta {
-				t.Fatalf("after crash: AppliedIndex %d Meta %q, want %d %q", idx, s.Meta(), wantIdx, wantMeta)
+			if idx != wantIdx || s.AppliedTerm() != wantTerm || string(s.Meta()) != wantMeta {
+				t.Fatalf("after crash: AppliedIndex %d AppliedTerm %d Meta %q, want %d %d %q", idx, s.AppliedTerm(), s.Meta(), wantIdx, wantTerm, wantMeta)
 			}
 			mAt := model{}
 			workload(mAt, 1, idx)
@@ -177,7 +183,7 @@ func TestRestart(t *testing.T) {
 			// Replay the whole log as the node would; only the missing
 			// suffix applies. The node passes the membership as of the
 			// batch's end again (meta is saved only with applied entries).
-			apply(t, s, entries(1, data...), []byte("meta-60"))
+			apply(t, s, log, []byte("meta-60"))
 			checkModel(t, s, m)
 			if err := s.Close(); err != nil {
 				t.Fatal(err)
@@ -185,8 +191,8 @@ func TestRestart(t *testing.T) {
 			// A clean Close flushes: everything survives.
 			s = openT(t, dir, o)
 			defer s.Close()
-			if s.AppliedIndex() != 60 || string(s.Meta()) != "meta-60" {
-				t.Fatalf("after clean restart: AppliedIndex %d Meta %q", s.AppliedIndex(), s.Meta())
+			if s.AppliedIndex() != 60 || s.AppliedTerm() != 4 || string(s.Meta()) != "meta-60" {
+				t.Fatalf("after clean restart: AppliedIndex %d AppliedTerm %d Meta %q", s.AppliedIndex(), s.AppliedTerm(), s.Meta())
 			}
 			checkModel(t, s, m)
 		})
@@ -199,14 +205,14 @@ func TestClosed(t *testing.T) {
 		t.Fatal(err)
 	}
 	checks := map[string]error{
-		"Close":   s.Close(),
-		"Apply":   s.Apply(entries(1, putCmd("a", "b")), nil, make([]Result, 1)),
-		"Flush":   s.Flush(),
-		"Restore": s.Restore(strings.NewReader("")),
+		"Close": s.Close(),
+		"Apply": s.Apply(entries(1, putCmd("a", "b")), nil, make([]Result, 1)),
+		"Flush": s.Flush(),
 	}
+	_, checks["Restore"] = s.Restore(strings.NewReader(""))
 	_, _, checks["Get"] = s.Get([]byte("a"))
 	_, checks["Hash"] = s.Hash()
-	_, _, checks["WriteSnapshot"] = s.WriteSnapshot(&bytes.Buffer{})
+	_, checks["WriteSnapshot"] = s.WriteSnapshot(&bytes.Buffer{})
 	for name, err := range checks {
 		if !errors.Is(err, ErrClosed) {
 			t.Errorf("%s after Close: %v, want ErrClosed", name, err)

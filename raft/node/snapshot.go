@@ -74,10 +74,11 @@ func (n *Node) sendSnapshot(m wire.Message) error {
 	}
 	defer os.Remove(f.Name())
 	defer f.Close()
-	index, meta, err := n.kv.WriteSnapshot(f)
+	info, err := n.kv.WriteSnapshot(f)
 	if err != nil {
 		return err
 	}
+	index, meta := info.Index, info.Meta
 	ms, err := decodeMembership(meta)
 	if err != nil {
 		return err
@@ -168,7 +169,7 @@ func (n *Node) installSnapshot(s wire.SnapshotMeta) error {
 	if err != nil {
 		return err
 	}
-	err = n.kv.Restore(f)
+	_, err = n.kv.Restore(f)
 	f.Close()
 	if err != nil {
 		return fmt.Errorf("node: restore snapshot %d: %w", s.Index, err)
