@@ -42,6 +42,10 @@ func run() (err error) {
 	flag.BoolVar(&opts.batchApplyCh, "batch-apply", true, "raft.Config.BatchApplyCh")
 	flag.IntVar(&opts.maxAppendEntries, "max-append-entries", defaultMaxAppendEntries, "raft.Config.MaxAppendEntries (hashicorp default 64, max 1024)")
 	flag.Parse()
+	if err := bench.CheckFlags(flag.CommandLine, &cfg); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
 	if cfg.WriteFraction != 1 || cfg.StaleReads {
 		return errors.New("only writes are supported: -writes must be 1 and -stale unset")
 	}
