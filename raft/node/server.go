@@ -184,7 +184,8 @@ func (s *clientServer) serve(c net.Conn) {
 			n.log.Warn("client sent malformed request; closing", "remote", c.RemoteAddr(), "err", err)
 			return
 		}
-		n.Submit(&req, func(resp *wire.ClientResponse) { out <- resp })
+		op := opLabel(req.Op, req.Flags)
+		n.Submit(&req, func(resp *wire.ClientResponse) { n.metrics.clientAnswered(op, resp.Status); out <- resp })
 	}
 }
 
