@@ -7,13 +7,17 @@ BENCHTIME ?= 1s
 COUNT     ?= 5
 PKGS      ?= ./...
 
-.PHONY: help test fmt-check vet bench bench-cluster fuzz build sim chaos compare clean
+.PHONY: help test monitoring-check fmt-check vet bench bench-cluster fuzz build sim chaos compare clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
-test: fmt-check vet ## gofmt check, go vet, and the race-enabled test suite (~15 min budget)
+test: fmt-check vet ## gofmt check, go vet, the race-enabled test suite (~15 min budget), and the monitoring files check
 	$(GO) test -race -timeout 20m $(PKGS)
+	$(MAKE) monitoring-check
+
+monitoring-check: ## docs/monitoring: alert rules parse (rulefmt), every metric the rules and dashboard use is exposed by a live node, promlint (own module: go mod download there first to run offline)
+	cd docs/monitoring/check && $(GO) vet ./... && $(GO) test -race -timeout 5m ./...
 
 fmt-check: ## fail if any Go file is not gofmt-clean
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

@@ -44,7 +44,7 @@ func (nopTarget) Do(context.Context, *Op) error { return nil }
 // a target that does nothing: the floor under every measured latency and
 // the CPU the load generator takes from a co-located cluster.
 func BenchmarkClosedLoopDriverOverhead(b *testing.B) {
-	cfg := Config{Clients: 8, Inflight: 1, Duration: 200 * time.Millisecond, Warmup: -1}
+	cfg := Config{Clients: 8, Inflight: 1, Duration: 200 * time.Millisecond, WriteFraction: 1}
 	b.ReportAllocs()
 	var ops uint64
 	for b.Loop() {

@@ -111,7 +111,8 @@ const (
 	DistZipfian = "zipfian"
 )
 
-// Defaults applied by Config.withDefaults for zero fields.
+// Defaults: DefaultConfig's values, and what withDefaults puts in the
+// fields whose zero has no meaning (see Config).
 const (
 	defaultClients       = 64
 	defaultInflight      = 1
@@ -120,6 +121,7 @@ const (
 	defaultKeys          = 100_000
 	defaultDuration      = 10 * time.Second
 	defaultWarmup        = 2 * time.Second
+	defaultSeed          = 1
 	// defaultMaxOutstanding bounds open-loop concurrency when the caller
 	// gives none: enough for 256k ops/s at 1 ms latency.
 	defaultMaxOutstanding = 256
@@ -131,7 +133,8 @@ const (
 	zipfS = 1.1
 )
 
-// Bounds on the configuration, so memory stays bounded.
+// Bounds on the configuration, so memory stays bounded and a typo (a
+// missing unit, an extra zero) is refused instead of run.
 const (
 	// maxWorkers bounds concurrent outstanding requests. Each worker owns a
 	// full-range latency histogram (about 140 KiB), so 4096 workers cost
@@ -141,6 +144,18 @@ const (
 	maxPayloadBytes = 64 << 20
 	// keyBytes is the fixed key length: "k" + 15 hex digits of the key number.
 	keyBytes = 16
+	// maxKeys is the most key numbers 15 hex digits can name.
+	maxKeys = 1 << 60
+	// maxRateOpsPerSec bounds the open loop's rate: 100 ns between ops, far
+	// beyond what one pacer goroutine can schedule; more is a typo.
+	maxRateOpsPerSec = 10_000_000
+	// maxDuration bounds the window; the per-second series holds one point
+	// per second of it.
+	maxDuration = 24 * time.Hour
+	// maxWarmup, maxDrainTimeout and maxOpTimeout bound the other waits.
+	maxWarmup       = time.Hour
+	maxDrainTimeout = time.Hour
+	maxOpTimeout    = time.Hour
 )
 
 // Config describes one run: the load model, the operation mix, and labels
@@ -148,10 +163,11 @@ const (
 type Config struct {
 	// Clients is the number of logical clients. Closed loop: each keeps
 	// Inflight requests outstanding. Open loop: ops are spread over clients
-	// round-robin (Op.Client) for targets that route by client.
+	// round-robin (Op.Client) for targets that route by client. 0 means
+	// the default, 64 (no run has zero clients).
 	Clients int
 	// Inflight is the per-client pipeline depth in the closed loop, so that
-	// Clients*Inflight requests are outstanding at all times.
+	// Clients*Inflight requests are outstanding at all times. 0 means 1.
 	Inflight int
 	// RateOpsPerSec > 0 selects the open loop at this total rate. Latency is
 	// then measured from each op's scheduled send time, so a stall in the
@@ -161,21 +177,23 @@ type Config struct {
 	// bounded by it). When all are busy, scheduled ops wait and their latency
 	// includes the wait. Default 256 or Clients*Inflight, whichever is larger.
 	MaxOutstanding int
-	// WriteFraction is the share of ops that are writes (0..1). Default 1.
-	// Use a negative value to ask for 0 (reads only), since 0 means default.
+	// WriteFraction is the share of ops that are writes, 0..1, taken as
+	// given: 0 is reads only. DefaultConfig has 1 (writes only).
 	WriteFraction float64
 	// StaleReads marks reads as Stale (no linearizability check).
 	StaleReads bool
-	// PayloadBytes is the size of each written value. Default 128.
+	// PayloadBytes is the size of each written value, taken as given: 0
+	// writes empty values. DefaultConfig has 128.
 	PayloadBytes int
-	// Keys is the size of the key space. Default 100000.
+	// Keys is the size of the key space. 0 means the default, 100000.
 	Keys int
 	// Distribution is "uniform" (default) or "zipfian" over the key space.
 	Distribution string
-	// Duration is the measurement window after Warmup. Default 10s.
+	// Duration is the measurement window after Warmup. 0 means 10s.
 	Duration time.Duration
 	// Warmup runs load without recording, so caches, connections and
-	// batching reach steady state. Default 2s. Use a negative value for none.
+	// batching reach steady state. Taken as given: 0 is none. DefaultConfig
+	// has 2s.
 	Warmup time.Duration
 	// DrainTimeout bounds how long Run waits after the window for ops sent
 	// (or, open loop, scheduled) inside it. Default 10s.
@@ -183,7 +201,8 @@ type Config struct {
 	// OpTimeout, when > 0, gives each op a context deadline. Zero leaves
 	// timeouts to the target (a per-op timer costs an allocation).
 	OpTimeout time.Duration
-	// Seed makes key choice, op mix and payload bytes reproducible.
+	// Seed makes key choice, op mix and payload bytes reproducible; every
+	// value, 0 included, is a seed. DefaultConfig has 1.
 	Seed uint64
 	// ClassifyError overrides the error classifier; nil uses the Target's
 	// ErrorKind method if it has one, else ErrorKind.
@@ -204,22 +223,38 @@ type Config struct {
 	CPUPIDs []int
 }
 
-// withDefaults returns cfg with zero fields replaced by defaults, or an
-// error wrapping ErrInvalidConfig.
+// DefaultConfig is the load raftbench runs with no flags: 64 closed-loop
+// clients writing 128-byte values over 100000 uniform keys for 10s after a
+// 2s warm-up. Start a Config from it: the fields where zero is a real value
+// (WriteFraction, Warmup, PayloadBytes, RateOpsPerSec, OpTimeout, Seed)
+// are taken as given, so a zero Config{} runs reads only with no warm-up.
+func DefaultConfig() Config {
+	return Config{
+		Clients:       defaultClients,
+		Inflight:      defaultInflight,
+		WriteFraction: defaultWriteFraction,
+		PayloadBytes:  defaultPayloadBytes,
+		Keys:          defaultKeys,
+		Distribution:  DistUniform,
+		Duration:      defaultDuration,
+		Warmup:        defaultWarmup,
+		DrainTimeout:  defaultDrainTimeout,
+		Seed:          defaultSeed,
+	}
+}
+
+// withDefaults returns cfg with defaults in the fields whose zero cannot
+// mean anything (Clients, Inflight, Keys, Distribution, Duration,
+// DrainTimeout, MaxOutstanding), or an error wrapping ErrInvalidConfig for
+// any value out of range. Fields where zero is a real value are never
+// replaced: a zero WriteFraction was once read as "default 1" and a reads
+// benchmark silently measured writes.
 func (cfg Config) withDefaults() (Config, error) {
 	if cfg.Clients == 0 {
 		cfg.Clients = defaultClients
 	}
 	if cfg.Inflight == 0 {
 		cfg.Inflight = defaultInflight
-	}
-	if cfg.WriteFraction == 0 {
-		cfg.WriteFraction = defaultWriteFraction
-	} else if cfg.WriteFraction < 0 {
-		cfg.WriteFraction = 0
-	}
-	if cfg.PayloadBytes == 0 {
-		cfg.PayloadBytes = defaultPayloadBytes
 	}
 	if cfg.Keys == 0 {
 		cfg.Keys = defaultKeys
@@ -230,12 +265,7 @@ func (cfg Config) withDefaults() (Config, error) {
 	if cfg.Duration == 0 {
 		cfg.Duration = defaultDuration
 	}
-	if cfg.Warmup == 0 {
-		cfg.Warmup = defaultWarmup
-	} else if cfg.Warmup < 0 {
-		cfg.Warmup = 0
-	}
-	if cfg.DrainTimeout <= 0 {
+	if cfg.DrainTimeout == 0 {
 		cfg.DrainTimeout = defaultDrainTimeout
 	}
 	if cfg.MaxOutstanding == 0 {
@@ -245,24 +275,30 @@ func (cfg Config) withDefaults() (Config, error) {
 		return cfg, fmt.Errorf("%w: "+format, append([]any{ErrInvalidConfig}, args...)...)
 	}
 	switch {
-	case cfg.Clients < 0 || cfg.Inflight < 0:
-		return bad("clients %d and inflight %d must be positive", cfg.Clients, cfg.Inflight)
+	case cfg.Clients < 0 || cfg.Clients > maxWorkers || cfg.Inflight < 0 || cfg.Inflight > maxWorkers:
+		return bad("clients %d and inflight %d must be in 1..%d", cfg.Clients, cfg.Inflight, maxWorkers)
 	case cfg.RateOpsPerSec <= 0 && cfg.Clients*cfg.Inflight > maxWorkers:
 		return bad("clients*inflight = %d exceeds %d", cfg.Clients*cfg.Inflight, maxWorkers)
 	case cfg.RateOpsPerSec > 0 && (cfg.MaxOutstanding < 1 || cfg.MaxOutstanding > maxWorkers):
 		return bad("max outstanding %d not in 1..%d", cfg.MaxOutstanding, maxWorkers)
-	case cfg.RateOpsPerSec < 0:
-		return bad("rate %v ops/s is negative", cfg.RateOpsPerSec)
-	case cfg.WriteFraction > 1:
-		return bad("write fraction %v above 1", cfg.WriteFraction)
+	case !(cfg.RateOpsPerSec >= 0 && cfg.RateOpsPerSec <= maxRateOpsPerSec):
+		return bad("rate %v ops/s not in 0..%d", cfg.RateOpsPerSec, maxRateOpsPerSec)
+	case !(cfg.WriteFraction >= 0 && cfg.WriteFraction <= 1):
+		return bad("write fraction %v not in 0..1", cfg.WriteFraction)
 	case cfg.PayloadBytes < 0 || cfg.PayloadBytes > maxPayloadBytes:
 		return bad("payload %d bytes not in 0..%d", cfg.PayloadBytes, maxPayloadBytes)
-	case cfg.Keys < 0:
-		return bad("keys %d is negative", cfg.Keys)
+	case cfg.Keys < 0 || cfg.Keys > maxKeys:
+		return bad("keys %d not in 1..%d", cfg.Keys, maxKeys)
 	case cfg.Distribution != DistUniform && cfg.Distribution != DistZipfian:
 		return bad("distribution %q is not %q or %q", cfg.Distribution, DistUniform, DistZipfian)
-	case cfg.Duration < 0:
-		return bad("duration %v is negative", cfg.Duration)
+	case cfg.Duration < 0 || cfg.Duration > maxDuration:
+		return bad("duration %v not in (0, %v]", cfg.Duration, maxDuration)
+	case cfg.Warmup < 0 || cfg.Warmup > maxWarmup:
+		return bad("warm-up %v not in 0..%v", cfg.Warmup, maxWarmup)
+	case cfg.DrainTimeout < 0 || cfg.DrainTimeout > maxDrainTimeout:
+		return bad("drain timeout %v not in (0, %v]", cfg.DrainTimeout, maxDrainTimeout)
+	case cfg.OpTimeout < 0 || cfg.OpTimeout > maxOpTimeout:
+		return bad("op timeout %v not in 0..%v", cfg.OpTimeout, maxOpTimeout)
 	}
 	return cfg, nil
 }

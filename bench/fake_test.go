@@ -135,6 +135,6 @@ func (f *fakeLag) SampleLag(ctx context.Context) (LagSample, error) {
 func shortCfg() Config {
 	return Config{
 		Clients: 4, Inflight: 2, Duration: 300 * time.Millisecond, Warmup: 50 * time.Millisecond,
-		PayloadBytes: 64, Keys: 1000, Seed: 7, System: "fake", Version: "test", Mode: "mem", Nodes: 3,
+		WriteFraction: 1, PayloadBytes: 64, Keys: 1000, Seed: 7, System: "fake", Version: "test", Mode: "mem", Nodes: 3,
 	}
 }

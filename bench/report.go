@@ -193,9 +193,12 @@ func (r *Report) WriteJSON(w io.Writer) error {
 	return enc.Encode(r)
 }
 
-// WriteSummary writes a short human-readable summary.
+// WriteSummary writes a short human-readable summary. Its first line is
+// the effective load (LoadLine), so a run that measured something other
+// than what was meant says so before any number.
 func (r *Report) WriteSummary(w io.Writer) error {
 	bw := bufio.NewWriter(w)
+	fmt.Fprintln(bw, r.LoadLine())
 	label := r.System
 	if r.Version != "" {
 		label += " " + r.Version
@@ -203,14 +206,7 @@ func (r *Report) WriteSummary(w io.Writer) error {
 	if r.Mode != "" {
 		label += " (" + r.Mode + ")"
 	}
-	fmt.Fprintf(bw, "%s, %d nodes, %s loop", label, r.Nodes, r.LoadModel)
-	if r.LoadModel == "open" {
-		fmt.Fprintf(bw, " at %.0f ops/s (max %d outstanding)", r.RateOpsPerSec, r.MaxOutstanding)
-	} else {
-		fmt.Fprintf(bw, ", %d clients x %d inflight", r.Clients, r.Inflight)
-	}
-	fmt.Fprintf(bw, ", %d B payload, %.0f%% writes, %d keys %s\n",
-		r.Payload, r.WriteFraction*100, r.Keys, r.Distribution)
+	fmt.Fprintf(bw, "%s, %d nodes, %d B payload, %d keys %s\n", label, r.Nodes, r.Payload, r.Keys, r.Distribution)
 	fmt.Fprintf(bw, "window %.1fs after %.1fs warm-up: %d ops, %.0f ops/s, %d errors",
 		r.DurationS, r.WarmupS, r.Ops, r.OpsPerS, r.Errors)
 	if len(r.ErrorsByKind) > 0 {
@@ -261,6 +257,33 @@ func (r *Report) WriteSummary(w io.Writer) error {
 		fmt.Fprintf(bw, "note: %s\n", n)
 	}
 	return bw.Flush()
+}
+
+// LoadLine names the load a run applied, from the effective (defaulted)
+// settings: the mix, whether reads were stale or linearizable, and the
+// load model with its rate or concurrency. For example
+// "load: reads only (stale), closed loop, 64 clients x 1 inflight".
+func (r *Report) LoadLine() string {
+	var mix string
+	switch {
+	case r.WriteFraction >= 1:
+		mix = "writes only"
+	case r.WriteFraction <= 0:
+		mix = "reads only"
+	default:
+		mix = fmt.Sprintf("%.4g%% writes, %.4g%% reads", r.WriteFraction*100, (1-r.WriteFraction)*100)
+	}
+	if r.WriteFraction < 1 {
+		if r.StaleReads {
+			mix += " (stale)"
+		} else {
+			mix += " (linearizable)"
+		}
+	}
+	if r.LoadModel == "open" {
+		return fmt.Sprintf("load: %s, open loop at %.0f ops/s (max %d outstanding)", mix, r.RateOpsPerSec, r.MaxOutstanding)
+	}
+	return fmt.Sprintf("load: %s, closed loop, %d clients x %d inflight", mix, r.Clients, r.Inflight)
 }
 
 // fmtUs formats microseconds with a unit that keeps 3 significant digits.

@@ -198,7 +198,7 @@ func checkPNG(t *testing.T, path string) {
 
 func TestSweepWritesTableAndPlot(t *testing.T) {
 	cfg := shortCfg()
-	cfg.Duration, cfg.Warmup = 150*time.Millisecond, -1
+	cfg.Duration, cfg.Warmup = 150*time.Millisecond, 0
 	var setups, closes int
 	setup := func(ctx context.Context, pc Config) (Target, LagSource, func() error, error) {
 		setups++
@@ -275,7 +275,7 @@ func TestProgressLine(t *testing.T) {
 // every file (empty histogram, empty series plots) instead of failing.
 func TestWriteOutWithNoSuccessfulOps(t *testing.T) {
 	cfg := shortCfg()
-	cfg.Duration, cfg.Warmup = 100*time.Millisecond, -1
+	cfg.Duration, cfg.Warmup = 100*time.Millisecond, 0
 	ft := &fakeTarget{delay: time.Millisecond, fail: func(uint64) error { return ErrNotLeader }}
 	rep, err := Run(context.Background(), cfg, ft, nil, nil)
 	if err != nil {

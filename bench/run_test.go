@@ -67,7 +67,7 @@ func openLoopSlots(rate float64, d time.Duration) uint64 {
 
 func TestOpenLoopSendsEveryScheduledOp(t *testing.T) {
 	cfg := shortCfg()
-	cfg.Warmup = -1
+	cfg.Warmup = 0
 	cfg.RateOpsPerSec = 2000
 	cfg.Duration = 400 * time.Millisecond
 	cfg.MaxOutstanding = 8
@@ -100,7 +100,7 @@ func TestOpenLoopSendsEveryScheduledOp(t *testing.T) {
 func TestOpenLoopCountsStall(t *testing.T) {
 	const stall = 200 * time.Millisecond
 	cfg := shortCfg()
-	cfg.Warmup = -1
+	cfg.Warmup = 0
 	cfg.RateOpsPerSec = 1000
 	cfg.Duration = 600 * time.Millisecond
 	cfg.MaxOutstanding = 4
@@ -176,7 +176,7 @@ var errShed = errors.New("load shed")
 
 func TestRunCountsErrorsByKind(t *testing.T) {
 	cfg := shortCfg()
-	cfg.Warmup = -1
+	cfg.Warmup = 0
 	cfg.RateOpsPerSec = 1000
 	cfg.Duration = 300 * time.Millisecond
 	ft := &fakeTarget{fail: func(n uint64) error {
@@ -241,7 +241,7 @@ func TestRunCountsErrorsByKind(t *testing.T) {
 
 func TestDrainTimeoutCancelsStuckOps(t *testing.T) {
 	cfg := shortCfg()
-	cfg.Warmup = -1
+	cfg.Warmup = 0
 	cfg.Duration = 100 * time.Millisecond
 	cfg.DrainTimeout = 100 * time.Millisecond
 	// Every call hangs until the run cancels it.

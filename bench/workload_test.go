@@ -41,9 +41,20 @@ func TestOpGenMixAndDeterminism(t *testing.T) {
 	if writes < 850 || writes > 1150 {
 		t.Fatalf("%d writes of %d at fraction 0.25", writes, n)
 	}
-	readsOnly, _ := Config{WriteFraction: -1}.withDefaults()
-	if readsOnly.WriteFraction != 0 {
-		t.Fatalf("negative write fraction should mean 0, got %v", readsOnly.WriteFraction)
+	readsOnly, err := Config{WriteFraction: 0}.withDefaults()
+	if err != nil || readsOnly.WriteFraction != 0 {
+		t.Fatalf("a zero write fraction must stay 0 (reads only), got %v, %v", readsOnly.WriteFraction, err)
+	}
+	g := newOpGen(&readsOnly, 0)
+	var op Op
+	for i := 0; i < 1000; i++ {
+		g.next(&op)
+		if op.Write {
+			t.Fatal("write fraction 0 produced a write")
+		}
+	}
+	if _, err := (Config{WriteFraction: -1}).withDefaults(); !errors.Is(err, ErrInvalidConfig) {
+		t.Fatalf("negative write fraction: %v, want ErrInvalidConfig", err)
 	}
 }
 
@@ -94,7 +105,7 @@ func TestRegisterFlags(t *testing.T) {
 	var cfg Config
 	fs := flag.NewFlagSet("t", flag.ContinueOnError)
 	RegisterFlags(fs, &cfg)
-	if err := fs.Parse([]string{"-clients", "8", "-rate", "500", "-dist", "zipfian", "-warmup", "-1s", "-write-fraction", "0.5"}); err != nil {
+	if err := fs.Parse([]string{"-clients", "8", "-rate", "500", "-dist", "zipfian", "-warmup", "0s", "-write-fraction", "0.5"}); err != nil {
 		t.Fatal(err)
 	}
 	got, err := cfg.withDefaults()

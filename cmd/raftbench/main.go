@@ -31,6 +31,8 @@ import (
 
 	"github.com/raftpipe/raftpipe/bench"
 	"github.com/raftpipe/raftpipe/bench/cluster"
+	"github.com/raftpipe/raftpipe/raft/kv"
+	"github.com/raftpipe/raftpipe/raft/node"
 )
 
 func main() {
@@ -46,6 +48,18 @@ func main() {
 
 // usageError marks bad flags (exit status 2).
 type usageError struct{ error }
+
+// Bounds on raftbench's own flags.
+const (
+	// maxNodes bounds -nodes: an embedded cluster shares this machine's
+	// cores, and more than 9 replicas of one group is not a deployment.
+	maxNodes = 9
+	// maxConns bounds -conns: the nodes accept node.DefaultMaxClientConns
+	// connections each, shared with every other client.
+	maxConns = node.DefaultMaxClientConns
+	// maxSweepClients is bench's bound on outstanding requests.
+	maxSweepClients = 4096
+)
 
 // options are raftbench's own flags (the load flags live in bench.Config).
 type options struct {
@@ -76,15 +90,15 @@ func parse(args []string, stderr io.Writer) (bench.Config, options, error) {
 	bench.RegisterFlags(fs, &cfg)
 	fs.StringVar(&o.cluster, "cluster", "", "comma-separated client addresses (host:port) of an existing cluster, driven through the client protocol (the report's mode is \"cluster\"); empty = start an embedded local cluster")
 	fs.StringVar(&o.admin, "admin", "", "with -cluster: comma-separated admin HTTP addresses, polled (GET /status) every 100ms for follower lag")
-	fs.Uint64Var(&o.clusterID, "cluster-id", 1, "cluster ID sent in the client handshake (must match the nodes' -cluster-id)")
+	fs.Uint64Var(&o.clusterID, "cluster-id", 1, "cluster ID sent in the client handshake (must match the nodes' -cluster-id); non-zero")
 	fs.StringVar(&o.mode, "mode", "client", "client: requests go through the client protocol over TCP; direct: in-process calls on the embedded leader (no client protocol; like-for-like with libraries benchmarked in-process)")
-	fs.IntVar(&o.nodes, "nodes", 3, "embedded cluster size")
-	fs.IntVar(&o.conns, "conns", 4, "client mode: number of client connections (per node) shared by all clients; requests are pipelined on them")
+	fs.IntVar(&o.nodes, "nodes", 3, fmt.Sprintf("embedded cluster size, 1..%d (with -cluster the size is the address count)", maxNodes))
+	fs.IntVar(&o.conns, "conns", 4, fmt.Sprintf("client mode: number of client connections (per node) shared by all clients, 1..%d; requests are pipelined on them", maxConns))
 	fs.BoolVar(&o.json, "json", false, "print exactly one JSON object on stdout instead of the summary")
 	fs.StringVar(&o.out, "out", "", "also write the JSON, the .hgrm percentile distribution, a CSV time series and PNG plots into this directory")
-	fs.StringVar(&o.sweep, "sweep", "", "run the load at each point, e.g. clients=1,16,64,256; writes a throughput-latency table (and plot with -out)")
+	fs.StringVar(&o.sweep, "sweep", "", "closed loop: run the load at each point, e.g. clients=1,16,64,256 (each 1..4096); writes a throughput-latency table (and plot with -out); replaces -clients")
 	fs.BoolVar(&o.quiet, "quiet", false, "no progress line on stderr")
-	fs.StringVar(&o.dir, "dir", "", "parent directory for the embedded cluster's data (default $TMPDIR); put it on the disk you want to measure")
+	fs.StringVar(&o.dir, "dir", "", "parent directory for the embedded cluster's data and the -fsync-probe file (default $TMPDIR); put it on the disk you want to measure")
 	fs.BoolVar(&o.fsync, "fsync-probe", false, "before the run, measure and print this disk's write+fdatasync latency (1000 x 4 KiB)")
 	fs.StringVar(&o.cpuPIDs, "cpu-pids", "", "with -cluster: comma-separated PIDs of the cluster's processes on this host, whose CPU (/proc/PID/stat) is added to raftbench's own in cpu_us_per_op")
 	if err := fs.Parse(args); err != nil {
@@ -96,23 +110,8 @@ func parse(args []string, stderr io.Writer) (bench.Config, options, error) {
 	if fs.NArg() > 0 {
 		return cfg, o, usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
 	}
-	switch o.mode {
-	case "client":
-	case "direct":
-		if o.cluster != "" {
-			return cfg, o, usageError{errors.New("-mode direct needs the embedded cluster (no -cluster)")}
-		}
-	default:
-		return cfg, o, usageError{fmt.Errorf("-mode %q: want client or direct", o.mode)}
-	}
-	if o.nodes < 1 || o.nodes > 9 {
-		return cfg, o, usageError{fmt.Errorf("-nodes %d: want 1..9", o.nodes)}
-	}
-	if o.conns < 1 {
-		return cfg, o, usageError{fmt.Errorf("-conns %d: want >= 1", o.conns)}
-	}
-	if o.admin != "" && o.cluster == "" {
-		return cfg, o, usageError{errors.New("-admin goes with -cluster")}
+	if err := checkOptions(fs, &cfg, &o); err != nil {
+		return cfg, o, usageError{err}
 	}
 	if o.cpuPIDs != "" && o.cluster == "" {
 		return cfg, o, usageError{errors.New("-cpu-pids goes with -cluster (an embedded cluster is in raftbench's own process)")}
@@ -136,6 +135,57 @@ func parse(args []string, stderr io.Writer) (bench.Config, options, error) {
 		cfg.Nodes = len(splitList(o.cluster))
 	}
 	return cfg, o, nil
+}
+
+// checkOptions refuses values out of range and flags that would be
+// ignored in the combination given, naming the flags. set is told apart
+// from a default with fs.Visit, so a flag that does nothing here is an
+// error instead of a silent no-op.
+func checkOptions(fs *flag.FlagSet, cfg *bench.Config, o *options) error {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if err := bench.CheckFlags(fs, cfg); err != nil {
+		return err
+	}
+	embedded := o.cluster == ""
+	switch {
+	case cfg.PayloadBytes > kv.MaxValueBytes:
+		return fmt.Errorf("-payload %d: raftpipe values are at most %d bytes; want 0..%d", cfg.PayloadBytes, kv.MaxValueBytes, kv.MaxValueBytes)
+	case o.mode != "client" && o.mode != "direct":
+		return fmt.Errorf("-mode %q: want client or direct", o.mode)
+	case o.mode == "direct" && !embedded:
+		return errors.New("-mode direct needs the embedded cluster (no -cluster)")
+	case o.mode == "direct" && set["conns"]:
+		return errors.New("-conns sets client connections: it does nothing with -mode direct")
+	case o.nodes < 1 || o.nodes > maxNodes:
+		return fmt.Errorf("-nodes %d: want 1..%d", o.nodes, maxNodes)
+	case set["nodes"] && !embedded:
+		return errors.New("-nodes sizes the embedded cluster: with -cluster the size is the number of addresses")
+	case o.conns < 1 || o.conns > maxConns:
+		return fmt.Errorf("-conns %d: want 1..%d", o.conns, maxConns)
+	case o.clusterID == 0:
+		return errors.New("-cluster-id 0: want 1..18446744073709551615 (nodes refuse cluster ID 0)")
+	case o.admin != "" && embedded:
+		return errors.New("-admin goes with -cluster")
+	case set["dir"] && !embedded && !o.fsync:
+		return errors.New("-dir places the embedded cluster's data or the -fsync-probe file: with -cluster it needs -fsync-probe")
+	case o.sweep != "" && cfg.RateOpsPerSec > 0:
+		return errors.New("-sweep clients=... sweeps the closed loop: it cannot go with -rate")
+	case o.sweep != "" && set["clients"]:
+		return errors.New("-sweep clients=... sets the client count of each point: drop -clients")
+	}
+	if o.sweep != "" {
+		points, err := parseSweep(o.sweep)
+		if err != nil {
+			return err
+		}
+		for _, n := range points {
+			if n*cfg.Inflight > maxSweepClients {
+				return fmt.Errorf("-sweep point %d clients x -inflight %d = %d requests outstanding, above the bound of %d", n, cfg.Inflight, n*cfg.Inflight, maxSweepClients)
+			}
+		}
+	}
+	return nil
 }
 
 func run(args []string, stdout, stderr io.Writer) error {
@@ -259,8 +309,8 @@ func parseSweep(s string) ([]int, error) {
 	var out []int
 	for _, f := range splitList(list) {
 		n, err := strconv.Atoi(f)
-		if err != nil || n < 1 {
-			return nil, fmt.Errorf("-sweep: %q is not a positive client count", f)
+		if err != nil || n < 1 || n > maxSweepClients {
+			return nil, fmt.Errorf("-sweep: %q is not a client count in 1..%d", f, maxSweepClients)
 		}
 		out = append(out, n)
 	}

@@ -26,6 +26,9 @@ const (
 	defaultAdminTimeout = 40 * time.Second
 	// maxAdminResponseBytes bounds a response body read into memory.
 	maxAdminResponseBytes = 4 << 20
+	// maxAdminTimeout bounds -timeout; an admin command that needs longer
+	// is stuck, and a typo (-timeout 40000s) should not hang a script.
+	maxAdminTimeout = time.Hour
 	// transferPollInterval is how often `admin transfer` re-reads /status
 	// while waiting for the new leader.
 	transferPollInterval = 50 * time.Millisecond
@@ -66,8 +69,8 @@ func adminCommand(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "raftnode admin: -addr: %v\n", err)
 		return exitUsage
 	}
-	if *timeout <= 0 {
-		fmt.Fprintf(stderr, "raftnode admin: -timeout must be positive\n")
+	if *timeout <= 0 || *timeout > maxAdminTimeout {
+		fmt.Fprintf(stderr, "raftnode admin: -timeout %v: must be in (0s, %v]\n", *timeout, maxAdminTimeout)
 		return exitUsage
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)

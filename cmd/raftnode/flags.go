@@ -27,6 +27,9 @@ const (
 	maxTickInterval = 10 * time.Second
 	// maxElectionTicks bounds -election-ticks for the same reason.
 	maxElectionTicks = 10_000
+	// maxLogEntriesSetting bounds -snapshot-entries and -retain-entries:
+	// 100M entries of 128 B is a 12 GiB log kept on disk; more is a typo.
+	maxLogEntriesSetting = 100_000_000
 	// maxWALSyncDelay bounds -wal-sync-delay: it adds to every write's
 	// latency, and a delay near an election timeout makes followers miss
 	// heartbeats' acknowledgements.
@@ -241,7 +244,7 @@ func readBounded(path string, limit int64) ([]byte, error) {
 // advertise addresses, TLS, log level). Every error wraps errUsage.
 func (o *runOptions) validate() error {
 	if o.id == 0 {
-		return usageErrorf("-id is required and must be non-zero")
+		return usageErrorf("-id is required and must be non-zero (1..18446744073709551615)")
 	}
 	if o.clusterID == 0 {
 		return usageErrorf("-cluster-id is required and must be non-zero (every node and client of the cluster uses the same value)")
@@ -275,22 +278,25 @@ func (o *runOptions) validate() error {
 		return err
 	}
 	if o.tick <= 0 || o.tick > maxTickInterval {
-		return usageErrorf("-tick %v: must be positive and at most %v", o.tick, maxTickInterval)
+		return usageErrorf("-tick %v: must be in (0s, %v]", o.tick, maxTickInterval)
 	}
-	if o.heartbeatTicks < 1 {
-		return usageErrorf("-heartbeat-ticks %d: must be at least 1", o.heartbeatTicks)
+	if o.heartbeatTicks < 1 || o.heartbeatTicks >= maxElectionTicks {
+		return usageErrorf("-heartbeat-ticks %d: must be in 1..%d and below -election-ticks", o.heartbeatTicks, maxElectionTicks-1)
 	}
 	if o.electionTicks <= o.heartbeatTicks || o.electionTicks > maxElectionTicks {
-		return usageErrorf("-election-ticks %d: must exceed -heartbeat-ticks (%d) and be at most %d", o.electionTicks, o.heartbeatTicks, maxElectionTicks)
+		return usageErrorf("-election-ticks %d: must be in %d..%d (above -heartbeat-ticks %d)", o.electionTicks, o.heartbeatTicks+1, maxElectionTicks, o.heartbeatTicks)
 	}
-	if o.snapshotEntries == 0 {
-		return usageErrorf("-snapshot-entries must be at least 1")
+	if o.snapshotEntries == 0 || o.snapshotEntries > maxLogEntriesSetting {
+		return usageErrorf("-snapshot-entries %d: must be in 1..%d", o.snapshotEntries, maxLogEntriesSetting)
 	}
-	if o.retainEntries == 0 {
-		return usageErrorf("-retain-entries must be at least 1")
+	// 0 would compact right up to the flush point and send every follower
+	// that is one batch behind a snapshot; the node reads 0 as its default,
+	// so refuse it here rather than run with a value nobody typed.
+	if o.retainEntries == 0 || o.retainEntries > maxLogEntriesSetting {
+		return usageErrorf("-retain-entries %d: must be in 1..%d", o.retainEntries, maxLogEntriesSetting)
 	}
 	if o.walSyncDelay < 0 || o.walSyncDelay > maxWALSyncDelay {
-		return usageErrorf("-wal-sync-delay %v: must be between 0 and %v", o.walSyncDelay, maxWALSyncDelay)
+		return usageErrorf("-wal-sync-delay %v: must be in 0s..%v", o.walSyncDelay, maxWALSyncDelay)
 	}
 	if err := o.logLevel.UnmarshalText([]byte(o.logLevelRaw)); err != nil {
 		return usageErrorf("-log-level %q: want debug, info, warn or error", o.logLevelRaw)

@@ -72,12 +72,13 @@ func (n *Node) Submit(req *wire.ClientRequest, cb func(*wire.ClientResponse)) {
 // this node cannot take it.
 func (n *Node) propose1(data []byte, cb func(proposalResult)) {
 	if !n.isLeader.Load() {
+		n.metrics.proposalFailed(failNotLeader, 1)
 		cb(proposalResult{status: wire.StatusNotLeader, leaderHint: n.leaderHint()})
 		return
 	}
 	if n.ap.pending.Add(1) > int64(n.cfg.MaxPendingProposals) {
 		n.ap.pending.Add(-1)
-		n.metrics.busy.Add(1)
+		n.metrics.proposalBusy()
 		cb(proposalResult{status: wire.StatusBusy})
 		return
 	}
@@ -89,7 +90,7 @@ func (n *Node) propose1(data []byte, cb func(proposalResult)) {
 	select {
 	case n.propc <- p:
 	default:
-		n.metrics.busy.Add(1)
+		n.metrics.proposalBusy()
 		p.finish(proposalResult{status: wire.StatusBusy})
 	}
 }
@@ -113,7 +114,7 @@ func (n *Node) staleGet(req *wire.ClientRequest, cb func(*wire.ClientResponse)) 
 // first, writes report ErrUnknownOutcome (the write may still apply).
 func (n *Node) Do(ctx context.Context, req *wire.ClientRequest) (*wire.ClientResponse, error) {
 	ch := make(chan *wire.ClientResponse, 1)
-	n.Submit(req, func(r *wire.ClientResponse) { ch <- r })
+	n.Submit(req, func(r *wire.ClientResponse) { n.metrics.clientAnswered(opLabel(req.Op, req.Flags), r.Status); ch <- r })
 	select {
 	case r := <-ch:
 		return r, nil
@@ -121,6 +122,7 @@ func (n *Node) Do(ctx context.Context, req *wire.ClientRequest) (*wire.ClientRes
 		if req.Op == wire.OpGet {
 			return nil, ctx.Err()
 		}
+		n.metrics.proposalFailed(failTimeout, 1)
 		return nil, fmt.Errorf("%w: %w", ErrUnknownOutcome, ctx.Err())
 	}
 }

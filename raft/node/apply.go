@@ -239,6 +239,7 @@ func (a *applier) run() {
 
 // apply applies one batch in one Pebble batch and answers its writers.
 func (a *applier) apply(ents []wire.Entry, meta []byte) error {
+	defer a.n.metrics.observeApply(monoNanos())
 	if cap(a.results) < len(ents) {
 		a.results = make([]kv.Result, len(ents))
 	}
@@ -251,6 +252,7 @@ func (a *applier) apply(ents []wire.Entry, meta []byte) error {
 		a.applied = last
 	}
 	a.n.metrics.applied.Add(uint64(len(ents)))
+	a.n.metrics.observeApplied(ents)
 
 	var found [64]*proposal
 	var idx [64]int
@@ -271,6 +273,7 @@ func (a *applier) apply(ents []wire.Entry, meta []byte) error {
 			if e.Term != w.term {
 				// Another leader's entry took this index: ours was
 				// overwritten and can never commit. Safe to retry.
+				a.n.metrics.proposalFailed(failOverwritten, 1)
 				w.finish(proposalResult{status: wire.StatusNotLeader, leaderHint: a.n.leaderHint()})
 				continue
 			}
@@ -325,6 +328,7 @@ func (a *applier) failAll(err error) {
 	a.mu.waiters = map[uint64]*proposal{}
 	a.mu.failed = err
 	a.mu.Unlock()
+	a.n.metrics.proposalFailed(failStopped, len(ws))
 	for _, w := range ws {
 		w.finish(proposalResult{status: wire.StatusUnknown, err: err})
 	}

@@ -153,6 +153,14 @@ func TestClusterWipedFollowerRejoinsBySnapshot(t *testing.T) {
 	if n.wal.FirstIndex() <= 1 {
 		t.Fatalf("rejoined node's log starts at %d: it was not restored from a snapshot", n.wal.FirstIndex())
 	}
+	// The transfer shows in the metrics at both ends.
+	var sent, sentBytes uint64
+	for _, m := range c.nodes {
+		sent, sentBytes = sent+m.metrics.snapSent[0].Load(), sentBytes+m.metrics.snapSentBytes.Load()
+	}
+	if recv, recvBytes := n.metrics.snapRecv[0].Load(), n.metrics.snapRecvBytes.Load(); sent < 1 || recv < 1 || sentBytes == 0 || recvBytes == 0 || count(&n.metrics.snapRecvTime) < 1 {
+		t.Errorf("snapshot metrics: sent %d (%d B), received %d (%d B)", sent, sentBytes, recv, recvBytes)
+	}
 }
 
 func TestClusterMembership(t *testing.T) {

@@ -12,7 +12,8 @@ import (
 	"github.com/raftpipe/raftpipe/wire"
 )
 
-// Defaults for Config fields left zero. Each bounds something that would
+// Defaults for Config fields left zero (zero has no meaning in any of
+// them; negative values are refused). Each bounds something that would
 // otherwise grow or wait without limit.
 const (
 	// DefaultTickInterval is one logical clock tick of the core. 50 ms with
@@ -171,9 +172,30 @@ func (cfg Config) withDefaults() (Config, error) {
 	if cfg.Bootstrap && !seen[cfg.ID] {
 		return cfg, fmt.Errorf("node: bootstrap members must include this node (%d)", cfg.ID)
 	}
-	def := func(p *int, v int) {
-		if *p <= 0 {
-			*p = v
+	// Zero means "the default" only in fields where zero cannot mean
+	// anything (no node runs with a zero tick or a zero-length queue); a
+	// negative value is refused rather than quietly replaced.
+	// RetainEntries is the exception to "zero has no meaning": 0 would
+	// compact right up to the flushed index, but a zero Config must give a
+	// working node, so 0 means the default and raftnode refuses 0 itself.
+	for _, f := range []struct {
+		name string
+		p    *int
+		v    int
+	}{
+		{"ElectionTicks", &cfg.ElectionTicks, DefaultElectionTicks},
+		{"HeartbeatTicks", &cfg.HeartbeatTicks, DefaultHeartbeatTicks},
+		{"MaxPendingProposals", &cfg.MaxPendingProposals, DefaultMaxPendingProposals},
+		{"MaxPendingReads", &cfg.MaxPendingReads, DefaultMaxPendingReads},
+		{"MaxInboxMsgs", &cfg.MaxInboxMsgs, DefaultMaxInboxMsgs},
+		{"MaxInflightMsgs", &cfg.MaxInflightMsgs, DefaultMaxInflightMsgs},
+		{"MaxClientConns", &cfg.MaxClientConns, DefaultMaxClientConns},
+	} {
+		if *f.p < 0 {
+			return cfg, fmt.Errorf("node: Config.%s %d is negative (0 means the default, %d)", f.name, *f.p, f.v)
+		}
+		if *f.p == 0 {
+			*f.p = f.v
 		}
 	}
 	def64 := func(p *uint64, v uint64) {
@@ -181,23 +203,28 @@ func (cfg Config) withDefaults() (Config, error) {
 			*p = v
 		}
 	}
-	if cfg.TickInterval <= 0 {
+	if cfg.TickInterval < 0 {
+		return cfg, fmt.Errorf("node: Config.TickInterval %v is negative (0 means the default, %v)", cfg.TickInterval, DefaultTickInterval)
+	}
+	if cfg.TickInterval == 0 {
 		cfg.TickInterval = DefaultTickInterval
 	}
-	def(&cfg.ElectionTicks, DefaultElectionTicks)
-	def(&cfg.HeartbeatTicks, DefaultHeartbeatTicks)
-	def(&cfg.MaxPendingProposals, DefaultMaxPendingProposals)
-	def(&cfg.MaxPendingReads, DefaultMaxPendingReads)
-	def(&cfg.MaxInboxMsgs, DefaultMaxInboxMsgs)
-	def(&cfg.MaxInflightMsgs, DefaultMaxInflightMsgs)
-	def(&cfg.MaxClientConns, DefaultMaxClientConns)
 	def64(&cfg.SnapshotEntries, DefaultSnapshotEntries)
 	def64(&cfg.RetainEntries, DefaultRetainEntries)
 	def64(&cfg.MaxSizePerMsgBytes, DefaultMaxSizePerMsgBytes)
 	def64(&cfg.MaxInflightBytes, DefaultMaxInflightBytes)
 	def64(&cfg.MaxUncommittedBytes, DefaultMaxUncommittedBytes)
-	if cfg.Wire.MaxFrameBytes == 0 {
+	// Only an all-zero Wire takes the defaults wholesale; a Wire with some
+	// fields set keeps them (replacing the whole struct because
+	// MaxFrameBytes was 0 used to drop a chosen compression silently), and
+	// a zero CompressThresholdBytes then means "compress everything".
+	if cfg.Wire == (wire.Options{}) {
 		cfg.Wire = wire.DefaultOptions()
+	} else if cfg.Wire.MaxFrameBytes == 0 {
+		cfg.Wire.MaxFrameBytes = wire.DefaultMaxFrameBytes
+	}
+	if err := cfg.Wire.Validate(); err != nil {
+		return cfg, fmt.Errorf("node: Config.Wire: %w", err)
 	}
 	cfg.KV.DisableWAL = !cfg.KeepPebbleWAL
 	if cfg.KV.MemTableBytes == 0 {

@@ -7,25 +7,11 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"strconv"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
-
-// counters are the node's own event counts, exported on /metrics.
-type counters struct {
-	// applied counts entries applied to the state machine.
-	applied atomic.Uint64
-	// busy counts requests refused with StatusBusy.
-	busy atomic.Uint64
-	// inboxDropped counts peer messages dropped because the loop's inbox
-	// was full.
-	inboxDropped atomic.Uint64
-	// compactions counts log compactions.
-	compactions atomic.Uint64
-}
 
 // adminRequestTimeout bounds one admin HTTP request's wait on the node.
 const adminRequestTimeout = 30 * time.Second
@@ -136,6 +122,9 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 		descWALEntries, descWALBytes, descWALSync, descBatchSize, descCompactions} {
 		ch <- d
 	}
+	for _, d := range countersDescs {
+		ch <- d
+	}
 }
 
 // Collect implements prometheus.Collector.
@@ -173,6 +162,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(descBusy, float64(n.metrics.busy.Load()))
 	counter(descDropped, float64(n.metrics.inboxDropped.Load()))
 	counter(descCompactions, float64(n.metrics.compactions.Load()))
+	n.metrics.collect(n, ch)
 	ws := n.wal.Stats()
 	counter(descWALBatches, float64(ws.Batches))
 	counter(descWALEntries, float64(ws.Entries))

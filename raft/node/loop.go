@@ -140,6 +140,7 @@ func (n *Node) step(m wire.Message) {
 		n.log.Warn("dropping message from an unknown node", "from", m.From, "type", m.Type)
 		return
 	}
+	n.metrics.rtt.onRecv(&m)
 	if err := n.rn.Step(m); err != nil {
 		n.log.Debug("step failed", "type", m.Type, "from", m.From, "err", err)
 	}
@@ -161,6 +162,7 @@ func (n *Node) ackPersisted() {
 func (n *Node) propose(data [][]byte, ws []*proposal) {
 	err := n.rn.Propose(data...)
 	if err != nil {
+		n.metrics.proposalFailed(failReasonOf(proposalRefused(err, n).status), len(ws))
 		for _, w := range ws {
 			w.finish(proposalRefused(err, n))
 		}
@@ -172,6 +174,7 @@ func (n *Node) propose(data [][]byte, ws []*proposal) {
 		w.index, w.term = first+uint64(i), term
 	}
 	n.ap.register(ws)
+	n.metrics.sampler.proposed(last, term)
 }
 
 // proposalRefused maps a core refusal to the answer a client sees. Every
@@ -215,6 +218,7 @@ func (n *Node) readIndex(reads []*readReq) {
 // See the call contract in raft/doc.go.
 func (n *Node) handleReady() error {
 	rd := n.rn.Ready()
+	n.metrics.observeReady(&rd)
 	if rd.SoftState != nil {
 		n.onSoftState(*rd.SoftState)
 	}
@@ -324,6 +328,7 @@ func (n *Node) leaderHint() string {
 // send hands one message to the transport; snapshots get their own
 // goroutine. A dropped MsgApp makes the leader probe the follower.
 func (n *Node) send(m *wire.Message) {
+	n.metrics.rtt.onSend(m)
 	if m.Type == wire.MsgSnap {
 		n.startSnapshotSend(*m)
 		return

@@ -444,6 +444,7 @@ func (n *Node) failQueued(err error) {
 	for {
 		select {
 		case p := <-n.propc:
+			n.metrics.proposalFailed(failStopped, 1)
 			p.finish(proposalResult{status: wire.StatusUnknown, err: err})
 		case r := <-n.readc:
 			r.finish(readResult{status: wire.StatusError, err: err})

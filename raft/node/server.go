@@ -190,9 +190,11 @@ func (s *clientServer) serve(c net.Conn) {
 			n.log.Warn("client sent malformed request; closing", "remote", c.RemoteAddr(), "err", err)
 			return
 		}
+		op := opLabel(req.Op, req.Flags)
 		s.unanswered.Add(1)
 		n.Submit(&req, func(resp *wire.ClientResponse) {
 			s.unanswered.Add(-1)
+			n.metrics.clientAnswered(op, resp.Status)
 			out <- resp
 		})
 	}

@@ -55,7 +55,9 @@ func (n *Node) startSnapshotSend(m wire.Message) {
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
+		start := time.Now()
 		err := n.sendSnapshot(m)
+		n.metrics.snapshotSent(start, err)
 		if err != nil {
 			n.log.Warn("snapshot send failed", "to", m.To, "err", err)
 		}
@@ -101,7 +103,7 @@ func (n *Node) sendSnapshot(m wire.Message) error {
 		}
 	}()
 	n.log.Info("sending snapshot", "to", m.To, "index", index)
-	return n.tr.SendSnapshot(ctx, &m, f)
+	return n.tr.SendSnapshot(ctx, &m, countingReader{f, &n.metrics.snapSentBytes})
 }
 
 // onSnapshot is the transport's snapshot handler: stage the stream in a
@@ -110,11 +112,12 @@ func (n *Node) sendSnapshot(m wire.Message) error {
 func (n *Node) onSnapshot(meta *wire.Message, body io.Reader) error {
 	dir := filepath.Join(n.cfg.DataDir, snapInDir)
 	f, err := os.CreateTemp(dir, fmt.Sprintf("from-%d-*", meta.From))
+	defer func(start time.Time) { n.metrics.snapshotReceived(start, err) }(time.Now())
 	if err != nil {
 		return err
 	}
 	name := f.Name()
-	_, err = io.Copy(f, body)
+	_, err = io.Copy(f, countingReader{body, &n.metrics.snapRecvBytes})
 	if err == nil {
 		err = f.Sync()
 	}

@@ -53,6 +53,10 @@ func run() (err error) {
 	flag.IntVar(&opts.nodes, "nodes", 3, "cluster size")
 	flag.StringVar(&opts.parentDir, "dir", "", "parent of the temporary data directory (default $TMPDIR)")
 	flag.Parse()
+	if err := bench.CheckFlags(flag.CommandLine, &cfg); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
 	preset := "default"
 	if *tuned {
 		preset = "tuned"

@@ -32,7 +32,7 @@ func testPeerRun(t *testing.T, opts clusterOptions) {
 	if leader == nil {
 		t.Fatal("no leader after startCluster returned")
 	}
-	cfg := bench.Config{Clients: 4, Duration: 300 * time.Millisecond, Warmup: 100 * time.Millisecond, System: "hashicorp-raft", Nodes: 3}
+	cfg := bench.Config{Clients: 4, WriteFraction: 1, Duration: 300 * time.Millisecond, Warmup: 100 * time.Millisecond, System: "hashicorp-raft", Nodes: 3}
 	target := newApplyTarget(c, leader, 5*time.Second)
 	rep, err := bench.Run(context.Background(), cfg, target, &lagSource{c: c, target: target}, nil)
 	if err != nil {
