@@ -437,7 +437,7 @@ func (l *Log) removeSegmentsBelow(below uint64) error {
 	l.mu.segs = l.mu.segs[removed:]
 	l.mu.Unlock()
 	if removed > 0 {
-		if serr := l.fs.SyncDir(l.dir); serr != nil && err == nil {
+		if serr := syncDir(l.fs, l.dir); serr != nil && err == nil {
 			err = fmt.Errorf("wal: sync dir after removing segments: %w", serr)
 		}
 	}

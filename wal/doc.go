@@ -38,10 +38,20 @@
 //
 // # Files
 //
+// Every disk operation goes through Options.FS, a Pebble vfs.FS (nil:
+// vfs.Default, the operating system's); tests hand in in-memory, crashable
+// or fault-injecting ones. Segment syncs are File.SyncData (fdatasync on
+// Linux). Open creates the directory if needed and syncs its parent, so a
+// power loss cannot take the new directory itself.
+//
 // The directory holds segment files named by a 20-digit decimal sequence
 // number and ".wal" (00000000000000000001.wal, ...), a file LOCK that Open
-// locks (flock) so that a second process cannot open the same log, and at
-// most one prepared segment, next-segment.prep (below). Other files are
+// locks (vfs.FS.Lock: on vfs.Default an fcntl write lock, so a second
+// process cannot open the same log, plus a check that refuses a second
+// Open of the same path in this process), and at most one prepared
+// segment, next-segment.prep (below). Segments are never replaced: vfs
+// Create and Rename overwrite, so the log checks that the name is free
+// first. Other files are
 // ignored. A batch that does not fit in the rest of the active segment
 // starts the next one. The directory is fsynced after a segment is created,
 // renamed into place or removed. Before a new segment is created the
@@ -50,9 +60,12 @@
 //
 // # Segment lifecycle
 //
-// Every segment file has its full size (SegmentBytes) from the start, so
-// that records are written inside the file and fdatasync never has to grow
-// it. Best is a file whose blocks were already written with zeros: an
+// A prepared segment file has its full size (SegmentBytes) from the start,
+// so that records are written inside the file and fdatasync never has to
+// grow it. (A fallocated one does not: vfs.Default's Preallocate keeps the
+// size, so its fdatasyncs also carry the size change, beside the extent
+// conversion they pay anyway; on MemFS Preallocate does nothing. Recovery
+// therefore accepts segments shorter than SegmentBytes.) Best is a file whose blocks were already written with zeros: an
 // fdatasync after writing into it flushes data only. A file that is merely
 // fallocated holds "unwritten" extents, and the first write into each block
 // forces an extent conversion, i.e. a journal commit, into that fdatasync
@@ -139,8 +152,10 @@
 // entry; 24 bytes each). At the first record that is zeroed, torn or fails
 // its CRC in segment s:
 //   - if the rest of s is all zeros, s ends there (normal);
-//   - else if s is the last segment, it is a torn tail: the file is cut at
-//     that offset and synced;
+//   - else if s is the last segment, it is a torn tail: it is cut at that
+//     offset by overwriting the bytes from there to the last non-zero byte
+//     with zeros, and synced (vfs.File has no Truncate; zeros read as the
+//     end of the log, and a recovered segment is never written again);
 //   - else it is corruption: Open fails with a *CorruptError (wrapping
 //     ErrCorrupt) naming the file and offset. Records are never skipped.
 //

@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"os/exec"
+	"strings"
 	"testing"
 
 	"github.com/raftpipe/raftpipe/wire"
@@ -75,8 +78,8 @@ func checkEntries(t *testing.T, l *Log, want []wire.Entry) {
 func TestAppendReadReopen(t *testing.T) {
 	for _, cache := range []int64{0, -1} {
 		t.Run(fmt.Sprintf("cache=%d", cache), func(t *testing.T) {
-			dir := t.TempDir()
-			o := testOpts()
+			dir := testDir
+			o := memOpts()
 			o.CacheBytes = cache
 			l := mustOpen(t, dir, o)
 			if l.FirstIndex() != 1 || l.LastIndex() != 0 {
@@ -148,7 +151,7 @@ func TestAppendReadReopen(t *testing.T) {
 }
 
 func TestEntriesMaxBytes(t *testing.T) {
-	l := mustOpen(t, t.TempDir(), testOpts())
+	l := mustOpen(t, testDir, memOpts())
 	defer l.Close()
 	es := make([]wire.Entry, 10)
 	for i := range es {
@@ -169,16 +172,75 @@ func TestEntriesMaxBytes(t *testing.T) {
 }
 
 // TestDirectoryLock: a second Open of the same directory fails while the
-// first is open, and succeeds after Close.
+// first is open, and succeeds after Close; on the OS (vfs.Default, whose
+// Lock also refuses a second lock in the same process) and in memory.
 func TestDirectoryLock(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		o    Options
+		dir  string
+	}{
+		{"os", testOpts(), t.TempDir()},
+		{"mem", memOpts(), testDir},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			l := mustOpen(t, c.dir, c.o)
+			if l2, err := Open(c.dir, c.o); err == nil {
+				l2.Close()
+				t.Fatal("second Open of a locked directory succeeded")
+			}
+			if err := l.Close(); err != nil {
+				t.Fatal(err)
+			}
+			mustOpen(t, c.dir, c.o).Close()
+		})
+	}
+}
+
+// lockChildEnv turns the test binary into a child that tries to open the
+// log in the directory it names and prints the outcome.
+const lockChildEnv = "WAL_LOCK_CHILD_DIR"
+
+// lockChild is the child of TestDirectoryLockOtherProcess.
+func lockChild(dir string) {
+	l, err := Open(dir, testOpts())
+	if err != nil {
+		fmt.Println("refused:", err)
+		return
+	}
+	l.Close()
+	fmt.Println("opened")
+}
+
+// TestDirectoryLockOtherProcess: vfs.Default's Lock (an fcntl lock) stops
+// a second process while the log is open, and the lock goes with Close.
+func TestDirectoryLockOtherProcess(t *testing.T) {
+	if testing.Short() {
+		t.Skip("spawns processes")
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
 	dir := t.TempDir()
+	child := func() string {
+		cmd := exec.Command(exe, "-test.run=^$")
+		cmd.Env = append(os.Environ(), lockChildEnv+"="+dir)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("child: %v: %s", err, out)
+		}
+		return string(out)
+	}
 	l := mustOpen(t, dir, testOpts())
-	if l2, err := Open(dir, testOpts()); err == nil {
-		l2.Close()
-		t.Fatal("second Open of a locked directory succeeded")
+	if out := child(); !strings.HasPrefix(out, "refused:") {
+		l.Close()
+		t.Fatalf("a second process opened a locked log: %q", out)
 	}
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
-	mustOpen(t, dir, testOpts()).Close()
+	if out := child(); out != "opened\n" {
+		t.Fatalf("after Close a second process could not open the log: %q", out)
+	}
 }

@@ -6,9 +6,10 @@ import (
 	"flag"
 	"fmt"
 	"math/rand/v2"
-	"path/filepath"
 	"sync"
 	"testing"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/raftpipe/raftpipe/wire"
 )
@@ -57,11 +58,12 @@ func TestModel(t *testing.T) {
 
 func runModel(t *testing.T, seed uint64, steps int) {
 	rng := rand.New(rand.NewPCG(seed, seed^0xabcdef))
-	dir := t.TempDir()
+	dir := testDir
+	fsys := vfs.NewMem()
 	o := Options{
 		SegmentBytes: int64(minSegmentBytes + rng.IntN(12<<10)),
 		CacheBytes:   []int64{-1, 700, 0}[rng.IntN(3)],
-		FS:           &faultFS{noSync: true},
+		FS:           fsys,
 		Logger:       quietLogger,
 	}
 	l := mustOpen(t, dir, o)
@@ -141,8 +143,7 @@ func runModel(t *testing.T, seed uint64, steps int) {
 				m.markerIndex = upTo
 			}
 			if compacted && upTo == m.last() {
-				segs, _ := filepath.Glob(filepath.Join(dir, "*"+segmentExt))
-				if len(segs) != 1 {
+				if segs := segmentPaths(t, fsys, dir); len(segs) != 1 {
 					t.Fatalf("step %d %s: %d segment files after compacting everything, want 1", step, what, len(segs))
 				}
 			}

@@ -1,10 +1,13 @@
 package wal
 
 import (
+	"encoding/binary"
 	"fmt"
 	"io"
 	"log/slog"
 	"path/filepath"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/raftpipe/raftpipe/wire"
 )
@@ -131,8 +134,8 @@ func scanSegment(name string, data []byte, last bool, visit func(r record, off i
 // recoverDir replays every segment in dir. It cuts a torn tail off the
 // last segment (durably) and removes a last segment whose header never
 // reached the disk; everything else that is wrong is an error.
-func recoverDir(fsys FS, dir string, log *slog.Logger) (*replayState, error) {
-	names, err := fsys.ReadDir(dir)
+func recoverDir(fsys vfs.FS, dir string, log *slog.Logger) (*replayState, error) {
+	names, err := listDir(fsys, dir)
 	if err != nil {
 		return nil, fmt.Errorf("wal: list %s: %w", dir, err)
 	}
@@ -175,7 +178,7 @@ func recoverDir(fsys FS, dir string, log *slog.Logger) (*replayState, error) {
 			if err := fsys.Remove(name); err != nil {
 				return nil, fmt.Errorf("wal: remove empty segment: %w", err)
 			}
-			if err := fsys.SyncDir(dir); err != nil {
+			if err := syncDir(fsys, dir); err != nil {
 				return nil, fmt.Errorf("wal: sync dir: %w", err)
 			}
 			break
@@ -202,7 +205,7 @@ func recoverDir(fsys FS, dir string, log *slog.Logger) (*replayState, error) {
 		st.segs = append(st.segs, seq)
 		if torn {
 			log.Warn("wal: cutting torn tail of last segment", "file", name, "offset", end, "size", len(data))
-			if err := cutTail(fsys, name, end); err != nil {
+			if err := cutTail(fsys, name, data, end); err != nil {
 				return nil, err
 			}
 		}
@@ -215,16 +218,20 @@ func recoverDir(fsys FS, dir string, log *slog.Logger) (*replayState, error) {
 
 // readWhole reads a segment file into *buf (reused across segments) after
 // checking its size against maxSegmentFileBytes.
-func readWhole(fsys FS, name string, buf *[]byte) ([]byte, error) {
+func readWhole(fsys vfs.FS, name string, buf *[]byte) ([]byte, error) {
 	f, err := fsys.Open(name)
 	if err != nil {
 		return nil, fmt.Errorf("wal: open %s: %w", name, err)
 	}
 	defer f.Close()
-	size, err := f.Size()
+	fi, err := f.Stat()
 	if err != nil {
 		return nil, fmt.Errorf("wal: stat %s: %w", name, err)
 	}
+	// A segment may be shorter than SegmentBytes: Preallocate need not
+	// change the size (vfs.Default keeps it, MemFS does nothing), so a
+	// fallocated segment is as long as what was written to it.
+	size := fi.Size()
 	if size > maxSegmentFileBytes+maxRecordPayloadBytes {
 		return nil, corruptf(name, 0, "file size %d above the limit", size)
 	}
@@ -238,20 +245,52 @@ func readWhole(fsys FS, name string, buf *[]byte) ([]byte, error) {
 	return data, nil
 }
 
-// cutTail truncates a torn last segment at end and syncs it, so that it
-// reads as a cleanly sealed segment from now on.
-func cutTail(fsys FS, name string, end int64) error {
-	f, err := fsys.OpenReadWrite(name)
+// cutTailChunkBytes bounds the zero buffer cutTail writes from.
+const cutTailChunkBytes = 64 << 10
+
+// cutTail cuts a torn tail off the last segment, whose whole image is data:
+// it overwrites data[end:] with zeros up to the end of the non-zero bytes
+// and syncs, so that the segment reads as cleanly ending at end from now on.
+// vfs.File has no Truncate, and zeros serve as well: a recovered segment is
+// never written again, and zeros read as the end of the log. A crash during
+// the cut leaves a prefix of the zeroing, which the next recovery cuts again.
+func cutTail(fsys vfs.FS, name string, data []byte, end int64) error {
+	nz := nonZeroEnd(data)
+	if nz <= end {
+		return nil
+	}
+	f, err := fsys.OpenReadWrite(name, writeCategory)
 	if err != nil {
 		return fmt.Errorf("wal: open %s to cut its tail: %w", name, err)
 	}
-	if err := f.Truncate(end); err != nil {
-		f.Close()
-		return fmt.Errorf("wal: cut %s at %d: %w", name, end, err)
+	zeros := make([]byte, min(nz-end, cutTailChunkBytes))
+	for off := end; off < nz; {
+		p := zeros[:min(int64(len(zeros)), nz-off)]
+		n, err := f.WriteAt(p, off)
+		if err == nil && n < len(p) {
+			err = io.ErrShortWrite
+		}
+		if err != nil {
+			f.Close()
+			return fmt.Errorf("wal: zero %s at %d: %w", name, off, err)
+		}
+		off += int64(n)
 	}
-	if err := f.Sync(); err != nil {
+	if err := f.SyncData(); err != nil {
 		f.Close()
 		return fmt.Errorf("wal: sync %s after cutting: %w", name, err)
 	}
 	return f.Close()
+}
+
+// nonZeroEnd is one past the last non-zero byte of b (0 if b is all zero).
+func nonZeroEnd(b []byte) int64 {
+	i := len(b)
+	for i >= 8 && binary.LittleEndian.Uint64(b[i-8:]) == 0 {
+		i -= 8
+	}
+	for i > 0 && b[i-1] == 0 {
+		i--
+	}
+	return int64(i)
 }

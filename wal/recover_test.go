@@ -2,22 +2,22 @@ package wal
 
 import (
 	"errors"
-	"os"
-	"path/filepath"
 	"testing"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/raftpipe/raftpipe/wire"
 )
 
 // recTestLog builds a closed log of single-entry batches (a hard state
-// every fifth) spanning several segments and returns its directory and
-// segment paths.
-func recTestLog(t *testing.T) (dir string, segs []string) {
+// every fifth) spanning several segments on an in-memory file system and
+// returns it, the log's directory and its segment paths.
+func recTestLog(t *testing.T) (fsys vfs.FS, dir string, segs []string) {
 	t.Helper()
-	dir = t.TempDir()
+	fsys, dir = vfs.NewMem(), testDir
 	o := testOpts()
 	o.SegmentBytes = minSegmentBytes
-	o.FS = &faultFS{noSync: true}
+	o.FS = fsys
 	l := mustOpen(t, dir, o)
 	for i := uint64(1); i <= 150; i++ {
 		var hs *wire.HardState
@@ -31,11 +31,11 @@ func recTestLog(t *testing.T) (dir string, segs []string) {
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
-	segs, _ = filepath.Glob(filepath.Join(dir, "*"+segmentExt))
+	segs = segmentPaths(t, fsys, dir)
 	if len(segs) < 3 {
 		t.Fatalf("want at least 3 segments, got %d", len(segs))
 	}
-	return dir, segs
+	return fsys, dir, segs
 }
 
 // recInfo is one record of a pristine segment, with the log's state after it.
@@ -67,10 +67,10 @@ func scanPristine(t *testing.T, name string, data []byte, last uint64, hs wire.H
 }
 
 // expectRecovered opens dir and checks it holds entries 1..last and hs.
-func expectRecovered(t *testing.T, dir string, last uint64, hs wire.HardState, what string) {
+func expectRecovered(t *testing.T, fsys vfs.FS, dir string, last uint64, hs wire.HardState, what string) {
 	t.Helper()
 	o := testOpts()
-	o.FS = &faultFS{noSync: true}
+	o.FS = fsys
 	l, err := Open(dir, o)
 	if err != nil {
 		t.Fatalf("%s: Open: %v", what, err)
@@ -89,12 +89,9 @@ func expectRecovered(t *testing.T, dir string, last uint64, hs wire.HardState, w
 // last records (file shortened, or tail zeroed in place) and flips a bit at
 // every byte, and checks recovery yields exactly the longest valid prefix.
 func TestRecoverTornTailEveryOffset(t *testing.T) {
-	dir, segs := recTestLog(t)
+	fsys, dir, segs := recTestLog(t)
 	lastSeg := segs[len(segs)-1]
-	pristine, err := os.ReadFile(lastSeg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pristine := readFile(t, fsys, lastSeg)
 	// State at the start of the last segment: from its header's first index
 	// and the preamble (the first records restate marker and hard state).
 	h, _ := decodeSegmentHeader(pristine)
@@ -118,23 +115,19 @@ func TestRecoverTornTailEveryOffset(t *testing.T) {
 		}
 		return last, hs
 	}
-	restore := func(b []byte) {
-		if err := os.WriteFile(lastSeg, b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	restore := func(b []byte) { writeFile(t, fsys, lastSeg, b) }
 	for cut := from; cut <= to; cut++ {
 		last, hs := expectAt(cut, false)
 		restore(pristine[:cut])
-		expectRecovered(t, dir, last, hs, "shortened")
-		expectRecovered(t, dir, last, hs, "reopened")
+		expectRecovered(t, fsys, dir, last, hs, "shortened")
+		expectRecovered(t, fsys, dir, last, hs, "reopened")
 		last, hs = expectAt(cut, true)
 		zeroed := append([]byte(nil), pristine...)
 		clear(zeroed[cut:])
 		restore(zeroed)
-		expectRecovered(t, dir, last, hs, "zeroed")
+		expectRecovered(t, fsys, dir, last, hs, "zeroed")
 		// A second open after the cut must find the same (now clean) log.
-		expectRecovered(t, dir, last, hs, "reopened")
+		expectRecovered(t, fsys, dir, last, hs, "reopened")
 	}
 	for off := from; off < to; off++ {
 		flipped := append([]byte(nil), pristine...)
@@ -148,10 +141,10 @@ func TestRecoverTornTailEveryOffset(t *testing.T) {
 			}
 		}
 		last, hs := expectAt(start, false)
-		expectRecovered(t, dir, last, hs, "bit flip")
+		expectRecovered(t, fsys, dir, last, hs, "bit flip")
 	}
 	// A torn or zeroed header: the whole last segment is dropped.
-	prev, _ := os.ReadFile(segs[len(segs)-2])
+	prev := readFile(t, fsys, segs[len(segs)-2])
 	ph, _ := decodeSegmentHeader(prev)
 	prevRecs := scanPristine(t, segs[len(segs)-2], prev, ph.firstIndex-1, wire.HardState{})
 	pr := prevRecs[len(prevRecs)-1]
@@ -159,9 +152,9 @@ func TestRecoverTornTailEveryOffset(t *testing.T) {
 		zeroed := append([]byte(nil), pristine...)
 		clear(zeroed[cut:segmentHeaderBytes])
 		restore(zeroed)
-		expectRecovered(t, dir, pr.last, pr.hs, "torn header")
-		if _, err := os.Stat(lastSeg); !os.IsNotExist(err) {
-			t.Fatalf("last segment with a torn header not removed: %v", err)
+		expectRecovered(t, fsys, dir, pr.last, pr.hs, "torn header")
+		if exists(fsys, lastSeg) {
+			t.Fatal("last segment with a torn header not removed")
 		}
 	}
 }
@@ -169,9 +162,9 @@ func TestRecoverTornTailEveryOffset(t *testing.T) {
 // TestRecoverSealedCorruption: damage in a sealed (non-last) segment is an
 // error naming the file and the offset, never skipped or repaired.
 func TestRecoverSealedCorruption(t *testing.T) {
-	dir, segs := recTestLog(t)
+	fsys, dir, segs := recTestLog(t)
 	sealed := segs[1]
-	pristine, _ := os.ReadFile(sealed)
+	pristine := readFile(t, fsys, sealed)
 	h, _ := decodeSegmentHeader(pristine)
 	recs := scanPristine(t, sealed, pristine, h.firstIndex-1, wire.HardState{})
 	mid := recs[len(recs)/2]
@@ -189,11 +182,9 @@ func TestRecoverSealedCorruption(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			b := c.mutate(append([]byte(nil), pristine...))
-			if err := os.WriteFile(sealed, b, 0o644); err != nil {
-				t.Fatal(err)
-			}
-			defer os.WriteFile(sealed, pristine, 0o644)
-			_, err := Open(dir, Options{Logger: quietLogger, FS: &faultFS{noSync: true}})
+			writeFile(t, fsys, sealed, b)
+			defer writeFile(t, fsys, sealed, pristine)
+			_, err := Open(dir, Options{Logger: quietLogger, FS: fsys})
 			var ce *CorruptError
 			if !errors.As(err, &ce) || !errors.Is(err, ErrCorrupt) {
 				t.Fatalf("Open: %v, want a CorruptError", err)
@@ -208,21 +199,21 @@ func TestRecoverSealedCorruption(t *testing.T) {
 		})
 	}
 	t.Run("missing-middle-segment", func(t *testing.T) {
-		b, _ := os.ReadFile(segs[1])
-		os.Remove(segs[1])
-		defer os.WriteFile(segs[1], b, 0o644)
-		if _, err := Open(dir, Options{Logger: quietLogger}); !errors.Is(err, ErrCorrupt) {
+		b := readFile(t, fsys, segs[1])
+		fsys.Remove(segs[1])
+		defer writeFile(t, fsys, segs[1], b)
+		if _, err := Open(dir, Options{Logger: quietLogger, FS: fsys}); !errors.Is(err, ErrCorrupt) {
 			t.Fatalf("Open with a segment missing: %v", err)
 		}
 	})
 	t.Run("missing-first-segment", func(t *testing.T) {
-		b, _ := os.ReadFile(segs[0])
-		os.Remove(segs[0])
-		defer os.WriteFile(segs[0], b, 0o644)
-		if _, err := Open(dir, Options{Logger: quietLogger}); !errors.Is(err, ErrCorrupt) {
+		b := readFile(t, fsys, segs[0])
+		fsys.Remove(segs[0])
+		defer writeFile(t, fsys, segs[0], b)
+		if _, err := Open(dir, Options{Logger: quietLogger, FS: fsys}); !errors.Is(err, ErrCorrupt) {
 			t.Fatalf("Open with the first segment missing: %v", err)
 		}
 	})
 	// The pristine log still opens.
-	expectRecovered(t, dir, 150, wire.HardState{Term: 1, Commit: 150}, "pristine")
+	expectRecovered(t, fsys, dir, 150, wire.HardState{Term: 1, Commit: 150}, "pristine")
 }
