@@ -82,11 +82,13 @@ func (l *Log) enqueue(entries []wire.Entry, hs *wire.HardState, w waiter) {
 		}
 	}
 	l.mu.batchSeq++
+	// The batch is encoded [truncate][entries...][hard state]: the hard
+	// state goes last, so that any prefix of the batch a power loss keeps
+	// holds the hard state only together with every entry before it. (It
+	// went before the entries once: a prefix ending just after it recovered
+	// Commit beyond LastIndex, and the Raft core refused to start.)
 	if len(entries) > 0 && entries[0].Index <= l.lastLocked() {
 		l.truncateLocked(entries[0].Index)
-	}
-	if hs != nil {
-		l.hardStateLocked(*hs)
 	}
 	pos := 0
 	for i := range entries {
@@ -94,6 +96,9 @@ func (l *Log) enqueue(entries []wire.Entry, hs *wire.HardState, w waiter) {
 		end := pos + len(e.Data)
 		l.entryLocked(wire.Entry{Term: e.Term, Index: e.Index, Type: e.Type, Data: arena[pos:end:end]})
 		pos = end
+	}
+	if hs != nil {
+		l.hardStateLocked(*hs)
 	}
 	l.evictLocked()
 	l.mu.waiters = append(l.mu.waiters, w)
@@ -171,6 +176,13 @@ const preambleBytes = 2*recordHeaderBytes + markerPayloadBytes + hardStatePayloa
 
 // rollLocked queues the creation of the next segment, sized to hold at
 // least a record of n bytes, with its header and preamble.
+//
+// The preamble restates l.mu.hs, the hard state of the last hard-state
+// record encoded. Every entry encoded before that record (its own batch's
+// included, since the hard state comes last in a batch) is in an earlier
+// segment, and the writer syncs the earlier segment fully before it creates
+// this one; so a durable preamble never carries a commit beyond entries
+// that are durable before it.
 func (l *Log) rollLocked(n int) {
 	seq := l.mu.curSeq + 1
 	size := l.opts.SegmentBytes

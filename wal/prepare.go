@@ -247,7 +247,7 @@ func (p *segmentPreparer) fill(f vfs.File) error {
 		return fmt.Errorf("wal: preallocate %s: %w", p.path, err)
 	}
 	if p.zeros == nil {
-		p.zeros = make([]byte, prepChunkBytes)
+		p.zeros = make([]byte, min(prepChunkBytes, p.sizeBytes))
 	}
 	p.filledBytes.Store(0)
 	var unsynced int64

@@ -213,6 +213,15 @@ func recoverDir(fsys vfs.FS, dir string, log *slog.Logger) (*replayState, error)
 	if st.start != st.markerIndex+1 {
 		return nil, corruptf(segmentName(dir, seqs[0]), 0, "entries %d..%d missing: a segment was lost", st.markerIndex+1, st.start-1)
 	}
+	// Defence in depth: batches put their hard state after their entries
+	// and a preamble restates only a hard state whose entries precede it
+	// durably, so this should never fire; but the Raft core cannot start
+	// with a commit beyond its last index, and the entries above the last
+	// index are not there to commit.
+	if last := st.last(); st.hs.Commit > last {
+		log.Warn("wal: recovered hard state commits beyond the last index; clamping", "commit", st.hs.Commit, "last_index", last)
+		st.hs.Commit = last
+	}
 	return st, nil
 }
 
