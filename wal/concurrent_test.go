@@ -36,7 +36,7 @@ func TestConcurrentReadersAndCompaction(t *testing.T) {
 		defer wg.Done()
 		for appended.Load() < total {
 			if a := appended.Load(); a > 500 {
-				if err := l.CompactPrefix(a - 500); err != nil {
+				if err := l.CompactPrefix(a-500, nil); err != nil {
 					errc <- err
 					return
 				}

@@ -99,7 +99,7 @@ func crashChild(dir string, seed uint64) {
 	for {
 		time.Sleep(20 * time.Millisecond) // pacing of compactions, not a wait for a condition
 		if r := reported.Load(); r > 2000 {
-			if err := l.CompactPrefix(r - 2000); err != nil {
+			if err := l.CompactPrefix(r-2000, nil); err != nil {
 				fmt.Fprintln(os.Stderr, "child compact:", err)
 				os.Exit(4)
 			}

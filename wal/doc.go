@@ -8,8 +8,9 @@
 //	l.AppendAsync(entries, &hs, func(err error) {}) // view updated now; callback once durable
 //	l.Entries(lo, hi, maxBytes)                     // cache first, else disk via the offset index
 //	l.Term(i)                                       // from memory; i = FirstIndex()-1 gives the marker term
-//	l.CompactPrefix(snapIndex)                      // after a snapshot; old segments go
-//	l.Reset(snapIndex, snapTerm)                    // follower installed a snapshot beyond its log
+//	l.CompactPrefix(snapIndex, base)                // after a snapshot; old segments go
+//	l.Reset(snapIndex, snapTerm, base)              // follower installed a snapshot beyond its log
+//	l.Base()                                        // the base bytes given with the marker
 //
 // The in-memory view (FirstIndex, LastIndex, Term, Entries, HardState)
 // reflects every call as soon as it returns; durability is reported by the
@@ -100,7 +101,22 @@
 // are not recycled, because records carry no segment number and a reused
 // file's stale records could replay as log data unless it was zeroed again.
 //
-// # Byte format, version 1 (formatVersion)
+// # The base
+//
+// CompactPrefix and Reset take a base: opaque bytes (at most maxBaseBytes,
+// 1 MiB; more is ErrBaseTooLarge) that describe the state at the new
+// marker FirstIndex()-1, such as the membership there, which the runtime
+// cannot rebuild from entries that are gone. The log stores them in the
+// same record as the marker, so marker and base become durable together
+// (no side file, no window between the two), and Base() returns them. A
+// no-op CompactPrefix (upTo <= FirstIndex()-1) ignores its base. An empty
+// base reads back as nil.
+//
+// # Byte format, version 2 (formatVersion)
+//
+// Version 2 added the base to compact and reset records. Version 1 logs
+// are not readable (nothing was deployed with them): their segment header
+// fails the version check, which Open reports as corruption.
 //
 // All integers are little-endian. CRCs are CRC-32C (Castagnoli).
 //
@@ -113,7 +129,7 @@
 //	 0       4         6          8            16                  24         28       32
 //	 +-------+---------+----------+------------+-------------------+----------+--------+
 //	 | magic | version | reserved |    seq     |    first index    | reserved | crc32c |
-//	 | u32   | u16 = 1 | u16 = 0  |    u64     |        u64        | u32 = 0  | of 0:28|
+//	 | u32   | u16 = 2 | u16 = 0  |    u64     |        u64        | u32 = 0  | of 0:28|
 //	 +-------+---------+----------+------------+-------------------+----------+--------+
 //	 magic = segmentMagic ("RPWL"); first index = LastIndex()+1 when the segment began.
 //
@@ -131,15 +147,24 @@
 //	 1 entry       index u64 | term u64 | entry type u8 | data (length-17 bytes)
 //	 2 hard state  term u64 | vote u64 | commit u64
 //	 3 truncate    from u64             drop entries >= from
-//	 4 compact     index u64 | term u64 entries <= index are covered by a snapshot
-//	 5 reset       index u64 | term u64 drop all entries; next index is index+1
+//	 4 compact     marker               entries <= index are covered by a snapshot
+//	 5 reset       marker               drop all entries; next index is index+1
+//
+//	marker payload (compact, reset; markerFixedBytes = 20 + base length):
+//	 0          8          16            20
+//	 +----------+----------+-------------+---------------------+
+//	 |  index   |   term   | base length | base bytes          |
+//	 |  u64     |   u64    | u32         | base length bytes   |
+//	 +----------+----------+-------------+---------------------+
+//	 base length <= maxBaseBytes (1 MiB), and the payload is exactly
+//	 20 + base length bytes; anything else read from disk is corruption.
 //
 // Type 0 is never written: an all-zero record header means "nothing was
 // written here" (the zero-filled or preallocated tail).
 //
 // Every segment begins, right after its header, with a preamble: a compact
-// record restating the current marker and a hard-state record restating the
-// current hard state. Hence a segment plus the ones after it hold
+// record restating the current marker and base, and a hard-state record
+// restating the current hard state. Hence a segment plus the ones after it hold
 // everything needed to rebuild the log, and older segments can be removed
 // once all their entries are dead (below the marker, or truncated).
 // Hard state, truncations and markers live in the same record stream as

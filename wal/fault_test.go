@@ -85,7 +85,7 @@ func TestInjectedErrors(t *testing.T) {
 			if err := l.TruncateSuffix(10); !errors.Is(err, c.is) {
 				t.Fatalf("TruncateSuffix after failure: %v", err)
 			}
-			if err := l.CompactPrefix(5); !errors.Is(err, c.is) {
+			if err := l.CompactPrefix(5, nil); !errors.Is(err, c.is) {
 				t.Fatalf("CompactPrefix after failure: %v", err)
 			}
 			if w := in.writes.Load(); w != writesBefore {

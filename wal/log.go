@@ -1,6 +1,7 @@
 package wal
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"log/slog"
@@ -172,6 +173,10 @@ type Log struct {
 		// markerIndex and markerTerm are the compaction/snapshot marker:
 		// entries <= markerIndex are gone. Invariant: FirstIndex() == markerIndex+1.
 		markerIndex, markerTerm uint64
+		// base is the caller's opaque description of the state at the
+		// marker (the membership at FirstIndex()-1), owned by the log; nil
+		// when empty. The marker's records and every preamble carry it.
+		base []byte
 		// meta[metaHead:] locates entries markerIndex+1 .. LastIndex().
 		meta     []entryMeta
 		metaHead int
@@ -270,6 +275,7 @@ func Open(dir string, o Options) (*Log, error) {
 	}
 	l.lock = lock
 	l.mu.markerIndex, l.mu.markerTerm = st.markerIndex, st.markerTerm
+	l.mu.base = st.base
 	l.mu.meta = st.meta
 	l.mu.hs = st.hs
 	l.mu.segs = st.segs
@@ -302,6 +308,16 @@ func (l *Log) LastIndex() uint64 {
 // lastLocked is LastIndex with mu held.
 func (l *Log) lastLocked() uint64 {
 	return l.mu.markerIndex + uint64(len(l.mu.meta)-l.mu.metaHead)
+}
+
+// Base returns a copy of the base bytes given to the latest CompactPrefix
+// or Reset that took effect (durable or not yet): the caller's description
+// of the state at FirstIndex()-1, e.g. the membership there. It is nil for
+// a new log, and when the base given was empty.
+func (l *Log) Base() []byte {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return bytes.Clone(l.mu.base)
 }
 
 // HardState is the latest hard state appended (durable or not yet).

@@ -65,7 +65,7 @@ func TestPowerLoss(t *testing.T) {
 					wg.Wait() // let the writer catch up now and then
 				}
 				if a := acked.Load(); rng.IntN(15) == 0 && a > 30 {
-					if err := l.CompactPrefix(a - 30); err != nil {
+					if err := l.CompactPrefix(a-30, nil); err != nil {
 						t.Fatal(err)
 					}
 				}

@@ -22,6 +22,8 @@ import (
 // a hole left at the end means a segment is missing.
 type replayState struct {
 	markerIndex, markerTerm uint64
+	// base is the marker's base bytes (a copy; nil if empty).
+	base []byte
 	// start is the index of meta[0]. Invariant: start >= markerIndex+1.
 	start uint64
 	meta  []entryMeta
@@ -69,17 +71,20 @@ func (s *replayState) apply(r record, seq uint64, off int64, size int) string {
 		case idx < s.markerIndex:
 			return fmt.Sprintf("compaction to %d below marker %d", idx, s.markerIndex)
 		case idx == s.markerIndex:
-			// A segment preamble restating the current marker.
+			// A segment preamble restating the current marker and base.
 			s.markerTerm = term
+			s.setBase(markerBase(p))
 		case idx > s.last():
 			return fmt.Sprintf("compaction to %d beyond last index %d", idx, s.last())
 		case idx < s.start:
 			// Inside the hole: the entries were in removed segments.
 			s.markerIndex, s.markerTerm = idx, term
+			s.setBase(markerBase(p))
 		default:
 			s.meta = s.meta[idx-s.start+1:]
 			s.start = idx + 1
 			s.markerIndex, s.markerTerm = idx, term
+			s.setBase(markerBase(p))
 		}
 	case recReset:
 		idx, term := u64(p, 0), u64(p, 1)
@@ -89,10 +94,21 @@ func (s *replayState) apply(r record, seq uint64, off int64, size int) string {
 		s.meta = s.meta[:0]
 		s.start = idx + 1
 		s.markerIndex, s.markerTerm = idx, term
+		s.setBase(markerBase(p))
 	default:
 		return fmt.Sprintf("unknown record type %d", r.typ)
 	}
 	return ""
+}
+
+// setBase records a marker's base. b aliases the segment buffer, which the
+// next segment reuses, so it is copied (nil if empty).
+func (s *replayState) setBase(b []byte) {
+	if len(b) == 0 {
+		s.base = nil
+		return
+	}
+	s.base = append(s.base[:0:0], b...)
 }
 
 // scanSegment walks the records of one segment image. data is the whole
@@ -122,6 +138,9 @@ func scanSegment(name string, data []byte, last bool, visit func(r record, off i
 		}
 		if allZero(data[off:]) {
 			return int64(off), false, nil
+		}
+		if st == recInvalid {
+			return int64(off), false, corruptf(name, int64(off), "record with a valid CRC but an illegal layout")
 		}
 		if last {
 			return int64(off), true, nil
