@@ -115,9 +115,11 @@ func (s *replayState) setBase(b []byte) {
 // file. It calls visit for each valid record and stops at the first
 // record that is zeroed, torn or corrupt, at offset end:
 //   - if everything from end on is zero, the segment simply ends there;
-//   - otherwise, for the last segment (last=true) it is a torn tail:
-//     torn=true and the caller cuts the file at end;
-//   - otherwise it is corruption, reported as a *CorruptError.
+//   - otherwise, for a sealed segment (last=false), or a record whose CRC
+//     holds but whose layout is illegal, it is corruption, reported as a
+//     *CorruptError;
+//   - otherwise (the last segment) see classifyTail: a torn tail
+//     (torn=true: the caller cuts the file at end), or corruption.
 //
 // visit may return a reason to stop with corruption at that record.
 // scanSegment checks the header; a bad header is corruption at offset 0
@@ -142,12 +144,77 @@ func scanSegment(name string, data []byte, last bool, visit func(r record, off i
 		if st == recInvalid {
 			return int64(off), false, corruptf(name, int64(off), "record with a valid CRC but an illegal layout")
 		}
-		if last {
-			return int64(off), true, nil
+		if !last {
+			return int64(off), false, corruptf(name, int64(off), "bad record before the end of a sealed segment")
 		}
-		return int64(off), false, corruptf(name, int64(off), "bad record before the end of a sealed segment")
+		if next, ok := classifyTail(data, int64(off)); !ok {
+			return int64(off), false, corruptf(name, int64(off), "bad record followed by a valid record at offset %d", next)
+		}
+		return int64(off), true, nil
 	}
 	return int64(off), false, nil
+}
+
+// sectorBytes is the disk sector size the torn-write rule assumes: a write
+// that never reached the disk leaves whole sectors as they were (zeros, in
+// the unwritten part of a segment). 512 bytes is the smallest sector in
+// use, so the rule holds for 4 KiB sectors too.
+const sectorBytes = 512
+
+// classifyTail decides what the bad record at off of the last segment is,
+// when non-zero bytes follow it. ok=true means a torn tail, to be cut:
+//   - the record's header is all zero, or its claimed extent runs past the
+//     non-zero data (or past EOF): it was not completely written;
+//   - or one of the sectors its extent covers (aligned to file offsets) is
+//     all zero: a block of an unsynced write that never reached the disk,
+//     while later blocks did (out-of-order persistence);
+//   - or no valid record follows it anywhere in the non-zero data: a
+//     damaged last record, which nothing acknowledged depends on.
+//
+// ok=false means corruption: a valid record (plausible header, valid CRC)
+// starts at next, after a bad record that shows no sign of a tear, so
+// cutting there would silently drop valid records.
+func classifyTail(data []byte, off int64) (next int64, ok bool) {
+	nz := nonZeroEnd(data)
+	if off+recordHeaderBytes > int64(len(data)) || allZero(data[off:off+recordHeaderBytes]) {
+		return 0, true
+	}
+	extEnd := off + recordHeaderBytes + int64(binary.LittleEndian.Uint32(data[off+4:]))
+	if extEnd > nz {
+		return 0, true
+	}
+	for s := off &^ (sectorBytes - 1); s < extEnd; s += sectorBytes {
+		if allZero(data[s:min(s+sectorBytes, int64(len(data)))]) {
+			return 0, true
+		}
+	}
+	if next, found := findValidRecord(data, off+1, nz); found {
+		return next, false
+	}
+	return 0, true
+}
+
+// findValidRecord returns the offset of the first valid record that starts
+// in [from, to) of data (it may end past to: a record's last bytes can be
+// zeros). It is cheap on ordinary data: a candidate offset must first show
+// a plausible header (a known type, zero reserved bytes, group 0, a legal
+// length for the type that fits in data) before its CRC is computed.
+func findValidRecord(data []byte, from, to int64) (int64, bool) {
+	for p := from; p < to && p+recordHeaderBytes <= int64(len(data)); p++ {
+		h := data[p : p+recordHeaderBytes]
+		t := recordType(h[8])
+		if t == 0 || t >= recTypeMax || h[9]|h[10]|h[11] != 0 || binary.LittleEndian.Uint64(h[12:]) != 0 {
+			continue
+		}
+		n := int64(binary.LittleEndian.Uint32(h[4:]))
+		if !payloadSizePlausible(t, n) || p+recordHeaderBytes+n > int64(len(data)) {
+			continue
+		}
+		if _, _, st := decodeRecord(data[p:]); st == recOK {
+			return p, true
+		}
+	}
+	return 0, false
 }
 
 // recoverDir replays every segment in dir. It cuts a torn tail off the

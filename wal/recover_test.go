@@ -1,7 +1,9 @@
 package wal
 
 import (
+	"encoding/binary"
 	"errors"
+	"hash/crc32"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -86,8 +88,10 @@ func expectRecovered(t *testing.T, fsys vfs.FS, dir string, last uint64, hs wire
 }
 
 // TestRecoverTornTailEveryOffset cuts the last segment at every byte of its
-// last records (file shortened, or tail zeroed in place) and flips a bit at
-// every byte, and checks recovery yields exactly the longest valid prefix.
+// last records (file shortened, or tail zeroed in place) and checks that
+// recovery yields exactly the longest valid prefix; and it flips a bit at
+// every byte of them: a damaged record followed by valid ones is
+// corruption naming the file and offset, a damaged last record is cut.
 func TestRecoverTornTailEveryOffset(t *testing.T) {
 	fsys, dir, segs := recTestLog(t)
 	lastSeg := segs[len(segs)-1]
@@ -133,16 +137,29 @@ func TestRecoverTornTailEveryOffset(t *testing.T) {
 		flipped := append([]byte(nil), pristine...)
 		flipped[off] ^= 1 << (off % 8)
 		restore(flipped)
-		// The damaged record and everything after it are dropped.
-		var start int64
-		for _, r := range recs {
-			if r.off <= off && off < r.end {
-				start = r.off
+		var r recInfo
+		isLast := false
+		for i, ri := range recs {
+			if ri.off <= off && off < ri.end {
+				r, isLast = ri, i == len(recs)-1
 			}
 		}
-		last, hs := expectAt(start, false)
-		expectRecovered(t, fsys, dir, last, hs, "bit flip")
+		// A flip in the length field that claims an extent past the data
+		// reads as a torn (incomplete) record: a known limit of the rule.
+		claimsPast := r.off+recordHeaderBytes+int64(binary.LittleEndian.Uint32(flipped[r.off+4:])) > nonZeroEnd(flipped)
+		if isLast || claimsPast {
+			// The damaged record is cut; the records before it recover.
+			last, hs := expectAt(r.off, false)
+			expectRecovered(t, fsys, dir, last, hs, "bit flip in the last record")
+			continue
+		}
+		_, err := Open(dir, Options{Logger: quietLogger, FS: fsys})
+		var ce *CorruptError
+		if !errors.As(err, &ce) || !errors.Is(err, ErrCorrupt) || ce.File != lastSeg || ce.Offset != r.off {
+			t.Fatalf("bit flip at %d in the record at %d, valid records after it: Open: %v; want a CorruptError at %s offset %d", off, r.off, err, lastSeg, r.off)
+		}
 	}
+	restore(pristine)
 	// A torn or zeroed header: the whole last segment is dropped.
 	prev := readFile(t, fsys, segs[len(segs)-2])
 	ph, _ := decodeSegmentHeader(prev)
@@ -216,4 +233,73 @@ func TestRecoverSealedCorruption(t *testing.T) {
 	})
 	// The pristine log still opens.
 	expectRecovered(t, fsys, dir, 150, wire.HardState{Term: 1, Commit: 150}, "pristine")
+}
+
+// TestRecoverLastSegmentTornVsCorrupt: in the last segment, a zeroed
+// sector (an unsynced block that never reached the disk, while later ones
+// did) reads as a torn tail even with valid records after it, and the
+// prefix before it recovers; a bit flip in a middle record followed by
+// valid records, or a record whose CRC holds but whose base length is over
+// the limit, is a CorruptError naming the file and offset.
+func TestRecoverLastSegmentTornVsCorrupt(t *testing.T) {
+	fsys, dir, segs := recTestLog(t)
+	lastSeg := segs[len(segs)-1]
+	pristine := readFile(t, fsys, lastSeg)
+	h, _ := decodeSegmentHeader(pristine)
+	recs := scanPristine(t, lastSeg, pristine, h.firstIndex-1, wire.HardState{})
+	defer writeFile(t, fsys, lastSeg, pristine)
+	wantCorrupt := func(what string, off int64) {
+		t.Helper()
+		_, err := Open(dir, Options{Logger: quietLogger, FS: fsys})
+		var ce *CorruptError
+		if !errors.As(err, &ce) || ce.File != lastSeg || ce.Offset != off {
+			t.Fatalf("%s: Open: %v; want a CorruptError at %s offset %d", what, err, lastSeg, off)
+		}
+	}
+
+	// A zeroed sector in the middle, valid records after it.
+	sector := (recs[len(recs)/2].off + sectorBytes - 1) &^ (sectorBytes - 1)
+	if sector+sectorBytes > recs[len(recs)-1].off {
+		t.Fatalf("segment too short for the test: sector at %d, last record at %d", sector, recs[len(recs)-1].off)
+	}
+	img := append([]byte(nil), pristine...)
+	clear(img[sector : sector+sectorBytes])
+	writeFile(t, fsys, lastSeg, img)
+	var keep recInfo // the last record that ends before the zeroed sector
+	for _, r := range recs {
+		if r.end <= sector {
+			keep = r
+		}
+	}
+	expectRecovered(t, fsys, dir, keep.last, keep.hs, "zeroed sector")
+	if got := readFile(t, fsys, lastSeg); !allZero(got[keep.end:]) {
+		t.Fatal("the cut left non-zero bytes after the torn record")
+	}
+
+	// A bit flip in a middle record's data.
+	mid := recs[len(recs)/2]
+	img = append([]byte(nil), pristine...)
+	img[mid.end-1] ^= 0x20
+	writeFile(t, fsys, lastSeg, img)
+	wantCorrupt("bit flip in a middle record", mid.off)
+
+	// A compact record whose base length is beyond maxBaseBytes, its CRC
+	// made valid: the payload must hold exactly the bytes its length says
+	// and no more than the limit, wherever the record is.
+	var compact int64 = -1
+	for _, r := range recs {
+		if r.end-r.off >= int64(markerRecordBytes(0)) && recordType(pristine[r.off+8]) == recCompact {
+			compact = r.off
+			break
+		}
+	}
+	if compact < 0 {
+		t.Fatal("no compact record in the last segment")
+	}
+	img = append([]byte(nil), pristine...)
+	binary.LittleEndian.PutUint32(img[compact+recordHeaderBytes+16:], maxBaseBytes+1)
+	end := compact + int64(recordHeaderBytes) + int64(binary.LittleEndian.Uint32(img[compact+4:]))
+	binary.LittleEndian.PutUint32(img[compact:], crc32.Checksum(img[compact+4:end], castagnoli))
+	writeFile(t, fsys, lastSeg, img)
+	wantCorrupt("base length over the limit", compact)
 }
