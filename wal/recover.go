@@ -166,8 +166,13 @@ const sectorBytes = 512
 //   - the record's header is all zero, or its claimed extent runs past the
 //     non-zero data (or past EOF): it was not completely written;
 //   - or one of the sectors its extent covers (aligned to file offsets) is
-//     all zero: a block of an unsynced write that never reached the disk,
-//     while later blocks did (out-of-order persistence);
+//     all zero from the record's start on: a block of an unsynced write
+//     that never reached the disk, while later blocks did (out-of-order
+//     persistence). In the record's first sector the bytes before it are
+//     ignored: they belong to earlier records that were synced with the
+//     old version of that block, so a lost block that starts a write is
+//     zero only from the record on (TestCrashPoints found this: a record
+//     with one byte in the last sector of a lost block);
 //   - or no valid record follows it anywhere in the non-zero data: a
 //     damaged last record, which nothing acknowledged depends on.
 //
@@ -184,7 +189,7 @@ func classifyTail(data []byte, off int64) (next int64, ok bool) {
 		return 0, true
 	}
 	for s := off &^ (sectorBytes - 1); s < extEnd; s += sectorBytes {
-		if allZero(data[s:min(s+sectorBytes, int64(len(data)))]) {
+		if allZero(data[max(s, off):min(s+sectorBytes, int64(len(data)))]) {
 			return 0, true
 		}
 	}
