@@ -66,8 +66,9 @@
 // grow it. (A fallocated one does not: vfs.Default's Preallocate keeps the
 // size, so its fdatasyncs also carry the size change, beside the extent
 // conversion they pay anyway; on MemFS Preallocate does nothing. Recovery
-// therefore accepts segments shorter than SegmentBytes.) Best is a file whose blocks were already written with zeros: an
-// fdatasync after writing into it flushes data only. A file that is merely
+// therefore accepts segments shorter than SegmentBytes.) Best is a file
+// whose blocks were already written with zeros: an fdatasync after writing
+// into it flushes data only. A file that is merely
 // fallocated holds "unwritten" extents, and the first write into each block
 // forces an extent conversion, i.e. a journal commit, into that fdatasync
 // (on ext4, 4 KiB records: ~120-150 µs per fdatasync instead of ~75-90).
@@ -172,17 +173,48 @@
 //
 // # Recovery
 //
-// Open replays the segments in order, rebuilding the marker, the hard state
-// and an in-memory offset index (term, segment, offset, size per live
-// entry; 24 bytes each). At the first record that is zeroed, torn or fails
-// its CRC in segment s:
+// Open replays the segments in order, rebuilding the marker, its base, the
+// hard state and an in-memory offset index (term, segment, offset, size
+// per live entry; 24 bytes each). At the first record at offset off of
+// segment s that is zeroed, torn or fails its CRC:
 //   - if the rest of s is all zeros, s ends there (normal);
-//   - else if s is the last segment, it is a torn tail: it is cut at that
-//     offset by overwriting the bytes from there to the last non-zero byte
-//     with zeros, and synced (vfs.File has no Truncate; zeros read as the
-//     end of the log, and a recovered segment is never written again);
-//   - else it is corruption: Open fails with a *CorruptError (wrapping
-//     ErrCorrupt) naming the file and offset. Records are never skipped.
+//   - else if s is sealed (not the last segment), it is corruption: Open
+//     fails with a *CorruptError (wrapping ErrCorrupt) naming the file and
+//     offset. Records are never skipped. The same holds, in any segment,
+//     for a record whose CRC holds but whose layout is illegal (e.g. a base
+//     length over maxBaseBytes): those are the bytes that were written;
+//   - else (the last segment) if the record shows a tear, it is a torn
+//     tail, cut and logged: its header is all zero; or it is incomplete
+//     (its claimed extent runs past the last non-zero byte or past EOF); or
+//     one of the 512-byte sectors its extent covers, aligned to file
+//     offsets, is all zero from the record's start on (a block of an
+//     unsynced write that never reached the disk while later ones did: the
+//     unwritten part of a segment is zeros). Bytes of the record's first
+//     sector before the record are ignored, since they can belong to
+//     earlier records synced with the old version of that block;
+//   - else, if a valid record (a plausible header first, then its CRC)
+//     starts anywhere in the non-zero data after off, it is corruption, as
+//     above: cutting would silently drop valid records;
+//   - else (a damaged last record, nothing valid after it) it is a torn
+//     tail, cut.
+//
+// Cutting overwrites the bytes from off to the last non-zero byte with
+// zeros and syncs (vfs.File has no Truncate; zeros read as the end of the
+// log, and a recovered segment is never written again). A crash during the
+// cut leaves part of the zeroing, which the next Open cuts again.
+//
+// The rule's known limits: a bit flip in a record that itself contains an
+// all-zero sector (an entry of zeros, say), or in a length field so that
+// the record claims an extent past the data, reads as torn, and the valid
+// records after it in the last segment are dropped without an error. At
+// worst a record that starts in the last few bytes of a sector reads as
+// torn if those bytes happen to be zero (about 1 in 256 for one byte).
+//
+// Recovery also clamps a recovered HardState.Commit to the last recovered
+// index, logging a warning. The log's own ordering never needs it (a
+// batch's hard state follows its entries, and a preamble only restates a
+// hard state whose entries are durable before it), but the Raft core could
+// not start otherwise. Recovered Commit <= LastIndex always.
 //
 // A last segment whose header is zeroed or torn (created, but the crash
 // came before its first write was durable) is removed. As with any torn
@@ -196,6 +228,12 @@
 // After Open, new records always go to a fresh segment: a recovered
 // segment is never written again.
 //
+// # Batch layout
+//
+// One AppendAsync call encodes [truncate][entries...][hard state]: the
+// hard state comes last, so a torn batch that keeps it keeps all of the
+// batch's entries too.
+//
 // # Ownership
 //
 // AppendAsync copies entry data (one allocation per call), so the caller
@@ -205,6 +243,11 @@
 // # Known limits
 //
 // Only group 0 is written or accepted today.
+//
+// Looking for a valid record after a bad one in the last segment costs a
+// CRC per candidate offset with a plausible header; ordinary data has few,
+// but data crafted to be full of plausible headers makes it quadratic in
+// the segment's size (once, at Open, for a damaged last segment).
 //
 // Zero-filling pays off for records of about a block or more; for small
 // records (~150 bytes) one extent conversion is shared by the ~25 records
