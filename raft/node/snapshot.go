@@ -194,7 +194,7 @@ func (n *Node) installSnapshot(s wire.SnapshotMeta) error {
 		return err
 	}
 	n.store.setPoint(cp)
-	if err := n.wal.Reset(s.Index, s.Term); err != nil {
+	if err := n.wal.Reset(s.Index, s.Term, nil); err != nil {
 		return err
 	}
 	n.ap.reloadApplied()
@@ -226,7 +226,7 @@ func (n *Node) compact(flushed uint64) {
 		return
 	}
 	n.store.setPoint(cp)
-	if err := n.wal.CompactPrefix(c); err != nil {
+	if err := n.wal.CompactPrefix(c, nil); err != nil {
 		n.failFatal(err)
 		return
 	}

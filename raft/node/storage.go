@@ -188,8 +188,8 @@ func alignLogBase(l *wal.Log, cp confPoint) error {
 	}
 	if l.LastIndex() >= cp.Index {
 		if t, err := l.Term(cp.Index); err == nil && t == cp.Term {
-			return l.CompactPrefix(cp.Index)
+			return l.CompactPrefix(cp.Index, nil)
 		}
 	}
-	return l.Reset(cp.Index, cp.Term)
+	return l.Reset(cp.Index, cp.Term, nil)
 }
