@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/raftpipe/raftpipe/raft/kv"
 	"github.com/raftpipe/raftpipe/wal"
 	"github.com/raftpipe/raftpipe/wire"
@@ -82,6 +83,12 @@ type Config struct {
 	ClusterID uint64
 	// DataDir holds the WAL (DataDir/wal) and the state machine (DataDir/kv).
 	DataDir string
+	// FS is the one file system every durable write of the node goes
+	// through: the WAL, the state machine (Pebble, its CURRENT switch and
+	// restores) and snapshot files. Nil means the operating system's
+	// (vfs.Default). Crash tests pass a crashable in-memory one
+	// (internal/crashfs). WAL.FS and KV.FS, if nil, are set to it.
+	FS vfs.FS
 	// PeerAddr is the listen address for Raft peers ("127.0.0.1:0" picks a port).
 	PeerAddr string
 	// ClientAddr is the listen address for clients; empty disables the client
@@ -235,6 +242,15 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.FS == nil {
+		cfg.FS = vfs.Default
+	}
+	if cfg.WAL.FS == nil {
+		cfg.WAL.FS = cfg.FS
+	}
+	if cfg.KV.FS == nil {
+		cfg.KV.FS = cfg.FS
 	}
 	return cfg, nil
 }
