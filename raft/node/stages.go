@@ -306,7 +306,8 @@ func (t *stageTracker) maybeSample(p *proposal) {
 // every loop input pays.
 func (t *stageTracker) following() bool { return len(t.loop) > 0 }
 
-// proposed starts following w's sample once the core appended w (loop).
+// stageProposed starts following w's sample once the core appended w
+// (loop).
 func (n *Node) stageProposed(w *proposal) {
 	t := &n.stages
 	s := w.sample
