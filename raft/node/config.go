@@ -149,6 +149,10 @@ type Config struct {
 	KV kv.Options
 	// KeepPebbleWAL leaves Pebble's WAL on (double logging; for debugging).
 	KeepPebbleWAL bool
+	// StageSampleEvery times one accepted write in StageSampleEvery stage
+	// by stage (StageStats); 0 means DefaultStageSampleEvery, negative
+	// turns sampling off.
+	StageSampleEvery int
 	// Seed seeds the core's election jitter; 0 derives one from ID.
 	Seed uint64
 	// Logger receives structured logs; nil discards them.
@@ -236,6 +240,9 @@ func (cfg Config) withDefaults() (Config, error) {
 	cfg.KV.DisableWAL = !cfg.KeepPebbleWAL
 	if cfg.KV.MemTableBytes == 0 {
 		cfg.KV.MemTableBytes = DefaultMemTableBytes
+	}
+	if cfg.StageSampleEvery == 0 {
+		cfg.StageSampleEvery = DefaultStageSampleEvery
 	}
 	if cfg.Seed == 0 {
 		cfg.Seed = cfg.ID*0x9e3779b97f4a7c15 + 1

@@ -19,6 +19,7 @@ const adminRequestTimeout = 30 * time.Second
 // AdminHandler serves the admin port:
 //
 //	GET  /status                      JSON Status (raftbench reads follower lag here)
+//	GET  /stages[?reset=1]            JSON StageStats (commit latency by stage); reset=1 starts a new window
 //	GET  /metrics                     Prometheus metrics
 //	GET  /debug/pprof/...             Go profiles
 //	POST /admin/add?id=&peer=&client=[&learner=1]   add a member
@@ -36,6 +37,10 @@ func (n *Node) AdminHandler() http.Handler {
 		}
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(st)
+	})
+	mux.HandleFunc("GET /stages", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(n.StageStats(r.URL.Query().Get("reset") == "1"))
 	})
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(&collector{n: n})

@@ -112,6 +112,8 @@ type Node struct {
 	pendingReads map[uint64][]*readReq
 	// metrics holds counters exported on /metrics.
 	metrics counters
+	// stages times sampled writes stage by stage (stages.go).
+	stages stageTracker
 }
 
 // Start opens (or creates) the node's data, recovers, and starts serving.
@@ -133,6 +135,7 @@ func Start(cfg Config) (*Node, error) {
 		loopDone:     make(chan struct{}),
 		pendingReads: map[uint64][]*readReq{},
 	}
+	n.stages.init(cfg.StageSampleEvery)
 	if err := n.open(); err != nil {
 		if n.tr != nil {
 			n.tr.Close()
