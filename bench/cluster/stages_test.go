@@ -21,7 +21,7 @@ func TestRunReadsStages(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	cfg := bench.Config{Clients: 8, Duration: 500 * time.Millisecond, Warmup: 200 * time.Millisecond,
+	cfg := bench.Config{Clients: 8, WriteFraction: 1, Duration: 500 * time.Millisecond, Warmup: 200 * time.Millisecond,
 		PayloadBytes: 64, Keys: 1000, System: "raftpipe", Mode: "direct", Nodes: 3}
 	rep, err := bench.Run(ctx, cfg, &DirectTarget{C: c}, &Lag{C: c}, nil)
 	if err != nil {

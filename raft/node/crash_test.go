@@ -274,9 +274,11 @@ func TestCrashPointsSnapshotInstall(t *testing.T) {
 		cfg.WAL.SegmentBytes = 16 << 10
 	})
 	const victim = 3
-	var victimCfg Config
+	// restartCfg is written once, before the victim starts (and so before
+	// any crash point), and only read by the checker afterwards.
+	var restartCfg Config
 	d := newCrashDriver(t, func(im crashImage) string {
-		n, err := restartImage(t, victimCfg, im)
+		n, err := restartImage(t, restartCfg, im)
 		if err != nil {
 			return fmt.Sprintf("node does not start: %v", err)
 		}
@@ -297,8 +299,9 @@ func TestCrashPointsSnapshotInstall(t *testing.T) {
 		return true
 	})
 	// The victim restarts empty on the crash FS and catches up by snapshot.
-	victimCfg = c.config(victim, false)
-	victimCfg.DataDir = "/data"
+	restartCfg = c.config(victim, false)
+	restartCfg.DataDir = "/data"
+	victimCfg := restartCfg
 	victimCfg.FS = d.fs
 	n, err := Start(victimCfg)
 	if err != nil {
@@ -306,8 +309,6 @@ func TestCrashPointsSnapshotInstall(t *testing.T) {
 	}
 	c.nodes[victim] = n
 	d.watch(n)
-	victimCfg.FS = nil
-	victimCfg.WAL.FS, victimCfg.KV.FS = nil, nil
 	waitFor(t, 20*time.Second, "the victim restored from a snapshot", func() bool { return n.wal.FirstIndex() > 1 })
 	putAll(t, c, "after", 10)
 	leader := c.leader()

@@ -48,6 +48,10 @@ func run() (err error) {
 	flag.IntVar(&opts.nodes, "nodes", 3, "cluster size (member processes)")
 	flag.StringVar(&opts.parentDir, "dir", "", "parent of the temporary data directory (default $TMPDIR)")
 	flag.Parse()
+	if err := bench.CheckFlags(flag.CommandLine, &cfg); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
 	if cfg.WriteFraction != 1 || cfg.StaleReads {
 		return errors.New("only writes are supported: -writes must be 1 and -stale unset")
 	}

@@ -46,7 +46,7 @@ func TestPeerRunsAndCleansUp(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := bench.Config{Clients: 4, Duration: 500 * time.Millisecond, Warmup: 200 * time.Millisecond,
+	cfg := bench.Config{Clients: 4, WriteFraction: 1, Duration: 500 * time.Millisecond, Warmup: 200 * time.Millisecond,
 		System: "etcd", Nodes: 3, CPUPIDs: c.pids()}
 	rep, err := bench.Run(ctx, cfg, target, &lagSource{c: c}, nil)
 	if err != nil {
