@@ -92,6 +92,9 @@ type raft struct {
 	readStates []ReadState
 	// readOnly tracks pending ReadIndex requests (leader only).
 	readOnly readOnly
+	// commitBcastPending says the commit index advanced on an ack since
+	// the last Ready; Ready tells the followers once (flushCommitBcast).
+	commitBcastPending bool
 	// electionElapsed counts ticks since the last valid leader contact (or,
 	// on a leader, since the last CheckQuorum check).
 	electionElapsed int

@@ -143,6 +143,7 @@ func (rn *RawNode) HasReady() bool {
 	u := &r.log.unstable
 	return u.nextSnapshot() != nil ||
 		len(u.nextEntries()) > 0 ||
+		(r.commitBcastPending && r.role == RoleLeader) ||
 		len(r.msgs) > 0 || len(r.msgsAfterPersist) > 0 ||
 		r.log.hasNextCommittedEnts() ||
 		len(r.readStates) > 0 ||
@@ -158,6 +159,7 @@ func (rn *RawNode) Ready() Ready {
 	}
 	r := rn.r
 	r.flushReadRound()
+	r.flushCommitBcast()
 	u := &r.log.unstable
 	rd := Ready{
 		Entries:              u.nextEntries(),

@@ -103,7 +103,7 @@ func (r *raft) handleAppendAck(m wire.Message, pr *Progress) {
 		if r.role != RoleLeader {
 			return // committed our own removal and stepped down
 		}
-		r.bcastAppend()
+		r.commitBcastPending = true
 	} else if oldPaused {
 		r.maybeSendAppend(m.From, sendOrCommit)
 	}
@@ -385,8 +385,22 @@ func (r *raft) ackPersisted() {
 		return
 	}
 	if r.maybeCommit() && r.role == RoleLeader {
+		r.commitBcastPending = true
+	}
+}
+
+// flushCommitBcast tells every follower a commit index that advanced since
+// the last Ready, once. Acks advance the commit index one at a time, and
+// proposals arriving in the same loop turn send entries (which carry the
+// latest commit) anyway; broadcasting at each advance sent an extra
+// commit-only MsgApp per follower per ack, each answered by a MsgAppResp
+// and, on the follower, a WAL round. maybeSendAppend's sentCommit check
+// drops the broadcast for followers that an entries MsgApp already told.
+func (r *raft) flushCommitBcast() {
+	if r.commitBcastPending && r.role == RoleLeader {
 		r.bcastAppend()
 	}
+	r.commitBcastPending = false
 }
 
 // reportSnapshot ends a snapshot transfer to `to`.

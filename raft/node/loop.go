@@ -253,11 +253,7 @@ func (n *Node) handleReady() error {
 		n.learnAddresses(rd.Entries)
 		n.lastHanded.index, n.lastHanded.term = rd.Entries[k-1].Index, rd.Entries[k-1].Term
 	}
-	var hs *wire.HardState
-	if !rd.HardState.IsEmpty() {
-		h := rd.HardState
-		hs = &h
-	}
+	hs := n.hardStateToPersist(&rd)
 	if len(rd.Entries) > 0 || hs != nil || rd.Snapshot != nil || len(rd.MessagesAfterPersist) > 0 {
 		ack := len(rd.Entries) > 0 || rd.Snapshot != nil
 		idx, term, after := n.lastHanded.index, n.lastHanded.term, rd.MessagesAfterPersist
@@ -307,6 +303,32 @@ func (n *Node) handleReady() error {
 	}
 	n.rn.Advance(rd)
 	return nil
+}
+
+// hardStateToPersist returns the hard state to write with this Ready's
+// batch, or nil. Term and vote are written as soon as they change: they
+// must be durable before any message that depends on them leaves
+// (MessagesAfterPersist, raft/doc.go). A change of the commit index alone
+// is not: Raft does not need the commit index to be durable (a restarted
+// node relearns it, and InitialState raises it to the state machine's
+// applied index), so it is written with the next batch that has entries
+// or a snapshot anyway. Before this, every commit advance that arrived in
+// a loop turn without new entries cost a WAL round with its own fdatasync:
+// at 256 clients the leader synced 3.2 times as often as its followers
+// (13272 against about 4100 fsyncs in 12 s, raftbench -mode direct).
+func (n *Node) hardStateToPersist(rd *raft.Ready) *wire.HardState {
+	if !rd.HardState.IsEmpty() {
+		n.hardState.latest = rd.HardState
+	}
+	latest, handed := n.hardState.latest, n.hardState.handed
+	if latest == handed {
+		return nil
+	}
+	if latest.Term == handed.Term && latest.Vote == handed.Vote && len(rd.Entries) == 0 && rd.Snapshot == nil {
+		return nil
+	}
+	n.hardState.handed = latest
+	return &latest
 }
 
 // onSoftState records leadership changes. Reads waiting for a ReadIndex

@@ -106,6 +106,9 @@ type Node struct {
 	snaps snapshotState
 	// lastHanded is the (index, term) of the last entry handed to the WAL.
 	lastHanded struct{ index, term uint64 }
+	// hardState tracks, for the loop, the core's latest hard state and the
+	// last one handed to the WAL (see hardStateToPersist).
+	hardState struct{ latest, handed wire.HardState }
 	// readSeq numbers ReadIndex batches.
 	readSeq uint64
 	// pendingReads maps a ReadIndex context to its batch, owned by the loop.
@@ -251,6 +254,8 @@ func (n *Node) open() error {
 		return err
 	}
 	n.members.conf = n.rn.Status().Conf
+	n.hardState.latest = n.wal.HardState()
+	n.hardState.handed = n.hardState.latest
 	n.lastHanded.index = n.wal.LastIndex()
 	n.lastHanded.term, _ = n.wal.Term(n.lastHanded.index)
 	n.ap = newApplier(n)
