@@ -379,25 +379,33 @@ func hasState(dataDir string) bool {
 
 // loadTLS loads the mutual-TLS configuration if any TLS flag is set.
 func (o *runOptions) loadTLS() error {
+	cfg, err := loadTLSFlags(o.tlsCert, o.tlsKey, o.tlsCA)
+	o.tlsConfig = cfg
+	return err
+}
+
+// loadTLSFlags loads -tls-cert, -tls-key and -tls-ca (all three or none;
+// nil for none). The run, admin and kv subcommands share the flags and
+// this rule. Errors wrap errUsage.
+func loadTLSFlags(cert, key, ca string) (*tls.Config, error) {
 	n := 0
-	for _, f := range []string{o.tlsCert, o.tlsKey, o.tlsCA} {
+	for _, f := range []string{cert, key, ca} {
 		if f != "" {
 			n++
 		}
 	}
 	switch n {
 	case 0:
-		return nil
+		return nil, nil
 	case 3:
 	default:
-		return usageErrorf("-tls-cert, -tls-key and -tls-ca go together: give all three or none")
+		return nil, usageErrorf("-tls-cert, -tls-key and -tls-ca go together: give all three or none")
 	}
-	cfg, err := transport.LoadTLSConfig(o.tlsCert, o.tlsKey, o.tlsCA)
+	cfg, err := transport.LoadTLSConfig(cert, key, ca)
 	if err != nil {
-		return usageErrorf("TLS: %v", err)
+		return nil, usageErrorf("TLS: %v", err)
 	}
-	o.tlsConfig = cfg
-	return nil
+	return cfg, nil
 }
 
 // nodeConfig turns validated options into the node's configuration.
