@@ -47,6 +47,8 @@
 //   - flags.go: the run flags, the config file, validation, node.Config.
 //   - members.go: the -members syntax and address checks.
 //   - run.go: the run subcommand: logging, admin server, signals, shutdown.
-//   - admin.go: the admin subcommand (an HTTP client of the admin port).
+//   - admin.go: the admin subcommand (an HTTP client of the admin port,
+//     with a bearer token or a TLS client certificate).
+//   - adminauth.go: the run flags that decide who may use the admin port.
 //   - kvcmd.go: the kv subcommand (a raft/client user), its output and exit statuses.
 package main

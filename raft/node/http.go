@@ -16,15 +16,24 @@ import (
 // adminRequestTimeout bounds one admin HTTP request's wait on the node.
 const adminRequestTimeout = 30 * time.Second
 
-// AdminHandler serves the admin port:
+// AdminHandler is AdminHandlerWith(AdminAuth{}): the open reads are
+// served, every privileged endpoint is refused (403).
+func (n *Node) AdminHandler() http.Handler { return n.AdminHandlerWith(AdminAuth{}) }
+
+// AdminHandlerWith serves the admin port under auth's policy (adminauth.go):
 //
-//	GET  /status                      JSON Status (raftbench reads follower lag here)
-//	GET  /metrics                     Prometheus metrics
-//	GET  /debug/pprof/...             Go profiles
-//	POST /admin/add?id=&peer=&client=[&learner=1]   add a member
-//	POST /admin/remove?id=            remove a member
-//	POST /admin/transfer?to=          transfer leadership
-func (n *Node) AdminHandler() http.Handler {
+//	GET  /status                      JSON Status (raftbench reads follower lag here)    open read
+//	GET  /metrics                     Prometheus metrics                                 open read
+//	GET  /debug/pprof/...             Go profiles                                        privileged
+//	POST /admin/add?id=&peer=&client=[&learner=1]   add a member                         privileged
+//	POST /admin/remove?id=            remove a member                                    privileged
+//	POST /admin/transfer?to=          transfer leadership                                privileged
+func (n *Node) AdminHandlerWith(auth AdminAuth) http.Handler {
+	return newAdminGuard(auth, &n.metrics.adminRefused, n.adminMux())
+}
+
+// adminMux routes the admin endpoints, with no access control.
+func (n *Node) adminMux() *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), adminRequestTimeout)
