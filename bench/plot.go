@@ -25,8 +25,8 @@ const (
 )
 
 // WritePlots writes base+"-latency.png" (latency by percentile),
-// base+"-throughput.png" (ops/s and p99 per second) and, if lag was
-// sampled, base+"-lag.png".
+// base+"-throughput.png" (ops/s and p99 per second), base+"-lag.png" if
+// lag was sampled and base+"-stages.png" if a stage breakdown was read.
 func (r *Report) WritePlots(base string) error {
 	h, err := r.Histogram()
 	if err != nil {
@@ -39,9 +39,92 @@ func (r *Report) WritePlots(base string) error {
 		return err
 	}
 	if len(r.LagSeries) > 0 {
-		return r.plotLag(base + "-lag.png")
+		if err := r.plotLag(base + "-lag.png"); err != nil {
+			return err
+		}
+	}
+	if r.Stages != nil && r.Stages.Stage("total").Count > 0 {
+		return r.plotStages(base + "-stages.png")
 	}
 	return nil
+}
+
+// stackedStages are the stages that add up to a sample's total, bottom
+// first; sideStages run in parallel inside "durable" and are drawn beside
+// the stack, not on it.
+var (
+	stackedStages = []string{"queue", "durable", "loop", "commit_to_applied", "applied_to_reply"}
+	sideStages    = []string{"leader_wal", "replication"}
+)
+
+// plotStages writes the stage breakdown: for p50 and for p99, a bar of the
+// stages that add up to the total, stacked, with leader WAL and
+// replication (parallel parts of "durable") as bars beside it and the
+// measured total as a bar on the other side. Percentiles of parts do not
+// add up to the percentile of the whole, so a stack can differ from its
+// total bar; per sample the parts add up exactly.
+func (r *Report) plotStages(path string) error {
+	b := r.Stages
+	p := plot.New()
+	p.Title.Text = fmt.Sprintf("%s: commit latency by stage (leader %d, 1 in %d writes)", r.label(), b.Leader, b.SampleEvery)
+	p.Y.Label.Text = "latency (µs)"
+	p.NominalX("p50", "p99")
+	w := vg.Points(28)
+	vals := func(name string) plotter.Values {
+		s := b.Stage(name)
+		return plotter.Values{float64(s.P50Us), float64(s.P99Us)}
+	}
+	var below *plotter.BarChart
+	for i, name := range stackedStages {
+		bc, err := plotter.NewBarChart(vals(name), w)
+		if err != nil {
+			return fmt.Errorf("bench: plot stage %s: %w", name, err)
+		}
+		bc.Color = plotutil.Color(i)
+		bc.LineStyle.Width = vg.Points(0.5)
+		if below != nil {
+			bc.StackOn(below)
+		}
+		below = bc
+		p.Add(bc)
+		p.Legend.Add(name, bc)
+	}
+	side := append([]string{"total"}, sideStages...)
+	offsets := []vg.Length{-w, w, 2 * w}
+	for i, name := range side {
+		bc, err := plotter.NewBarChart(vals(name), w)
+		if err != nil {
+			return fmt.Errorf("bench: plot stage %s: %w", name, err)
+		}
+		// plotutil's palette has 7 colours and the stack uses 5: the total
+		// is grey so that no two bars share a colour.
+		bc.Color = color.Gray{Y: 0x99}
+		if i > 0 {
+			bc.Color = plotutil.Color(len(stackedStages) + i - 1)
+		}
+		bc.LineStyle.Width = vg.Points(0.5)
+		bc.Offset = offsets[i]
+		p.Add(bc)
+		label := name
+		if name != "total" {
+			label += " (inside durable)"
+		}
+		p.Legend.Add(label, bc)
+	}
+	p.Legend.Top, p.Legend.Left = true, true
+	p.X.Min, p.X.Max = -0.6, 1.6
+	p.Y.Min = 0
+	top := 1.0
+	for _, name := range side {
+		top = max(top, float64(b.Stage(name).P99Us))
+	}
+	var stack float64
+	for _, name := range stackedStages {
+		stack += float64(b.Stage(name).P99Us)
+	}
+	p.Y.Max = max(top, stack) * 1.6 // headroom for the legend
+	p.Add(plotter.NewGrid())
+	return savePlot(p, path, plotWidth, plotHeight)
 }
 
 func (r *Report) label() string {

@@ -109,6 +109,12 @@ type Report struct {
 	// LagSamplesDropped counts samples past the maxLagSamples bound.
 	LagSamplesDropped uint64 `json:"lag_samples_dropped"`
 
+	// Stages is the commit-latency breakdown by stage measured by the
+	// nodes over the window, when the run had a StageSource (nil
+	// otherwise; raftbench has one for the embedded cluster, and with
+	// -cluster when -admin is given).
+	Stages *StageBreakdown `json:"stages,omitempty"`
+
 	// Series has one point per second of the window, by completion time.
 	Series []SecondPoint `json:"series"`
 	// LagSeries has one point per lag sample (every 100 ms).
@@ -252,6 +258,9 @@ func (r *Report) WriteSummary(w io.Writer) error {
 		if r.FollowerLagSaturated {
 			fmt.Fprintln(bw, "  (some time lags exceeded the sample history and are lower bounds)")
 		}
+	}
+	if r.Stages != nil {
+		r.Stages.writeSummary(bw)
 	}
 	for _, n := range r.Notes {
 		fmt.Fprintf(bw, "note: %s\n", n)

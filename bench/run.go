@@ -204,6 +204,17 @@ func Run(ctx context.Context, cfg Config, t Target, lag LagSource, progress io.W
 			rs.showProgress(bgCtx, progress)
 		}()
 	}
+	// stageReset is written by its goroutine before bg.Done and read
+	// after bg.Wait.
+	stageSrc := stageSourceOf(t, lag)
+	var stageReset error
+	if stageSrc != nil {
+		bg.Add(1)
+		go func() {
+			defer bg.Done()
+			stageReset = resetStagesAt(bgCtx, stageSrc, rs.measureStart)
+		}()
+	}
 	// cpu is written by its goroutine before bg.Done and read after bg.Wait.
 	var cpu cpuWindow
 	bg.Add(1)
@@ -248,6 +259,15 @@ func Run(ctx context.Context, cfg Config, t Target, lag LagSource, progress io.W
 	}
 	rep := rs.buildReport(lagRec, finished)
 	cpu.fill(rep, 1+len(cfg.CPUPIDs))
+	if stageSrc != nil {
+		if stageReset != nil {
+			rep.Notes = append(rep.Notes, fmt.Sprintf("no stage breakdown: reset at the window's start failed: %v", stageReset))
+		} else if b, err := readStages(ctx, stageSrc); err != nil {
+			rep.Notes = append(rep.Notes, fmt.Sprintf("no stage breakdown: %v", err))
+		} else {
+			rep.Stages = b
+		}
+	}
 	return rep, ctx.Err()
 }
 

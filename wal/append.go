@@ -1,6 +1,7 @@
 package wal
 
 import (
+	"bytes"
 	"fmt"
 
 	"github.com/raftpipe/raftpipe/wire"
@@ -82,11 +83,13 @@ func (l *Log) enqueue(entries []wire.Entry, hs *wire.HardState, w waiter) {
 		}
 	}
 	l.mu.batchSeq++
+	// The batch is encoded [truncate][entries...][hard state]: the hard
+	// state goes last, so that any prefix of the batch a power loss keeps
+	// holds the hard state only together with every entry before it. (It
+	// went before the entries once: a prefix ending just after it recovered
+	// Commit beyond LastIndex, and the Raft core refused to start.)
 	if len(entries) > 0 && entries[0].Index <= l.lastLocked() {
 		l.truncateLocked(entries[0].Index)
-	}
-	if hs != nil {
-		l.hardStateLocked(*hs)
 	}
 	pos := 0
 	for i := range entries {
@@ -94,6 +97,9 @@ func (l *Log) enqueue(entries []wire.Entry, hs *wire.HardState, w waiter) {
 		end := pos + len(e.Data)
 		l.entryLocked(wire.Entry{Term: e.Term, Index: e.Index, Type: e.Type, Data: arena[pos:end:end]})
 		pos = end
+	}
+	if hs != nil {
+		l.hardStateLocked(*hs)
 	}
 	l.evictLocked()
 	l.mu.waiters = append(l.mu.waiters, w)
@@ -164,22 +170,31 @@ func (l *Log) reserveLocked(n int) int {
 	return len(l.mu.buf)
 }
 
-// preambleBytes is the size of the records every segment starts with: the
-// current marker and hard state, so that older segments can be removed
-// without losing either.
-const preambleBytes = 2*recordHeaderBytes + markerPayloadBytes + hardStatePayloadBytes
+// preambleBytes is the size of the records every segment starts with when
+// the base is baseLen bytes: the current marker (with the base) and hard
+// state, so that older segments can be removed without losing either.
+func preambleBytes(baseLen int) int {
+	return markerRecordBytes(baseLen) + recordHeaderBytes + hardStatePayloadBytes
+}
 
 // rollLocked queues the creation of the next segment, sized to hold at
 // least a record of n bytes, with its header and preamble.
+//
+// The preamble restates l.mu.hs, the hard state of the last hard-state
+// record encoded. Every entry encoded before that record (its own batch's
+// included, since the hard state comes last in a batch) is in an earlier
+// segment, and the writer syncs the earlier segment fully before it creates
+// this one; so a durable preamble never carries a commit beyond entries
+// that are durable before it.
 func (l *Log) rollLocked(n int) {
 	seq := l.mu.curSeq + 1
 	size := l.opts.SegmentBytes
-	if need := int64(segmentHeaderBytes + preambleBytes + n); need > size {
+	if need := int64(segmentHeaderBytes + preambleBytes(len(l.mu.base)) + n); need > size {
 		size = need
 	}
 	start := len(l.mu.buf)
 	l.mu.buf = appendSegmentHeader(l.mu.buf, segmentHeader{seq: seq, firstIndex: l.lastLocked() + 1})
-	l.mu.buf = appendU64Record(l.mu.buf, recCompact, l.mu.markerIndex, l.mu.markerTerm)
+	l.mu.buf = appendMarkerRecord(l.mu.buf, recCompact, l.mu.markerIndex, l.mu.markerTerm, l.mu.base)
 	hs := l.mu.hs
 	l.mu.buf = appendU64Record(l.mu.buf, recHardState, hs.Term, hs.Vote, hs.Commit)
 	l.mu.chunks = append(l.mu.chunks, chunk{seq: seq, off: 0, start: start, end: len(l.mu.buf), create: true, allocBytes: size})
@@ -253,13 +268,14 @@ func (l *Log) truncateLocked(from uint64) {
 
 // markerLocked encodes a compaction (reset=false) or reset record and
 // updates the view. For a compaction REQUIRES markerIndex < index <= LastIndex().
-func (l *Log) markerLocked(index, term uint64, reset bool) {
+// REQUIRES: base is owned by the log (nil if empty), len(base) <= maxBaseBytes.
+func (l *Log) markerLocked(index, term uint64, base []byte, reset bool) {
 	t := recCompact
 	if reset {
 		t = recReset
 	}
-	pos := l.reserveLocked(recordHeaderBytes + markerPayloadBytes)
-	l.mu.buf = appendU64Record(l.mu.buf, t, index, term)
+	pos := l.reserveLocked(markerRecordBytes(len(base)))
+	l.mu.buf = appendMarkerRecord(l.mu.buf, t, index, term, base)
 	l.commitLocked(pos, false)
 	drop := len(l.mu.meta) - l.mu.metaHead // reset: everything
 	cacheDrop := len(l.mu.cache) - l.mu.cacheHead
@@ -278,6 +294,7 @@ func (l *Log) markerLocked(index, term uint64, reset bool) {
 	}
 	l.mu.cacheHead += cacheDrop
 	l.mu.markerIndex, l.mu.markerTerm = index, term
+	l.mu.base = base
 	l.compactSlicesLocked()
 }
 
@@ -359,12 +376,19 @@ func (l *Log) TruncateSuffix(from uint64) error {
 }
 
 // CompactPrefix records, durably, that a snapshot covers entries <= upTo:
-// FirstIndex() becomes upTo+1 and Term(upTo) stays answerable. Segments
-// holding only entries <= upTo are then removed. upTo <= FirstIndex()-1 is
-// a no-op; upTo > LastIndex() is ErrUnavailable (use Reset).
-func (l *Log) CompactPrefix(upTo uint64) error {
+// FirstIndex() becomes upTo+1, Term(upTo) stays answerable, and Base()
+// becomes base (the caller's opaque description of the state at upTo, e.g.
+// the membership there; the log copies it). Segments holding only entries
+// <= upTo are then removed. upTo <= FirstIndex()-1 is a no-op that ignores
+// base; upTo > LastIndex() is ErrUnavailable (use Reset); a base longer
+// than 1 MiB is ErrBaseTooLarge.
+func (l *Log) CompactPrefix(upTo uint64, base []byte) error {
+	own, err := ownBase(base)
+	if err != nil {
+		return err
+	}
 	var removeBelow uint64
-	err := l.syncOp(func() (bool, error) {
+	err = l.syncOp(func() (bool, error) {
 		if upTo <= l.mu.markerIndex {
 			return true, nil
 		}
@@ -372,7 +396,7 @@ func (l *Log) CompactPrefix(upTo uint64) error {
 			return false, fmt.Errorf("wal: compact to %d (last index %d): %w", upTo, l.lastLocked(), ErrUnavailable)
 		}
 		term := l.mu.meta[l.metaPos(upTo)].term
-		l.markerLocked(upTo, term, false)
+		l.markerLocked(upTo, term, own, false)
 		removeBelow = l.mu.curSeq
 		if l.lastLocked() > upTo {
 			removeBelow = min(removeBelow, uint64(l.mu.meta[l.mu.metaHead].seq))
@@ -386,12 +410,17 @@ func (l *Log) CompactPrefix(upTo uint64) error {
 }
 
 // Reset drops every entry and makes the log continue at snapIndex+1 with
-// marker term snapTerm (a follower installed a snapshot beyond its log),
-// durably before it returns. Older segments are then removed.
-func (l *Log) Reset(snapIndex, snapTerm uint64) error {
+// marker term snapTerm and Base() base (a follower installed a snapshot
+// beyond its log; the log copies base), durably before it returns. Older
+// segments are then removed. A base longer than 1 MiB is ErrBaseTooLarge.
+func (l *Log) Reset(snapIndex, snapTerm uint64, base []byte) error {
+	own, err := ownBase(base)
+	if err != nil {
+		return err
+	}
 	var removeBelow uint64
-	err := l.syncOp(func() (bool, error) {
-		l.markerLocked(snapIndex, snapTerm, true)
+	err = l.syncOp(func() (bool, error) {
+		l.markerLocked(snapIndex, snapTerm, own, true)
 		removeBelow = l.mu.curSeq
 		return false, nil
 	})
@@ -399,6 +428,18 @@ func (l *Log) Reset(snapIndex, snapTerm uint64) error {
 		return err
 	}
 	return l.removeSegmentsBelow(removeBelow)
+}
+
+// ownBase checks a caller's base against maxBaseBytes and returns the
+// log's own copy of it (nil if empty).
+func ownBase(base []byte) ([]byte, error) {
+	if len(base) > maxBaseBytes {
+		return nil, fmt.Errorf("wal: base of %d bytes (at most %d): %w", len(base), maxBaseBytes, ErrBaseTooLarge)
+	}
+	if len(base) == 0 {
+		return nil, nil
+	}
+	return bytes.Clone(base), nil
 }
 
 // removeSegmentsBelow removes every segment with seq < below, oldest first
@@ -437,7 +478,7 @@ func (l *Log) removeSegmentsBelow(below uint64) error {
 	l.mu.segs = l.mu.segs[removed:]
 	l.mu.Unlock()
 	if removed > 0 {
-		if serr := l.fs.SyncDir(l.dir); serr != nil && err == nil {
+		if serr := syncDir(l.fs, l.dir); serr != nil && err == nil {
 			err = fmt.Errorf("wal: sync dir after removing segments: %w", serr)
 		}
 	}

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 	"golang.org/x/sys/unix"
 
 	"github.com/raftpipe/raftpipe/wire"
@@ -66,7 +68,7 @@ func BenchmarkAppend(b *testing.B) {
 	for _, n := range benchAppenders {
 		for _, size := range benchSizes {
 			b.Run(fmt.Sprintf("appenders=%d/size=%d", n, size), func(b *testing.B) {
-				benchAppend(b, n, size, Options{Logger: quietLogger})
+				benchAppend(b, n, size, Options{Logger: quietLogger}, true)
 			})
 		}
 	}
@@ -80,21 +82,24 @@ func BenchmarkAppendFallocated(b *testing.B) {
 	for _, n := range []int{1, 256} {
 		for _, size := range benchSizes {
 			b.Run(fmt.Sprintf("appenders=%d/size=%d", n, size), func(b *testing.B) {
-				benchAppend(b, n, size, Options{Logger: quietLogger, FS: &faultFS{failPrep: true}})
+				in := &injector{}
+				in.set(failPrep)
+				benchAppend(b, n, size, Options{Logger: quietLogger, FS: errorfs.Wrap(vfs.Default, in)}, false)
 			})
 		}
 	}
 }
 
 // benchAppend runs BenchmarkAppend's workload with n appenders of size-byte
-// entries on a log opened with o.
-func benchAppend(b *testing.B, n, size int, o Options) {
+// entries on a log opened with o, first waiting for a prepared segment if
+// waitPrepared.
+func benchAppend(b *testing.B, n, size int, o Options, waitPrepared bool) {
 	l, err := Open(b.TempDir(), o)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer l.Close()
-	if ffs, ok := o.FS.(*faultFS); !ok || !ffs.failPrep {
+	if waitPrepared {
 		waitFor(b, "the first prepared segment", l.prep.isReady)
 	}
 	data := make([]byte, size)

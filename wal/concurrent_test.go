@@ -12,10 +12,9 @@ import (
 // readers at once (meaningful under -race): readers must only ever see
 // correct entries or ErrCompacted, also while segments are being removed.
 func TestConcurrentReadersAndCompaction(t *testing.T) {
-	o := testOpts()
+	o := memOpts()
 	o.CacheBytes = 2 << 10 // most reads go to disk
-	o.FS = &faultFS{noSync: true}
-	l := mustOpen(t, t.TempDir(), o)
+	l := mustOpen(t, testDir, o)
 	defer l.Close()
 	const total = 3000
 	var appended atomic.Uint64
@@ -37,7 +36,7 @@ func TestConcurrentReadersAndCompaction(t *testing.T) {
 		defer wg.Done()
 		for appended.Load() < total {
 			if a := appended.Load(); a > 500 {
-				if err := l.CompactPrefix(a - 500); err != nil {
+				if err := l.CompactPrefix(a-500, nil); err != nil {
 					errc <- err
 					return
 				}

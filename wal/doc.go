@@ -8,8 +8,9 @@
 //	l.AppendAsync(entries, &hs, func(err error) {}) // view updated now; callback once durable
 //	l.Entries(lo, hi, maxBytes)                     // cache first, else disk via the offset index
 //	l.Term(i)                                       // from memory; i = FirstIndex()-1 gives the marker term
-//	l.CompactPrefix(snapIndex)                      // after a snapshot; old segments go
-//	l.Reset(snapIndex, snapTerm)                    // follower installed a snapshot beyond its log
+//	l.CompactPrefix(snapIndex, base)                // after a snapshot; old segments go
+//	l.Reset(snapIndex, snapTerm, base)              // follower installed a snapshot beyond its log
+//	l.Base()                                        // the base bytes given with the marker
 //
 // The in-memory view (FirstIndex, LastIndex, Term, Entries, HardState)
 // reflects every call as soon as it returns; durability is reported by the
@@ -38,10 +39,20 @@
 //
 // # Files
 //
+// Every disk operation goes through Options.FS, a Pebble vfs.FS (nil:
+// vfs.Default, the operating system's); tests hand in in-memory, crashable
+// or fault-injecting ones. Segment syncs are File.SyncData (fdatasync on
+// Linux). Open creates the directory if needed and syncs its parent, so a
+// power loss cannot take the new directory itself.
+//
 // The directory holds segment files named by a 20-digit decimal sequence
 // number and ".wal" (00000000000000000001.wal, ...), a file LOCK that Open
-// locks (flock) so that a second process cannot open the same log, and at
-// most one prepared segment, next-segment.prep (below). Other files are
+// locks (vfs.FS.Lock: on vfs.Default an fcntl write lock, so a second
+// process cannot open the same log, plus a check that refuses a second
+// Open of the same path in this process), and at most one prepared
+// segment, next-segment.prep (below). Segments are never replaced: vfs
+// Create and Rename overwrite, so the log checks that the name is free
+// first. Other files are
 // ignored. A batch that does not fit in the rest of the active segment
 // starts the next one. The directory is fsynced after a segment is created,
 // renamed into place or removed. Before a new segment is created the
@@ -50,10 +61,14 @@
 //
 // # Segment lifecycle
 //
-// Every segment file has its full size (SegmentBytes) from the start, so
-// that records are written inside the file and fdatasync never has to grow
-// it. Best is a file whose blocks were already written with zeros: an
-// fdatasync after writing into it flushes data only. A file that is merely
+// A prepared segment file has its full size (SegmentBytes) from the start,
+// so that records are written inside the file and fdatasync never has to
+// grow it. (A fallocated one does not: vfs.Default's Preallocate keeps the
+// size, so its fdatasyncs also carry the size change, beside the extent
+// conversion they pay anyway; on MemFS Preallocate does nothing. Recovery
+// therefore accepts segments shorter than SegmentBytes.) Best is a file
+// whose blocks were already written with zeros: an fdatasync after writing
+// into it flushes data only. A file that is merely
 // fallocated holds "unwritten" extents, and the first write into each block
 // forces an extent conversion, i.e. a journal commit, into that fdatasync
 // (on ext4, 4 KiB records: ~120-150 µs per fdatasync instead of ~75-90).
@@ -87,7 +102,22 @@
 // are not recycled, because records carry no segment number and a reused
 // file's stale records could replay as log data unless it was zeroed again.
 //
-// # Byte format, version 1 (formatVersion)
+// # The base
+//
+// CompactPrefix and Reset take a base: opaque bytes (at most maxBaseBytes,
+// 1 MiB; more is ErrBaseTooLarge) that describe the state at the new
+// marker FirstIndex()-1, such as the membership there, which the runtime
+// cannot rebuild from entries that are gone. The log stores them in the
+// same record as the marker, so marker and base become durable together
+// (no side file, no window between the two), and Base() returns them. A
+// no-op CompactPrefix (upTo <= FirstIndex()-1) ignores its base. An empty
+// base reads back as nil.
+//
+// # Byte format, version 2 (formatVersion)
+//
+// Version 2 added the base to compact and reset records. Version 1 logs
+// are not readable (nothing was deployed with them): their segment header
+// fails the version check, which Open reports as corruption.
 //
 // All integers are little-endian. CRCs are CRC-32C (Castagnoli).
 //
@@ -100,7 +130,7 @@
 //	 0       4         6          8            16                  24         28       32
 //	 +-------+---------+----------+------------+-------------------+----------+--------+
 //	 | magic | version | reserved |    seq     |    first index    | reserved | crc32c |
-//	 | u32   | u16 = 1 | u16 = 0  |    u64     |        u64        | u32 = 0  | of 0:28|
+//	 | u32   | u16 = 2 | u16 = 0  |    u64     |        u64        | u32 = 0  | of 0:28|
 //	 +-------+---------+----------+------------+-------------------+----------+--------+
 //	 magic = segmentMagic ("RPWL"); first index = LastIndex()+1 when the segment began.
 //
@@ -118,15 +148,24 @@
 //	 1 entry       index u64 | term u64 | entry type u8 | data (length-17 bytes)
 //	 2 hard state  term u64 | vote u64 | commit u64
 //	 3 truncate    from u64             drop entries >= from
-//	 4 compact     index u64 | term u64 entries <= index are covered by a snapshot
-//	 5 reset       index u64 | term u64 drop all entries; next index is index+1
+//	 4 compact     marker               entries <= index are covered by a snapshot
+//	 5 reset       marker               drop all entries; next index is index+1
+//
+//	marker payload (compact, reset; markerFixedBytes = 20 + base length):
+//	 0          8          16            20
+//	 +----------+----------+-------------+---------------------+
+//	 |  index   |   term   | base length | base bytes          |
+//	 |  u64     |   u64    | u32         | base length bytes   |
+//	 +----------+----------+-------------+---------------------+
+//	 base length <= maxBaseBytes (1 MiB), and the payload is exactly
+//	 20 + base length bytes; anything else read from disk is corruption.
 //
 // Type 0 is never written: an all-zero record header means "nothing was
 // written here" (the zero-filled or preallocated tail).
 //
 // Every segment begins, right after its header, with a preamble: a compact
-// record restating the current marker and a hard-state record restating the
-// current hard state. Hence a segment plus the ones after it hold
+// record restating the current marker and base, and a hard-state record
+// restating the current hard state. Hence a segment plus the ones after it hold
 // everything needed to rebuild the log, and older segments can be removed
 // once all their entries are dead (below the marker, or truncated).
 // Hard state, truncations and markers live in the same record stream as
@@ -134,15 +173,48 @@
 //
 // # Recovery
 //
-// Open replays the segments in order, rebuilding the marker, the hard state
-// and an in-memory offset index (term, segment, offset, size per live
-// entry; 24 bytes each). At the first record that is zeroed, torn or fails
-// its CRC in segment s:
+// Open replays the segments in order, rebuilding the marker, its base, the
+// hard state and an in-memory offset index (term, segment, offset, size
+// per live entry; 24 bytes each). At the first record at offset off of
+// segment s that is zeroed, torn or fails its CRC:
 //   - if the rest of s is all zeros, s ends there (normal);
-//   - else if s is the last segment, it is a torn tail: the file is cut at
-//     that offset and synced;
-//   - else it is corruption: Open fails with a *CorruptError (wrapping
-//     ErrCorrupt) naming the file and offset. Records are never skipped.
+//   - else if s is sealed (not the last segment), it is corruption: Open
+//     fails with a *CorruptError (wrapping ErrCorrupt) naming the file and
+//     offset. Records are never skipped. The same holds, in any segment,
+//     for a record whose CRC holds but whose layout is illegal (e.g. a base
+//     length over maxBaseBytes): those are the bytes that were written;
+//   - else (the last segment) if the record shows a tear, it is a torn
+//     tail, cut and logged: its header is all zero; or it is incomplete
+//     (its claimed extent runs past the last non-zero byte or past EOF); or
+//     one of the 512-byte sectors its extent covers, aligned to file
+//     offsets, is all zero from the record's start on (a block of an
+//     unsynced write that never reached the disk while later ones did: the
+//     unwritten part of a segment is zeros). Bytes of the record's first
+//     sector before the record are ignored, since they can belong to
+//     earlier records synced with the old version of that block;
+//   - else, if a valid record (a plausible header first, then its CRC)
+//     starts anywhere in the non-zero data after off, it is corruption, as
+//     above: cutting would silently drop valid records;
+//   - else (a damaged last record, nothing valid after it) it is a torn
+//     tail, cut.
+//
+// Cutting overwrites the bytes from off to the last non-zero byte with
+// zeros and syncs (vfs.File has no Truncate; zeros read as the end of the
+// log, and a recovered segment is never written again). A crash during the
+// cut leaves part of the zeroing, which the next Open cuts again.
+//
+// The rule's known limits: a bit flip in a record that itself contains an
+// all-zero sector (an entry of zeros, say), or in a length field so that
+// the record claims an extent past the data, reads as torn, and the valid
+// records after it in the last segment are dropped without an error. At
+// worst a record that starts in the last few bytes of a sector reads as
+// torn if those bytes happen to be zero (about 1 in 256 for one byte).
+//
+// Recovery also clamps a recovered HardState.Commit to the last recovered
+// index, logging a warning. The log's own ordering never needs it (a
+// batch's hard state follows its entries, and a preamble only restates a
+// hard state whose entries are durable before it), but the Raft core could
+// not start otherwise. Recovered Commit <= LastIndex always.
 //
 // A last segment whose header is zeroed or torn (created, but the crash
 // came before its first write was durable) is removed. As with any torn
@@ -156,6 +228,12 @@
 // After Open, new records always go to a fresh segment: a recovered
 // segment is never written again.
 //
+// # Batch layout
+//
+// One AppendAsync call encodes [truncate][entries...][hard state]: the
+// hard state comes last, so a torn batch that keeps it keeps all of the
+// batch's entries too.
+//
 // # Ownership
 //
 // AppendAsync copies entry data (one allocation per call), so the caller
@@ -165,6 +243,11 @@
 // # Known limits
 //
 // Only group 0 is written or accepted today.
+//
+// Looking for a valid record after a bad one in the last segment costs a
+// CRC per candidate offset with a plausible header; ordinary data has few,
+// but data crafted to be full of plausible headers makes it quadratic in
+// the segment's size (once, at Open, for a damaged last segment).
 //
 // Zero-filling pays off for records of about a block or more; for small
 // records (~150 bytes) one extent conversion is shared by the ~25 records

@@ -11,6 +11,9 @@ var (
 	ErrCompacted = errors.New("wal: index compacted")
 	// ErrUnavailable means the requested index is above LastIndex().
 	ErrUnavailable = errors.New("wal: index unavailable")
+	// ErrBaseTooLarge means CompactPrefix or Reset was given a base longer
+	// than the format allows (maxBaseBytes, 1 MiB).
+	ErrBaseTooLarge = errors.New("wal: base too large")
 	// ErrClosed is returned by every call after Close.
 	ErrClosed = errors.New("wal: log closed")
 	// ErrCorrupt means recovery or a read found a record that fails its CRC

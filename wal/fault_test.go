@@ -4,9 +4,13 @@ import (
 	"errors"
 	"io"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 
 	"github.com/raftpipe/raftpipe/wire"
 )
@@ -24,41 +28,48 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 }
 
 // TestInjectedErrors: after a write or sync fault, the failing batch's
-// waiter gets the error, every later call gets the same error, and after
-// reopening the log holds every acknowledged batch and is a prefix of what
-// was appended.
+// waiter gets the error, every later call gets the same error, the log
+// writes nothing more, and after reopening the log holds every
+// acknowledged batch and is a prefix of what was appended.
 func TestInjectedErrors(t *testing.T) {
+	half := func(err error) func(p []byte) (int, error) {
+		return func(p []byte) (int, error) { return len(p) / 2, err }
+	}
 	cases := []struct {
-		name string
-		arm  func(fs *faultFS)
-		is   error
+		name    string
+		fault   func(errorfs.Op) error      // errorfs: fails an operation outright
+		partial func(p []byte) (int, error) // partialWriteFS: writes part of p
+		is      error
 	}{
-		{"write-error", func(fs *faultFS) { fs.writeFault = failWrites(errInjected) }, errInjected},
-		{"short-write", func(fs *faultFS) { fs.writeFault = shortWrites }, io.ErrShortWrite},
-		{"enospc", func(fs *faultFS) { fs.writeFault = enospcWrites }, syscall.ENOSPC},
-		{"sync-error", func(fs *faultFS) { fs.syncErr = errInjected }, errInjected},
-		{"sync-eio", func(fs *faultFS) { fs.syncErr = syscall.EIO }, syscall.EIO},
+		{"write-error", failOn(errorfs.OpFileWriteAt, errInjected), nil, errInjected},
+		{"short-write", nil, half(nil), io.ErrShortWrite},
+		{"enospc", nil, half(syscall.ENOSPC), syscall.ENOSPC},
+		{"sync-error", failOn(errorfs.OpFileSyncData, errInjected), nil, errInjected},
+		{"sync-eio", failOn(errorfs.OpFileSyncData, syscall.EIO), nil, syscall.EIO},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			dir := t.TempDir()
-			fs := &faultFS{}
+			mem := vfs.NewMem()
+			in := &injector{}
+			pfs := &partialWriteFS{FS: errorfs.Wrap(mem, in)}
 			o := testOpts()
-			o.FS = fs
-			l := mustOpen(t, dir, o)
+			o.FS = pfs
+			l := mustOpen(t, testDir, o)
 			acked := mkEntries(1, 50, 1)
 			if err := l.Append(acked, &wire.HardState{Term: 1}); err != nil {
 				t.Fatal(err)
 			}
-			fs.set(c.arm)
+			in.set(c.fault)
+			pfs.setFault(c.partial)
 			err := l.Append(mkEntries(50, 60, 1), nil)
 			if !errors.Is(err, c.is) {
 				t.Fatalf("failing batch: err = %v, want %v", err, c.is)
 			}
 			first := err
 			// Disarm: the error must stay sticky anyway.
-			fs.set(func(fs *faultFS) { fs.writeFault, fs.syncErr = nil, nil })
-			writesBefore := func() int { fs.mu.Lock(); defer fs.mu.Unlock(); return fs.writes }()
+			in.set(nil)
+			pfs.setFault(nil)
+			writesBefore := in.writes.Load()
 			var wg sync.WaitGroup
 			errs := make([]error, 20)
 			for i := range errs {
@@ -74,15 +85,16 @@ func TestInjectedErrors(t *testing.T) {
 			if err := l.TruncateSuffix(10); !errors.Is(err, c.is) {
 				t.Fatalf("TruncateSuffix after failure: %v", err)
 			}
-			if err := l.CompactPrefix(5); !errors.Is(err, c.is) {
+			if err := l.CompactPrefix(5, nil); !errors.Is(err, c.is) {
 				t.Fatalf("CompactPrefix after failure: %v", err)
 			}
-			if w := func() int { fs.mu.Lock(); defer fs.mu.Unlock(); return fs.writes }(); w != writesBefore {
+			if w := in.writes.Load(); w != writesBefore {
 				t.Fatalf("the log wrote %d times after its sticky error", w-writesBefore)
 			}
 			l.Close()
 
-			l = mustOpen(t, dir, testOpts())
+			o.FS = mem
+			l = mustOpen(t, testDir, o)
 			defer l.Close()
 			last := l.LastIndex()
 			if last < 49 || last > 59 {
@@ -96,15 +108,39 @@ func TestInjectedErrors(t *testing.T) {
 	}
 }
 
+// syncHold holds the writer's segment syncs: each one signals entered and
+// waits for release, then fails with *fail if set (read after the hold, so
+// a test can arm it meanwhile). A slow disk on demand.
+type syncHold struct {
+	entered, release chan struct{}
+	fail             atomic.Pointer[error]
+}
+
+func newSyncHold() *syncHold {
+	return &syncHold{entered: make(chan struct{}), release: make(chan struct{})}
+}
+
+func (h *syncHold) fault(op errorfs.Op) error {
+	if !isSegmentSync(op) {
+		return nil
+	}
+	h.entered <- struct{}{}
+	<-h.release
+	if e := h.fail.Load(); e != nil {
+		return *e
+	}
+	return nil
+}
+
 // TestGroupCommit holds the first sync in progress, queues many appends
 // meanwhile, and checks that they all ride in the next single write+sync,
 // and that none completes before its sync does.
 func TestGroupCommit(t *testing.T) {
-	fs := &faultFS{syncEntered: make(chan struct{}), syncRelease: make(chan struct{})}
-	o := testOpts()
-	o.FS = fs
+	o, in := faultOpts()
 	o.SegmentBytes = 1 << 20
-	l := mustOpen(t, t.TempDir(), o)
+	hold := newSyncHold()
+	in.set(hold.fault)
+	l := mustOpen(t, testDir, o)
 	defer l.Close()
 
 	var mu sync.Mutex
@@ -118,7 +154,7 @@ func TestGroupCommit(t *testing.T) {
 		mu.Unlock()
 	}
 	l.AppendAsync(mkEntries(1, 2, 1), nil, done)
-	<-fs.syncEntered // the writer is now inside the first sync
+	<-hold.entered // the writer is now inside the first sync
 	const queued = 100
 	for i := uint64(2); i < 2+queued; i++ {
 		l.AppendAsync(mkEntries(i, i+1, 1), nil, done)
@@ -131,16 +167,16 @@ func TestGroupCommit(t *testing.T) {
 		t.Fatalf("%d appends completed before any sync finished", completed)
 	}
 	mu.Unlock()
-	fs.syncRelease <- struct{}{} // finish sync 1
-	<-fs.syncEntered             // sync 2 has begun: everything queued is in it
+	hold.release <- struct{}{} // finish sync 1
+	<-hold.entered             // sync 2 has begun: everything queued is in it
 	mu.Lock()
 	if completed != 1 {
 		t.Fatalf("after sync 1: %d completed, want 1", completed)
 	}
 	mu.Unlock()
-	fs.syncRelease <- struct{}{}
+	in.set(nil)
+	hold.release <- struct{}{}
 	waitFor(t, "all appends to complete", func() bool { mu.Lock(); defer mu.Unlock(); return completed == 1+queued })
-	fs.set(func(fs *faultFS) { fs.syncEntered, fs.syncRelease = nil, nil })
 	st := l.Stats()
 	if st.Batches != 2 || st.Syncs != 2 || st.Entries != 1+queued {
 		t.Fatalf("stats %+v: want 2 batches, 2 syncs, %d entries", st, 1+queued)
@@ -153,22 +189,23 @@ func TestGroupCommit(t *testing.T) {
 // TestSyncErrorFailsQueued: a sync fails while more batches are queued
 // behind it; all of them fail, none is acknowledged.
 func TestSyncErrorFailsQueued(t *testing.T) {
-	fs := &faultFS{syncEntered: make(chan struct{}), syncRelease: make(chan struct{})}
-	o := testOpts()
-	o.FS = fs
-	l := mustOpen(t, t.TempDir(), o)
+	o, in := faultOpts()
+	hold := newSyncHold()
+	in.set(hold.fault)
+	l := mustOpen(t, testDir, o)
 	defer l.Close()
 	var mu sync.Mutex
 	var errs []error
 	done := func(err error) { mu.Lock(); errs = append(errs, err); mu.Unlock() }
 	l.AppendAsync(mkEntries(1, 2, 1), nil, done)
-	<-fs.syncEntered
+	<-hold.entered
 	for i := uint64(2); i < 30; i++ {
 		l.AppendAsync(mkEntries(i, i+1, 1), nil, done)
 	}
-	release := fs.syncRelease
-	fs.set(func(fs *faultFS) { fs.syncErr = errInjected; fs.syncEntered, fs.syncRelease = nil, nil })
-	release <- struct{}{}
+	fail := errInjected
+	hold.fail.Store(&fail)
+	in.set(failOn(errorfs.OpFileSyncData, errInjected))
+	hold.release <- struct{}{}
 	waitFor(t, "all waiters", func() bool { mu.Lock(); defer mu.Unlock(); return len(errs) == 29 })
 	for i, e := range errs {
 		if !errors.Is(e, errInjected) {
@@ -178,7 +215,7 @@ func TestSyncErrorFailsQueued(t *testing.T) {
 }
 
 func TestClosed(t *testing.T) {
-	l := mustOpen(t, t.TempDir(), testOpts())
+	l := mustOpen(t, testDir, memOpts())
 	if err := l.Append(mkEntries(1, 3, 1), nil); err != nil {
 		t.Fatal(err)
 	}

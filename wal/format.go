@@ -11,7 +11,7 @@ const (
 	// segmentMagic opens every segment file ("RPWL" little-endian). Part of the format.
 	segmentMagic uint32 = 0x4c575052
 	// formatVersion is the version of the layout below. Part of the format.
-	formatVersion uint16 = 1
+	formatVersion uint16 = 2
 	// segmentHeaderBytes is the size of the segment header. Part of the format.
 	segmentHeaderBytes = 32
 	// recordHeaderBytes is the size of a record header. Part of the format.
@@ -23,11 +23,19 @@ const (
 	// offsets fit in uint32 and recovery never reads an absurd file into memory.
 	maxSegmentFileBytes = 1 << 30
 
-	// Payload sizes of the fixed-size record types. Part of the format.
+	// Payload sizes of the fixed-size record types, and of the fixed part
+	// of the others. Part of the format.
 	entryPayloadHeaderBytes = 17 // index u64, term u64, entry type u8
 	hardStatePayloadBytes   = 24 // term, vote, commit
 	truncatePayloadBytes    = 8  // from
-	markerPayloadBytes      = 16 // index, term
+	markerFixedBytes        = 20 // index u64, term u64, base length u32; base bytes follow
+
+	// maxBaseBytes bounds the opaque base a compact or reset record carries
+	// (the membership at the log's base). A longer base is refused with
+	// ErrBaseTooLarge; a longer length read from disk is corruption. Every
+	// segment's preamble restates the base, so it is paid once per segment.
+	// Part of the format.
+	maxBaseBytes = 1 << 20
 )
 
 // MaxEntryBytes is the largest Data an entry may carry: one entry is one
@@ -124,6 +132,27 @@ func appendEntryRecord(b []byte, index, term uint64, typ uint8, data []byte) []b
 	return b
 }
 
+// appendMarkerRecord encodes a compact or reset record: index, term and
+// the opaque base bytes.
+func appendMarkerRecord(b []byte, t recordType, index, term uint64, base []byte) []byte {
+	start := len(b)
+	b = appendRecordHeader(b, t, 0, markerFixedBytes+len(base))
+	b = binary.LittleEndian.AppendUint64(b, index)
+	b = binary.LittleEndian.AppendUint64(b, term)
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(base)))
+	b = append(b, base...)
+	finishRecord(b, start)
+	return b
+}
+
+// markerRecordBytes is the encoded size of a compact or reset record
+// carrying a base of n bytes.
+func markerRecordBytes(n int) int { return recordHeaderBytes + markerFixedBytes + n }
+
+// markerBase returns the base bytes of a decoded compact or reset payload
+// (aliasing it). REQUIRES: payloadOK accepted it.
+func markerBase(p []byte) []byte { return p[markerFixedBytes:] }
+
 // appendU64Record encodes a record whose payload is a list of uint64s.
 func appendU64Record(b []byte, t recordType, vals ...uint64) []byte {
 	start := len(b)
@@ -146,9 +175,12 @@ type record struct {
 	payload []byte
 }
 
-// payloadSizeOK reports whether a payload length is legal for its type, so
-// that a record with a valid CRC but a nonsensical layout is still rejected.
-func payloadSizeOK(t recordType, n int) bool {
+// payloadOK reports whether a payload's layout is legal for its type, so
+// that a record with a valid CRC but a nonsensical layout is still
+// rejected. A compact or reset payload must hold exactly its base length's
+// bytes, and that length is checked against maxBaseBytes.
+func payloadOK(t recordType, p []byte) bool {
+	n := len(p)
 	switch t {
 	case recEntry:
 		return n >= entryPayloadHeaderBytes
@@ -157,15 +189,39 @@ func payloadSizeOK(t recordType, n int) bool {
 	case recTruncate:
 		return n == truncatePayloadBytes
 	case recCompact, recReset:
-		return n == markerPayloadBytes
+		if n < markerFixedBytes {
+			return false
+		}
+		baseLen := binary.LittleEndian.Uint32(p[16:])
+		return baseLen <= maxBaseBytes && int64(n) == markerFixedBytes+int64(baseLen)
+	}
+	return false
+}
+
+// payloadSizePlausible is payloadOK for a header alone (the payload not yet
+// read or checked): whether length n could be legal for type t. It filters
+// candidate headers cheaply before a CRC is computed.
+func payloadSizePlausible(t recordType, n int64) bool {
+	switch t {
+	case recEntry:
+		return n >= entryPayloadHeaderBytes && n <= maxRecordPayloadBytes
+	case recHardState:
+		return n == hardStatePayloadBytes
+	case recTruncate:
+		return n == truncatePayloadBytes
+	case recCompact, recReset:
+		return n >= markerFixedBytes && n <= markerFixedBytes+maxBaseBytes
 	}
 	return false
 }
 
 // decodeRecord decodes the record at the start of b. It returns the record,
 // its total encoded length, and a status: recOK, recZero (an all-zero header:
-// nothing was written here), or recBad (torn or corrupt). Every length is
-// checked against len(b) and maxRecordPayloadBytes before use.
+// nothing was written here), recBad (torn or corrupt: a bad header, an
+// extent past b, or a CRC mismatch), or recInvalid (the CRC holds, so these
+// are the bytes that were written, but their layout is illegal: never a
+// tear). Every length is checked against len(b) and maxRecordPayloadBytes
+// before use.
 func decodeRecord(b []byte) (r record, n int, st recStatus) {
 	if len(b) < recordHeaderBytes {
 		if allZero(b) {
@@ -189,8 +245,8 @@ func decodeRecord(b []byte) (r record, n int, st recStatus) {
 	if crc32.Checksum(b[4:n], castagnoli) != crc {
 		return r, 0, recBad
 	}
-	if !payloadSizeOK(typ, int(length)) {
-		return r, 0, recBad
+	if !payloadOK(typ, b[recordHeaderBytes:n]) {
+		return r, n, recInvalid
 	}
 	r = record{typ: typ, group: binary.LittleEndian.Uint64(b[12:]), payload: b[recordHeaderBytes:n]}
 	return r, n, recOK
@@ -203,6 +259,7 @@ const (
 	recOK recStatus = iota
 	recZero
 	recBad
+	recInvalid
 )
 
 // allZero reports whether every byte of b is zero.

@@ -109,15 +109,15 @@ func checkSegmentImage(t *testing.T, data []byte) {
 func seedSegments() [][]byte {
 	var b []byte
 	b = appendSegmentHeader(b, segmentHeader{seq: 1, firstIndex: 1})
-	b = appendU64Record(b, recCompact, 0, 0)
+	b = appendMarkerRecord(b, recCompact, 0, 0, nil)
 	b = appendU64Record(b, recHardState, 1, 2, 0)
 	for i := uint64(1); i <= 5; i++ {
 		b = appendEntryRecord(b, i, 1, 0, []byte(fmt.Sprintf("entry-%d", i)))
 	}
 	b = appendU64Record(b, recTruncate, 4)
 	b = appendEntryRecord(b, 4, 2, 1, []byte("conflict"))
-	b = appendU64Record(b, recCompact, 2, 1)
-	b = appendU64Record(b, recReset, 10, 3)
+	b = appendMarkerRecord(b, recCompact, 2, 1, []byte("base at 2"))
+	b = appendMarkerRecord(b, recReset, 10, 3, []byte("base at 10"))
 	b = appendEntryRecord(b, 11, 3, 2, nil)
 	valid := append(b, make([]byte, 64)...)
 	torn := append([]byte(nil), b[:len(b)-7]...)
@@ -125,9 +125,9 @@ func seedSegments() [][]byte {
 	flipped[len(b)/2] ^= 4
 	var hole []byte
 	hole = appendSegmentHeader(hole, segmentHeader{seq: 3, firstIndex: 50})
-	hole = appendU64Record(hole, recCompact, 10, 1)
+	hole = appendMarkerRecord(hole, recCompact, 10, 1, []byte("b10"))
 	hole = appendEntryRecord(hole, 50, 1, 0, []byte("x"))
-	hole = appendU64Record(hole, recCompact, 49, 1)
+	hole = appendMarkerRecord(hole, recCompact, 49, 1, nil)
 	huge := appendSegmentHeader(nil, segmentHeader{seq: 1, firstIndex: 1})
 	huge = binary.LittleEndian.AppendUint32(huge, 0)
 	huge = binary.LittleEndian.AppendUint32(huge, 1<<31)

@@ -1,6 +1,7 @@
 package wal
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"log/slog"
@@ -8,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/raftpipe/raftpipe/wire"
 )
@@ -52,8 +55,10 @@ type Options struct {
 	// 16 MiB). Appenders block while this much is already queued: it is the
 	// log's backpressure. A single call larger than it is accepted alone.
 	MaxBatchBytes int64
-	// FS is the file system; nil means the operating system's.
-	FS FS
+	// FS is the file system every disk operation goes through; nil means
+	// vfs.Default (the operating system's). Tests pass wrapped or in-memory
+	// ones (internal/crashfs, vfs/errorfs).
+	FS vfs.FS
 	// Logger receives recovery and error reports; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -76,7 +81,7 @@ func (o Options) withDefaults() Options {
 		o.MaxBatchBytes = DefaultMaxBatchBytes
 	}
 	if o.FS == nil {
-		o.FS = OSFS{}
+		o.FS = vfs.Default
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -152,7 +157,7 @@ type Log struct {
 	// opts are the options with defaults filled in.
 	opts Options
 	// fs is opts.FS: every disk operation goes through it.
-	fs FS
+	fs vfs.FS
 	// log receives recovery and failure reports.
 	log *slog.Logger
 
@@ -168,6 +173,10 @@ type Log struct {
 		// markerIndex and markerTerm are the compaction/snapshot marker:
 		// entries <= markerIndex are gone. Invariant: FirstIndex() == markerIndex+1.
 		markerIndex, markerTerm uint64
+		// base is the caller's opaque description of the state at the
+		// marker (the membership at FirstIndex()-1), owned by the log; nil
+		// when empty. The marker's records and every preamble carry it.
+		base []byte
 		// meta[metaHead:] locates entries markerIndex+1 .. LastIndex().
 		meta     []entryMeta
 		metaHead int
@@ -204,7 +213,7 @@ type Log struct {
 	// w is owned by the writer goroutine.
 	w struct {
 		// active is the segment file being written, and activeSeq its seq.
-		active    File
+		active    vfs.File
 		activeSeq uint64
 		// dirty means bytes were written to active since its last sync.
 		dirty bool
@@ -225,7 +234,7 @@ type Log struct {
 		sync.RWMutex
 		// openMu guards files when a reader opens a handle lazily.
 		openMu sync.Mutex
-		files  map[uint64]File
+		files  map[uint64]vfs.File
 	}
 
 	// prep zero-fills the next segment in the background (prepare.go).
@@ -251,8 +260,8 @@ func Open(dir string, o Options) (*Log, error) {
 	l := &Log{dir: dir, opts: o, fs: o.FS, log: o.Logger, writerDone: make(chan struct{})}
 	l.mu.work.L = &l.mu.Mutex
 	l.mu.space.L = &l.mu.Mutex
-	l.rd.files = make(map[uint64]File)
-	if err := l.fs.MkdirAll(dir); err != nil {
+	l.rd.files = make(map[uint64]vfs.File)
+	if err := mkdirDurable(l.fs, dir); err != nil {
 		return nil, fmt.Errorf("wal: create %s: %w", dir, err)
 	}
 	lock, err := l.fs.Lock(filepath.Join(dir, lockFileName))
@@ -266,6 +275,7 @@ func Open(dir string, o Options) (*Log, error) {
 	}
 	l.lock = lock
 	l.mu.markerIndex, l.mu.markerTerm = st.markerIndex, st.markerTerm
+	l.mu.base = st.base
 	l.mu.meta = st.meta
 	l.mu.hs = st.hs
 	l.mu.segs = st.segs
@@ -298,6 +308,16 @@ func (l *Log) LastIndex() uint64 {
 // lastLocked is LastIndex with mu held.
 func (l *Log) lastLocked() uint64 {
 	return l.mu.markerIndex + uint64(len(l.mu.meta)-l.mu.metaHead)
+}
+
+// Base returns a copy of the base bytes given to the latest CompactPrefix
+// or Reset that took effect (durable or not yet): the caller's description
+// of the state at FirstIndex()-1, e.g. the membership there. It is nil for
+// a new log, and when the base given was empty.
+func (l *Log) Base() []byte {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return bytes.Clone(l.mu.base)
 }
 
 // HardState is the latest hard state appended (durable or not yet).

@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"os/exec"
+	"strings"
 	"testing"
 
 	"github.com/raftpipe/raftpipe/wire"
@@ -75,8 +78,8 @@ func checkEntries(t *testing.T, l *Log, want []wire.Entry) {
 func TestAppendReadReopen(t *testing.T) {
 	for _, cache := range []int64{0, -1} {
 		t.Run(fmt.Sprintf("cache=%d", cache), func(t *testing.T) {
-			dir := t.TempDir()
-			o := testOpts()
+			dir := testDir
+			o := memOpts()
 			o.CacheBytes = cache
 			l := mustOpen(t, dir, o)
 			if l.FirstIndex() != 1 || l.LastIndex() != 0 {
@@ -106,7 +109,7 @@ func TestAppendReadReopen(t *testing.T) {
 			}
 			want = append(want[:349:349], repl...)
 			checkEntries(t, l, want)
-			if err := l.CompactPrefix(100); err != nil {
+			if err := l.CompactPrefix(100, nil); err != nil {
 				t.Fatal(err)
 			}
 			want = want[100:]
@@ -126,7 +129,7 @@ func TestAppendReadReopen(t *testing.T) {
 			l.Close()
 			l = mustOpen(t, dir, o)
 			checkEntries(t, l, want)
-			if err := l.Reset(1000, 7); err != nil {
+			if err := l.Reset(1000, 7, nil); err != nil {
 				t.Fatal(err)
 			}
 			if l.FirstIndex() != 1001 || l.LastIndex() != 1000 {
@@ -148,7 +151,7 @@ func TestAppendReadReopen(t *testing.T) {
 }
 
 func TestEntriesMaxBytes(t *testing.T) {
-	l := mustOpen(t, t.TempDir(), testOpts())
+	l := mustOpen(t, testDir, memOpts())
 	defer l.Close()
 	es := make([]wire.Entry, 10)
 	for i := range es {
@@ -169,16 +172,175 @@ func TestEntriesMaxBytes(t *testing.T) {
 }
 
 // TestDirectoryLock: a second Open of the same directory fails while the
-// first is open, and succeeds after Close.
+// first is open, and succeeds after Close; on the OS (vfs.Default, whose
+// Lock also refuses a second lock in the same process) and in memory.
 func TestDirectoryLock(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		o    Options
+		dir  string
+	}{
+		{"os", testOpts(), t.TempDir()},
+		{"mem", memOpts(), testDir},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			l := mustOpen(t, c.dir, c.o)
+			if l2, err := Open(c.dir, c.o); err == nil {
+				l2.Close()
+				t.Fatal("second Open of a locked directory succeeded")
+			}
+			if err := l.Close(); err != nil {
+				t.Fatal(err)
+			}
+			mustOpen(t, c.dir, c.o).Close()
+		})
+	}
+}
+
+// lockChildEnv turns the test binary into a child that tries to open the
+// log in the directory it names and prints the outcome.
+const lockChildEnv = "WAL_LOCK_CHILD_DIR"
+
+// lockChild is the child of TestDirectoryLockOtherProcess.
+func lockChild(dir string) {
+	l, err := Open(dir, testOpts())
+	if err != nil {
+		fmt.Println("refused:", err)
+		return
+	}
+	l.Close()
+	fmt.Println("opened")
+}
+
+// TestDirectoryLockOtherProcess: vfs.Default's Lock (an fcntl lock) stops
+// a second process while the log is open, and the lock goes with Close.
+func TestDirectoryLockOtherProcess(t *testing.T) {
+	if testing.Short() {
+		t.Skip("spawns processes")
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
 	dir := t.TempDir()
+	child := func() string {
+		cmd := exec.Command(exe, "-test.run=^$")
+		cmd.Env = append(os.Environ(), lockChildEnv+"="+dir)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("child: %v: %s", err, out)
+		}
+		return string(out)
+	}
 	l := mustOpen(t, dir, testOpts())
-	if l2, err := Open(dir, testOpts()); err == nil {
-		l2.Close()
-		t.Fatal("second Open of a locked directory succeeded")
+	if out := child(); !strings.HasPrefix(out, "refused:") {
+		l.Close()
+		t.Fatalf("a second process opened a locked log: %q", out)
 	}
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
-	mustOpen(t, dir, testOpts()).Close()
+	if out := child(); out != "opened\n" {
+		t.Fatalf("after Close a second process could not open the log: %q", out)
+	}
+}
+
+// TestBase: CompactPrefix and Reset carry the base bytes, durably; a no-op
+// compaction ignores its base; an oversized base is refused; every
+// segment's preamble restates the base, so it survives the removal of the
+// segment holding the compaction record.
+func TestBase(t *testing.T) {
+	o := memOpts()
+	o.SegmentBytes = minSegmentBytes
+	l := mustOpen(t, testDir, o)
+	reopen := func() {
+		t.Helper()
+		if err := l.Close(); err != nil {
+			t.Fatal(err)
+		}
+		l = mustOpen(t, testDir, o)
+	}
+	defer func() { l.Close() }()
+	if b := l.Base(); b != nil {
+		t.Fatalf("new log: base %q", b)
+	}
+	if err := l.Append(mkEntries(1, 50, 1), nil); err != nil {
+		t.Fatal(err)
+	}
+	base := []byte("members at 20")
+	if err := l.CompactPrefix(20, base); err != nil {
+		t.Fatal(err)
+	}
+	base[0] = 'X' // the log keeps its own copy
+	if b := l.Base(); string(b) != "members at 20" {
+		t.Fatalf("base %q", b)
+	}
+	l.Base()[0] = 'Y' // and hands out copies
+	if err := l.CompactPrefix(10, []byte("ignored")); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.CompactPrefix(20, []byte("ignored")); err != nil {
+		t.Fatal(err)
+	}
+	reopen()
+	if b := l.Base(); string(b) != "members at 20" || l.FirstIndex() != 21 {
+		t.Fatalf("after reopen: base %q, first index %d", b, l.FirstIndex())
+	}
+	// Roll a few segments, then compact the segment with the compaction
+	// record away: the preambles still carry the base.
+	if err := l.Append(mkEntries(50, 300, 1), nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.CompactPrefix(250, []byte("members at 250")); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Append(mkEntries(300, 400, 1), nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.CompactPrefix(399, []byte("members at 399")); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(segmentPaths(t, o.FS, testDir)); n != 1 {
+		t.Fatalf("%d segments after compacting all but one entry", n)
+	}
+	reopen()
+	if b := l.Base(); string(b) != "members at 399" {
+		t.Fatalf("after removing old segments: base %q", b)
+	}
+	if err := l.Reset(1000, 3, []byte("members at 1000")); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Reset(1001, 3, nil); err != nil {
+		t.Fatal(err)
+	}
+	reopen()
+	if b := l.Base(); b != nil || l.FirstIndex() != 1002 {
+		t.Fatalf("after an empty reset: base %q, first index %d", b, l.FirstIndex())
+	}
+	huge := make([]byte, maxBaseBytes+1)
+	if err := l.Reset(2000, 4, huge); !errors.Is(err, ErrBaseTooLarge) {
+		t.Fatalf("Reset with a %d-byte base: %v", len(huge), err)
+	}
+	if err := l.Append(mkEntries(1002, 1010, 3), nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.CompactPrefix(1005, huge); !errors.Is(err, ErrBaseTooLarge) {
+		t.Fatalf("CompactPrefix with a %d-byte base: %v", len(huge), err)
+	}
+	if l.FirstIndex() != 1002 {
+		t.Fatalf("a refused compaction moved the first index to %d", l.FirstIndex())
+	}
+	// The largest legal base fits, also across a roll and a reopen.
+	big := bytes.Repeat([]byte{7}, maxBaseBytes)
+	if err := l.CompactPrefix(1005, big); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Append(mkEntries(1010, 1100, 3), nil); err != nil {
+		t.Fatal(err)
+	}
+	reopen()
+	if b := l.Base(); !bytes.Equal(b, big) {
+		t.Fatalf("after reopen: base of %d bytes, want %d", len(b), len(big))
+	}
+	checkEntries(t, l, mkEntries(1006, 1100, 3))
 }

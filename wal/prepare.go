@@ -4,10 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
 // Why segments are zero-filled ahead of time: a segment that is only
@@ -60,7 +63,7 @@ var errPrepStopped = errors.New("wal: segment preparation stopped")
 // at path.
 type segmentPreparer struct {
 	// fs is the log's file system.
-	fs FS
+	fs vfs.FS
 	// path is the full path of the prepared file.
 	path string
 	// sizeBytes is the prepared file's size: the log's SegmentBytes. A roll
@@ -98,13 +101,13 @@ type segmentPreparer struct {
 		sync.Mutex
 		// ready is the open handle of a fully zero-filled and synced file
 		// at path, or nil.
-		ready File
+		ready vfs.File
 	}
 }
 
 // newSegmentPreparer returns a preparer for segments of sizeBytes in dir;
 // start launches it.
-func newSegmentPreparer(fsys FS, dir string, sizeBytes int64, log *slog.Logger) *segmentPreparer {
+func newSegmentPreparer(fsys vfs.FS, dir string, sizeBytes int64, log *slog.Logger) *segmentPreparer {
 	p := &segmentPreparer{
 		fs:         fsys,
 		path:       filepath.Join(dir, preparedSegmentName),
@@ -219,8 +222,10 @@ func (p *segmentPreparer) run() {
 
 // prepare creates the file at path, fills it with zeros and syncs it. On
 // failure it removes the file again.
-func (p *segmentPreparer) prepare() (File, error) {
-	f, err := p.fs.Create(p.path)
+func (p *segmentPreparer) prepare() (vfs.File, error) {
+	// Create replaces a file left at path by an earlier failed attempt
+	// whose removal failed too: the prepared file is never log data.
+	f, err := p.fs.Create(p.path, writeCategory)
 	if err != nil {
 		return nil, fmt.Errorf("wal: create %s: %w", p.path, err)
 	}
@@ -235,14 +240,14 @@ func (p *segmentPreparer) prepare() (File, error) {
 // fill reserves the file's blocks and writes zeros over all of them, so that
 // later writes into it change no extent metadata, syncing every
 // prepSyncEveryBytes and at the end.
-func (p *segmentPreparer) fill(f File) error {
+func (p *segmentPreparer) fill(f vfs.File) error {
 	// Preallocating first keeps the blocks contiguous and reports a full
 	// disk before any zeros are written.
-	if err := f.Preallocate(p.sizeBytes); err != nil {
+	if err := f.Preallocate(0, p.sizeBytes); err != nil {
 		return fmt.Errorf("wal: preallocate %s: %w", p.path, err)
 	}
 	if p.zeros == nil {
-		p.zeros = make([]byte, prepChunkBytes)
+		p.zeros = make([]byte, min(prepChunkBytes, p.sizeBytes))
 	}
 	p.filledBytes.Store(0)
 	var unsynced int64
@@ -262,6 +267,9 @@ func (p *segmentPreparer) fill(f File) error {
 		p.filledBytes.Store(off)
 		unsynced += int64(n)
 		if unsynced >= prepSyncEveryBytes || off == p.sizeBytes {
+			// A full fsync (not SyncData): the file grows as it is filled, and
+			// it is off the append path. Tests tell the writer's segment
+			// syncs (SyncData) from these by the call.
 			if err := f.Sync(); err != nil {
 				return fmt.Errorf("wal: sync %s: %w", p.path, err)
 			}
@@ -275,7 +283,7 @@ func (p *segmentPreparer) fill(f File) error {
 // for the next one. It returns a nil File, at once, if none is ready or the
 // roll needs more than sizeBytes. The caller must sync the directory
 // before writing to the file, as after a Create.
-func (p *segmentPreparer) take(dst string, sizeBytes int64) (File, error) {
+func (p *segmentPreparer) take(dst string, sizeBytes int64) (vfs.File, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	f := p.mu.ready
@@ -285,6 +293,12 @@ func (p *segmentPreparer) take(dst string, sizeBytes int64) (File, error) {
 	}
 	if sizeBytes > p.sizeBytes {
 		return nil, nil
+	}
+	// Rename replaces an existing file; a segment must never be replaced.
+	if _, err := p.fs.Stat(dst); err == nil {
+		return nil, fmt.Errorf("wal: rename prepared segment to %s: %w", dst, fs.ErrExist)
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("wal: stat %s: %w", dst, err)
 	}
 	p.mu.ready = nil
 	p.filledBytes.Store(0)

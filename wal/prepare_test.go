@@ -2,12 +2,12 @@ package wal
 
 import (
 	"bytes"
-	"errors"
-	"io/fs"
-	"os"
 	"path/filepath"
 	"slices"
 	"testing"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 
 	"github.com/raftpipe/raftpipe/wire"
 )
@@ -32,30 +32,15 @@ func appendUntil(t *testing.T, l *Log, term uint64, what string, cond func(Stats
 	return out
 }
 
-// dirNames lists dir's entries.
-func dirNames(t *testing.T, dir string) []string {
-	t.Helper()
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, e := range ents {
-		names = append(names, e.Name())
-	}
-	return names
-}
-
 // TestRollWithAndWithoutPreparedSegment rolls into fallocated segments
 // while preparation fails, then into prepared ones, then both again, and
 // checks every entry after reopening. A prepared segment has the full
 // segment size and Close leaves no prepared file behind.
 func TestRollWithAndWithoutPreparedSegment(t *testing.T) {
-	dir := t.TempDir()
-	ffs := &faultFS{noSync: true, failPrep: true}
-	o := testOpts()
+	dir := testDir
+	o, in := faultOpts()
+	in.set(failPrep)
 	o.SegmentBytes = minSegmentBytes
-	o.FS = ffs
 	l := mustOpen(t, dir, o)
 	var want []wire.Entry
 
@@ -64,13 +49,13 @@ func TestRollWithAndWithoutPreparedSegment(t *testing.T) {
 	if st := l.Stats(); st.SegmentsZeroFilled != 0 {
 		t.Fatalf("%d zero-filled segments while preparation fails", st.SegmentsZeroFilled)
 	}
-	if _, err := os.Stat(filepath.Join(dir, preparedSegmentName)); !errors.Is(err, fs.ErrNotExist) {
-		t.Fatalf("prepared file exists although its creation fails: %v", err)
+	if exists(o.FS, filepath.Join(dir, preparedSegmentName)) {
+		t.Fatal("prepared file exists although its creation fails")
 	}
 
 	// Preparation works again: the next fallback roll retries it, and each
 	// roll after a prepared segment is ready uses it.
-	ffs.set(func(f *faultFS) { f.failPrep = false })
+	in.set(nil)
 	fall := l.Stats().SegmentsFallocated
 	want = append(want, appendUntil(t, l, 1, "a retrying roll", func(s Stats) bool { return s.SegmentsFallocated > fall || s.SegmentsZeroFilled > 0 })...)
 	for k := uint64(1); k <= 3; k++ {
@@ -84,7 +69,7 @@ func TestRollWithAndWithoutPreparedSegment(t *testing.T) {
 		l.mu.Lock()
 		seq := l.mu.curSeq
 		l.mu.Unlock()
-		fi, err := os.Stat(segmentName(dir, seq))
+		fi, err := o.FS.Stat(segmentName(dir, seq))
 		if err != nil || fi.Size() != minSegmentBytes {
 			t.Fatalf("segment %d from a prepared file: %v, %v", seq, fi, err)
 		}
@@ -92,7 +77,7 @@ func TestRollWithAndWithoutPreparedSegment(t *testing.T) {
 
 	// Both again: the ready one is taken, its successor cannot be made.
 	waitFor(t, "a prepared segment", l.prep.isReady)
-	ffs.set(func(f *faultFS) { f.failPrep = true })
+	in.set(failPrep)
 	st0 := l.Stats()
 	want = append(want, appendUntil(t, l, 1, "a zero-filled then a fallocated roll", func(s Stats) bool { return s.SegmentsFallocated > st0.SegmentsFallocated })...)
 	if st := l.Stats(); st.SegmentsZeroFilled != st0.SegmentsZeroFilled+1 {
@@ -101,18 +86,18 @@ func TestRollWithAndWithoutPreparedSegment(t *testing.T) {
 	checkEntries(t, l, want)
 
 	// Close removes a prepared file nobody used.
-	ffs.set(func(f *faultFS) { f.failPrep = false })
+	in.set(nil)
 	want = append(want, appendUntil(t, l, 1, "a retrying roll", func(s Stats) bool { return s.SegmentsFallocated > st0.SegmentsFallocated+1 })...)
 	waitFor(t, "a prepared segment", l.prep.isReady)
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
-	for _, n := range dirNames(t, dir) {
+	for _, n := range dirNames(t, o.FS, dir) {
 		if _, ok := parseSegmentBase(n); !ok && n != lockFileName {
 			t.Fatalf("Close left %s behind", n)
 		}
 	}
-	l = mustOpen(t, dir, testOpts())
+	l = mustOpen(t, dir, o)
 	defer l.Close()
 	checkEntries(t, l, want)
 }
@@ -123,9 +108,10 @@ func TestRollWithAndWithoutPreparedSegment(t *testing.T) {
 // Open removes it and never reads it as log data.
 func TestPreparedSegmentLeftoverIgnored(t *testing.T) {
 	const n = 40
-	base := t.TempDir()
+	fsys := vfs.NewMem()
+	base := "base"
 	o := testOpts()
-	o.FS = &faultFS{noSync: true}
+	o.FS = fsys
 	l := mustOpen(t, base, o)
 	if err := l.Append(mkEntries(1, n+1, 1), &wire.HardState{Term: 1, Commit: n}); err != nil {
 		t.Fatal(err)
@@ -133,12 +119,12 @@ func TestPreparedSegmentLeftoverIgnored(t *testing.T) {
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
-	segsBefore := dirNames(t, base)
+	segsBefore := dirNames(t, fsys, base)
 
 	// The continuation: the same log with n+1..n+20 appended, whose first
 	// new segment is what a roll of base would have produced.
-	cont := t.TempDir()
-	copyDir(t, base, cont)
+	cont := "cont"
+	copyDir(t, fsys, base, cont)
 	l = mustOpen(t, cont, o)
 	if err := l.Append(mkEntries(n+1, n+21, 1), nil); err != nil {
 		t.Fatal(err)
@@ -147,13 +133,9 @@ func TestPreparedSegmentLeftoverIgnored(t *testing.T) {
 		t.Fatal(err)
 	}
 	var next []byte
-	for _, name := range dirNames(t, cont) {
+	for _, name := range dirNames(t, fsys, cont) {
 		if _, ok := parseSegmentBase(name); ok && !slices.Contains(segsBefore, name) {
-			b, err := os.ReadFile(filepath.Join(cont, name))
-			if err != nil {
-				t.Fatal(err)
-			}
-			next = b
+			next = readFile(t, fsys, filepath.Join(cont, name))
 			break
 		}
 	}
@@ -171,18 +153,17 @@ func TestPreparedSegmentLeftoverIgnored(t *testing.T) {
 		{"empty", nil},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			dir := t.TempDir()
-			copyDir(t, base, dir)
+			dir := "case-" + c.name
+			copyDir(t, fsys, base, dir)
 			prep := filepath.Join(dir, preparedSegmentName)
-			if err := os.WriteFile(prep, c.data, 0o644); err != nil {
-				t.Fatal(err)
-			}
-			ffs := &faultFS{noSync: true, failPrep: true} // so that no new prepared file appears
+			writeFile(t, fsys, prep, c.data)
+			in := &injector{}
+			in.set(failPrep) // so that no new prepared file appears
 			o := testOpts()
-			o.FS = ffs
+			o.FS = errorfs.Wrap(fsys, in)
 			l := mustOpen(t, dir, o)
-			if _, err := os.Stat(prep); !errors.Is(err, fs.ErrNotExist) {
-				t.Fatalf("leftover prepared file not removed: %v", err)
+			if exists(fsys, prep) {
+				t.Fatal("leftover prepared file not removed")
 			}
 			checkEntries(t, l, mkEntries(1, n+1, 1))
 			// The log continues in a fresh segment, with other data.
@@ -192,24 +173,11 @@ func TestPreparedSegmentLeftoverIgnored(t *testing.T) {
 			if err := l.Close(); err != nil {
 				t.Fatal(err)
 			}
-			l = mustOpen(t, dir, testOpts())
+			o.FS = fsys
+			l = mustOpen(t, dir, o)
 			defer l.Close()
 			checkEntries(t, l, append(mkEntries(1, n+1, 1), mkEntries(n+1, n+6, 2)...))
 		})
-	}
-}
-
-// copyDir copies the regular files of src into dst.
-func copyDir(t *testing.T, src, dst string) {
-	t.Helper()
-	for _, name := range dirNames(t, src) {
-		b, err := os.ReadFile(filepath.Join(src, name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dst, name), b, 0o644); err != nil {
-			t.Fatal(err)
-		}
 	}
 }
 
@@ -218,10 +186,9 @@ func copyDir(t *testing.T, src, dst string) {
 // it finishes once the writer has written enough, before the roll.
 func TestPreparerPaced(t *testing.T) {
 	const segBytes = 3 * prepHeadStartBytes
-	o := testOpts()
+	o := memOpts()
 	o.SegmentBytes = segBytes
-	o.FS = &faultFS{noSync: true}
-	l := mustOpen(t, t.TempDir(), o)
+	l := mustOpen(t, testDir, o)
 	defer l.Close()
 	// Before the first roll nothing is written: unpaced.
 	waitFor(t, "the first prepared segment", l.prep.isReady)

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io/fs"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
+
 	"github.com/raftpipe/raftpipe/wire"
 )
 
@@ -121,7 +123,7 @@ func (l *Log) readEntries(lo uint64, metas []entryMeta) ([]wire.Entry, error) {
 // readerLocked returns a read-only handle on segment seq, opening it on
 // first use. REQUIRES: rd held shared. A segment removed by a compaction
 // meanwhile reports ErrCompacted.
-func (l *Log) readerLocked(seq uint64) (File, error) {
+func (l *Log) readerLocked(seq uint64) (vfs.File, error) {
 	l.rd.openMu.Lock()
 	defer l.rd.openMu.Unlock()
 	if f, ok := l.rd.files[seq]; ok {

@@ -1,10 +1,13 @@
 package wal
 
 import (
+	"encoding/binary"
 	"fmt"
 	"io"
 	"log/slog"
 	"path/filepath"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/raftpipe/raftpipe/wire"
 )
@@ -19,6 +22,8 @@ import (
 // a hole left at the end means a segment is missing.
 type replayState struct {
 	markerIndex, markerTerm uint64
+	// base is the marker's base bytes (a copy; nil if empty).
+	base []byte
 	// start is the index of meta[0]. Invariant: start >= markerIndex+1.
 	start uint64
 	meta  []entryMeta
@@ -66,17 +71,20 @@ func (s *replayState) apply(r record, seq uint64, off int64, size int) string {
 		case idx < s.markerIndex:
 			return fmt.Sprintf("compaction to %d below marker %d", idx, s.markerIndex)
 		case idx == s.markerIndex:
-			// A segment preamble restating the current marker.
+			// A segment preamble restating the current marker and base.
 			s.markerTerm = term
+			s.setBase(markerBase(p))
 		case idx > s.last():
 			return fmt.Sprintf("compaction to %d beyond last index %d", idx, s.last())
 		case idx < s.start:
 			// Inside the hole: the entries were in removed segments.
 			s.markerIndex, s.markerTerm = idx, term
+			s.setBase(markerBase(p))
 		default:
 			s.meta = s.meta[idx-s.start+1:]
 			s.start = idx + 1
 			s.markerIndex, s.markerTerm = idx, term
+			s.setBase(markerBase(p))
 		}
 	case recReset:
 		idx, term := u64(p, 0), u64(p, 1)
@@ -86,19 +94,32 @@ func (s *replayState) apply(r record, seq uint64, off int64, size int) string {
 		s.meta = s.meta[:0]
 		s.start = idx + 1
 		s.markerIndex, s.markerTerm = idx, term
+		s.setBase(markerBase(p))
 	default:
 		return fmt.Sprintf("unknown record type %d", r.typ)
 	}
 	return ""
 }
 
+// setBase records a marker's base. b aliases the segment buffer, which the
+// next segment reuses, so it is copied (nil if empty).
+func (s *replayState) setBase(b []byte) {
+	if len(b) == 0 {
+		s.base = nil
+		return
+	}
+	s.base = append(s.base[:0:0], b...)
+}
+
 // scanSegment walks the records of one segment image. data is the whole
 // file. It calls visit for each valid record and stops at the first
 // record that is zeroed, torn or corrupt, at offset end:
 //   - if everything from end on is zero, the segment simply ends there;
-//   - otherwise, for the last segment (last=true) it is a torn tail:
-//     torn=true and the caller cuts the file at end;
-//   - otherwise it is corruption, reported as a *CorruptError.
+//   - otherwise, for a sealed segment (last=false), or a record whose CRC
+//     holds but whose layout is illegal, it is corruption, reported as a
+//     *CorruptError;
+//   - otherwise (the last segment) see classifyTail: a torn tail
+//     (torn=true: the caller cuts the file at end), or corruption.
 //
 // visit may return a reason to stop with corruption at that record.
 // scanSegment checks the header; a bad header is corruption at offset 0
@@ -120,19 +141,92 @@ func scanSegment(name string, data []byte, last bool, visit func(r record, off i
 		if allZero(data[off:]) {
 			return int64(off), false, nil
 		}
-		if last {
-			return int64(off), true, nil
+		if st == recInvalid {
+			return int64(off), false, corruptf(name, int64(off), "record with a valid CRC but an illegal layout")
 		}
-		return int64(off), false, corruptf(name, int64(off), "bad record before the end of a sealed segment")
+		if !last {
+			return int64(off), false, corruptf(name, int64(off), "bad record before the end of a sealed segment")
+		}
+		if next, ok := classifyTail(data, int64(off)); !ok {
+			return int64(off), false, corruptf(name, int64(off), "bad record followed by a valid record at offset %d", next)
+		}
+		return int64(off), true, nil
 	}
 	return int64(off), false, nil
+}
+
+// sectorBytes is the disk sector size the torn-write rule assumes: a write
+// that never reached the disk leaves whole sectors as they were (zeros, in
+// the unwritten part of a segment). 512 bytes is the smallest sector in
+// use, so the rule holds for 4 KiB sectors too.
+const sectorBytes = 512
+
+// classifyTail decides what the bad record at off of the last segment is,
+// when non-zero bytes follow it. ok=true means a torn tail, to be cut:
+//   - the record's header is all zero, or its claimed extent runs past the
+//     non-zero data (or past EOF): it was not completely written;
+//   - or one of the sectors its extent covers (aligned to file offsets) is
+//     all zero from the record's start on: a block of an unsynced write
+//     that never reached the disk, while later blocks did (out-of-order
+//     persistence). In the record's first sector the bytes before it are
+//     ignored: they belong to earlier records that were synced with the
+//     old version of that block, so a lost block that starts a write is
+//     zero only from the record on (TestCrashPoints found this: a record
+//     with one byte in the last sector of a lost block);
+//   - or no valid record follows it anywhere in the non-zero data: a
+//     damaged last record, which nothing acknowledged depends on.
+//
+// ok=false means corruption: a valid record (plausible header, valid CRC)
+// starts at next, after a bad record that shows no sign of a tear, so
+// cutting there would silently drop valid records.
+func classifyTail(data []byte, off int64) (next int64, ok bool) {
+	nz := nonZeroEnd(data)
+	if off+recordHeaderBytes > int64(len(data)) || allZero(data[off:off+recordHeaderBytes]) {
+		return 0, true
+	}
+	extEnd := off + recordHeaderBytes + int64(binary.LittleEndian.Uint32(data[off+4:]))
+	if extEnd > nz {
+		return 0, true
+	}
+	for s := off &^ (sectorBytes - 1); s < extEnd; s += sectorBytes {
+		if allZero(data[max(s, off):min(s+sectorBytes, int64(len(data)))]) {
+			return 0, true
+		}
+	}
+	if next, found := findValidRecord(data, off+1, nz); found {
+		return next, false
+	}
+	return 0, true
+}
+
+// findValidRecord returns the offset of the first valid record that starts
+// in [from, to) of data (it may end past to: a record's last bytes can be
+// zeros). It is cheap on ordinary data: a candidate offset must first show
+// a plausible header (a known type, zero reserved bytes, group 0, a legal
+// length for the type that fits in data) before its CRC is computed.
+func findValidRecord(data []byte, from, to int64) (int64, bool) {
+	for p := from; p < to && p+recordHeaderBytes <= int64(len(data)); p++ {
+		h := data[p : p+recordHeaderBytes]
+		t := recordType(h[8])
+		if t == 0 || t >= recTypeMax || h[9]|h[10]|h[11] != 0 || binary.LittleEndian.Uint64(h[12:]) != 0 {
+			continue
+		}
+		n := int64(binary.LittleEndian.Uint32(h[4:]))
+		if !payloadSizePlausible(t, n) || p+recordHeaderBytes+n > int64(len(data)) {
+			continue
+		}
+		if _, _, st := decodeRecord(data[p:]); st == recOK {
+			return p, true
+		}
+	}
+	return 0, false
 }
 
 // recoverDir replays every segment in dir. It cuts a torn tail off the
 // last segment (durably) and removes a last segment whose header never
 // reached the disk; everything else that is wrong is an error.
-func recoverDir(fsys FS, dir string, log *slog.Logger) (*replayState, error) {
-	names, err := fsys.ReadDir(dir)
+func recoverDir(fsys vfs.FS, dir string, log *slog.Logger) (*replayState, error) {
+	names, err := listDir(fsys, dir)
 	if err != nil {
 		return nil, fmt.Errorf("wal: list %s: %w", dir, err)
 	}
@@ -175,7 +269,7 @@ func recoverDir(fsys FS, dir string, log *slog.Logger) (*replayState, error) {
 			if err := fsys.Remove(name); err != nil {
 				return nil, fmt.Errorf("wal: remove empty segment: %w", err)
 			}
-			if err := fsys.SyncDir(dir); err != nil {
+			if err := syncDir(fsys, dir); err != nil {
 				return nil, fmt.Errorf("wal: sync dir: %w", err)
 			}
 			break
@@ -202,7 +296,7 @@ func recoverDir(fsys FS, dir string, log *slog.Logger) (*replayState, error) {
 		st.segs = append(st.segs, seq)
 		if torn {
 			log.Warn("wal: cutting torn tail of last segment", "file", name, "offset", end, "size", len(data))
-			if err := cutTail(fsys, name, end); err != nil {
+			if err := cutTail(fsys, name, data, end); err != nil {
 				return nil, err
 			}
 		}
@@ -210,21 +304,34 @@ func recoverDir(fsys FS, dir string, log *slog.Logger) (*replayState, error) {
 	if st.start != st.markerIndex+1 {
 		return nil, corruptf(segmentName(dir, seqs[0]), 0, "entries %d..%d missing: a segment was lost", st.markerIndex+1, st.start-1)
 	}
+	// Defence in depth: batches put their hard state after their entries
+	// and a preamble restates only a hard state whose entries precede it
+	// durably, so this should never fire; but the Raft core cannot start
+	// with a commit beyond its last index, and the entries above the last
+	// index are not there to commit.
+	if last := st.last(); st.hs.Commit > last {
+		log.Warn("wal: recovered hard state commits beyond the last index; clamping", "commit", st.hs.Commit, "last_index", last)
+		st.hs.Commit = last
+	}
 	return st, nil
 }
 
 // readWhole reads a segment file into *buf (reused across segments) after
 // checking its size against maxSegmentFileBytes.
-func readWhole(fsys FS, name string, buf *[]byte) ([]byte, error) {
+func readWhole(fsys vfs.FS, name string, buf *[]byte) ([]byte, error) {
 	f, err := fsys.Open(name)
 	if err != nil {
 		return nil, fmt.Errorf("wal: open %s: %w", name, err)
 	}
 	defer f.Close()
-	size, err := f.Size()
+	fi, err := f.Stat()
 	if err != nil {
 		return nil, fmt.Errorf("wal: stat %s: %w", name, err)
 	}
+	// A segment may be shorter than SegmentBytes: Preallocate need not
+	// change the size (vfs.Default keeps it, MemFS does nothing), so a
+	// fallocated segment is as long as what was written to it.
+	size := fi.Size()
 	if size > maxSegmentFileBytes+maxRecordPayloadBytes {
 		return nil, corruptf(name, 0, "file size %d above the limit", size)
 	}
@@ -238,20 +345,52 @@ func readWhole(fsys FS, name string, buf *[]byte) ([]byte, error) {
 	return data, nil
 }
 
-// cutTail truncates a torn last segment at end and syncs it, so that it
-// reads as a cleanly sealed segment from now on.
-func cutTail(fsys FS, name string, end int64) error {
-	f, err := fsys.OpenReadWrite(name)
+// cutTailChunkBytes bounds the zero buffer cutTail writes from.
+const cutTailChunkBytes = 64 << 10
+
+// cutTail cuts a torn tail off the last segment, whose whole image is data:
+// it overwrites data[end:] with zeros up to the end of the non-zero bytes
+// and syncs, so that the segment reads as cleanly ending at end from now on.
+// vfs.File has no Truncate, and zeros serve as well: a recovered segment is
+// never written again, and zeros read as the end of the log. A crash during
+// the cut leaves a prefix of the zeroing, which the next recovery cuts again.
+func cutTail(fsys vfs.FS, name string, data []byte, end int64) error {
+	nz := nonZeroEnd(data)
+	if nz <= end {
+		return nil
+	}
+	f, err := fsys.OpenReadWrite(name, writeCategory)
 	if err != nil {
 		return fmt.Errorf("wal: open %s to cut its tail: %w", name, err)
 	}
-	if err := f.Truncate(end); err != nil {
-		f.Close()
-		return fmt.Errorf("wal: cut %s at %d: %w", name, end, err)
+	zeros := make([]byte, min(nz-end, cutTailChunkBytes))
+	for off := end; off < nz; {
+		p := zeros[:min(int64(len(zeros)), nz-off)]
+		n, err := f.WriteAt(p, off)
+		if err == nil && n < len(p) {
+			err = io.ErrShortWrite
+		}
+		if err != nil {
+			f.Close()
+			return fmt.Errorf("wal: zero %s at %d: %w", name, off, err)
+		}
+		off += int64(n)
 	}
-	if err := f.Sync(); err != nil {
+	if err := f.SyncData(); err != nil {
 		f.Close()
 		return fmt.Errorf("wal: sync %s after cutting: %w", name, err)
 	}
 	return f.Close()
+}
+
+// nonZeroEnd is one past the last non-zero byte of b (0 if b is all zero).
+func nonZeroEnd(b []byte) int64 {
+	i := len(b)
+	for i >= 8 && binary.LittleEndian.Uint64(b[i-8:]) == 0 {
+		i -= 8
+	}
+	for i > 0 && b[i-1] == 0 {
+		i--
+	}
+	return int64(i)
 }

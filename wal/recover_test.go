@@ -1,23 +1,25 @@
 package wal
 
 import (
+	"encoding/binary"
 	"errors"
-	"os"
-	"path/filepath"
+	"hash/crc32"
 	"testing"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/raftpipe/raftpipe/wire"
 )
 
 // recTestLog builds a closed log of single-entry batches (a hard state
-// every fifth) spanning several segments and returns its directory and
-// segment paths.
-func recTestLog(t *testing.T) (dir string, segs []string) {
+// every fifth) spanning several segments on an in-memory file system and
+// returns it, the log's directory and its segment paths.
+func recTestLog(t *testing.T) (fsys vfs.FS, dir string, segs []string) {
 	t.Helper()
-	dir = t.TempDir()
+	fsys, dir = vfs.NewMem(), testDir
 	o := testOpts()
 	o.SegmentBytes = minSegmentBytes
-	o.FS = &faultFS{noSync: true}
+	o.FS = fsys
 	l := mustOpen(t, dir, o)
 	for i := uint64(1); i <= 150; i++ {
 		var hs *wire.HardState
@@ -31,11 +33,11 @@ func recTestLog(t *testing.T) (dir string, segs []string) {
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
-	segs, _ = filepath.Glob(filepath.Join(dir, "*"+segmentExt))
+	segs = segmentPaths(t, fsys, dir)
 	if len(segs) < 3 {
 		t.Fatalf("want at least 3 segments, got %d", len(segs))
 	}
-	return dir, segs
+	return fsys, dir, segs
 }
 
 // recInfo is one record of a pristine segment, with the log's state after it.
@@ -67,10 +69,10 @@ func scanPristine(t *testing.T, name string, data []byte, last uint64, hs wire.H
 }
 
 // expectRecovered opens dir and checks it holds entries 1..last and hs.
-func expectRecovered(t *testing.T, dir string, last uint64, hs wire.HardState, what string) {
+func expectRecovered(t *testing.T, fsys vfs.FS, dir string, last uint64, hs wire.HardState, what string) {
 	t.Helper()
 	o := testOpts()
-	o.FS = &faultFS{noSync: true}
+	o.FS = fsys
 	l, err := Open(dir, o)
 	if err != nil {
 		t.Fatalf("%s: Open: %v", what, err)
@@ -86,15 +88,14 @@ func expectRecovered(t *testing.T, dir string, last uint64, hs wire.HardState, w
 }
 
 // TestRecoverTornTailEveryOffset cuts the last segment at every byte of its
-// last records (file shortened, or tail zeroed in place) and flips a bit at
-// every byte, and checks recovery yields exactly the longest valid prefix.
+// last records (file shortened, or tail zeroed in place) and checks that
+// recovery yields exactly the longest valid prefix; and it flips a bit at
+// every byte of them: a damaged record followed by valid ones is
+// corruption naming the file and offset, a damaged last record is cut.
 func TestRecoverTornTailEveryOffset(t *testing.T) {
-	dir, segs := recTestLog(t)
+	fsys, dir, segs := recTestLog(t)
 	lastSeg := segs[len(segs)-1]
-	pristine, err := os.ReadFile(lastSeg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pristine := readFile(t, fsys, lastSeg)
 	// State at the start of the last segment: from its header's first index
 	// and the preamble (the first records restate marker and hard state).
 	h, _ := decodeSegmentHeader(pristine)
@@ -118,40 +119,49 @@ func TestRecoverTornTailEveryOffset(t *testing.T) {
 		}
 		return last, hs
 	}
-	restore := func(b []byte) {
-		if err := os.WriteFile(lastSeg, b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	restore := func(b []byte) { writeFile(t, fsys, lastSeg, b) }
 	for cut := from; cut <= to; cut++ {
 		last, hs := expectAt(cut, false)
 		restore(pristine[:cut])
-		expectRecovered(t, dir, last, hs, "shortened")
-		expectRecovered(t, dir, last, hs, "reopened")
+		expectRecovered(t, fsys, dir, last, hs, "shortened")
+		expectRecovered(t, fsys, dir, last, hs, "reopened")
 		last, hs = expectAt(cut, true)
 		zeroed := append([]byte(nil), pristine...)
 		clear(zeroed[cut:])
 		restore(zeroed)
-		expectRecovered(t, dir, last, hs, "zeroed")
+		expectRecovered(t, fsys, dir, last, hs, "zeroed")
 		// A second open after the cut must find the same (now clean) log.
-		expectRecovered(t, dir, last, hs, "reopened")
+		expectRecovered(t, fsys, dir, last, hs, "reopened")
 	}
 	for off := from; off < to; off++ {
 		flipped := append([]byte(nil), pristine...)
 		flipped[off] ^= 1 << (off % 8)
 		restore(flipped)
-		// The damaged record and everything after it are dropped.
-		var start int64
-		for _, r := range recs {
-			if r.off <= off && off < r.end {
-				start = r.off
+		var r recInfo
+		isLast := false
+		for i, ri := range recs {
+			if ri.off <= off && off < ri.end {
+				r, isLast = ri, i == len(recs)-1
 			}
 		}
-		last, hs := expectAt(start, false)
-		expectRecovered(t, dir, last, hs, "bit flip")
+		// A flip in the length field that claims an extent past the data
+		// reads as a torn (incomplete) record: a known limit of the rule.
+		claimsPast := r.off+recordHeaderBytes+int64(binary.LittleEndian.Uint32(flipped[r.off+4:])) > nonZeroEnd(flipped)
+		if isLast || claimsPast {
+			// The damaged record is cut; the records before it recover.
+			last, hs := expectAt(r.off, false)
+			expectRecovered(t, fsys, dir, last, hs, "bit flip in the last record")
+			continue
+		}
+		_, err := Open(dir, Options{Logger: quietLogger, FS: fsys})
+		var ce *CorruptError
+		if !errors.As(err, &ce) || !errors.Is(err, ErrCorrupt) || ce.File != lastSeg || ce.Offset != r.off {
+			t.Fatalf("bit flip at %d in the record at %d, valid records after it: Open: %v; want a CorruptError at %s offset %d", off, r.off, err, lastSeg, r.off)
+		}
 	}
+	restore(pristine)
 	// A torn or zeroed header: the whole last segment is dropped.
-	prev, _ := os.ReadFile(segs[len(segs)-2])
+	prev := readFile(t, fsys, segs[len(segs)-2])
 	ph, _ := decodeSegmentHeader(prev)
 	prevRecs := scanPristine(t, segs[len(segs)-2], prev, ph.firstIndex-1, wire.HardState{})
 	pr := prevRecs[len(prevRecs)-1]
@@ -159,9 +169,9 @@ func TestRecoverTornTailEveryOffset(t *testing.T) {
 		zeroed := append([]byte(nil), pristine...)
 		clear(zeroed[cut:segmentHeaderBytes])
 		restore(zeroed)
-		expectRecovered(t, dir, pr.last, pr.hs, "torn header")
-		if _, err := os.Stat(lastSeg); !os.IsNotExist(err) {
-			t.Fatalf("last segment with a torn header not removed: %v", err)
+		expectRecovered(t, fsys, dir, pr.last, pr.hs, "torn header")
+		if exists(fsys, lastSeg) {
+			t.Fatal("last segment with a torn header not removed")
 		}
 	}
 }
@@ -169,9 +179,9 @@ func TestRecoverTornTailEveryOffset(t *testing.T) {
 // TestRecoverSealedCorruption: damage in a sealed (non-last) segment is an
 // error naming the file and the offset, never skipped or repaired.
 func TestRecoverSealedCorruption(t *testing.T) {
-	dir, segs := recTestLog(t)
+	fsys, dir, segs := recTestLog(t)
 	sealed := segs[1]
-	pristine, _ := os.ReadFile(sealed)
+	pristine := readFile(t, fsys, sealed)
 	h, _ := decodeSegmentHeader(pristine)
 	recs := scanPristine(t, sealed, pristine, h.firstIndex-1, wire.HardState{})
 	mid := recs[len(recs)/2]
@@ -189,11 +199,9 @@ func TestRecoverSealedCorruption(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			b := c.mutate(append([]byte(nil), pristine...))
-			if err := os.WriteFile(sealed, b, 0o644); err != nil {
-				t.Fatal(err)
-			}
-			defer os.WriteFile(sealed, pristine, 0o644)
-			_, err := Open(dir, Options{Logger: quietLogger, FS: &faultFS{noSync: true}})
+			writeFile(t, fsys, sealed, b)
+			defer writeFile(t, fsys, sealed, pristine)
+			_, err := Open(dir, Options{Logger: quietLogger, FS: fsys})
 			var ce *CorruptError
 			if !errors.As(err, &ce) || !errors.Is(err, ErrCorrupt) {
 				t.Fatalf("Open: %v, want a CorruptError", err)
@@ -208,21 +216,90 @@ func TestRecoverSealedCorruption(t *testing.T) {
 		})
 	}
 	t.Run("missing-middle-segment", func(t *testing.T) {
-		b, _ := os.ReadFile(segs[1])
-		os.Remove(segs[1])
-		defer os.WriteFile(segs[1], b, 0o644)
-		if _, err := Open(dir, Options{Logger: quietLogger}); !errors.Is(err, ErrCorrupt) {
+		b := readFile(t, fsys, segs[1])
+		fsys.Remove(segs[1])
+		defer writeFile(t, fsys, segs[1], b)
+		if _, err := Open(dir, Options{Logger: quietLogger, FS: fsys}); !errors.Is(err, ErrCorrupt) {
 			t.Fatalf("Open with a segment missing: %v", err)
 		}
 	})
 	t.Run("missing-first-segment", func(t *testing.T) {
-		b, _ := os.ReadFile(segs[0])
-		os.Remove(segs[0])
-		defer os.WriteFile(segs[0], b, 0o644)
-		if _, err := Open(dir, Options{Logger: quietLogger}); !errors.Is(err, ErrCorrupt) {
+		b := readFile(t, fsys, segs[0])
+		fsys.Remove(segs[0])
+		defer writeFile(t, fsys, segs[0], b)
+		if _, err := Open(dir, Options{Logger: quietLogger, FS: fsys}); !errors.Is(err, ErrCorrupt) {
 			t.Fatalf("Open with the first segment missing: %v", err)
 		}
 	})
 	// The pristine log still opens.
-	expectRecovered(t, dir, 150, wire.HardState{Term: 1, Commit: 150}, "pristine")
+	expectRecovered(t, fsys, dir, 150, wire.HardState{Term: 1, Commit: 150}, "pristine")
+}
+
+// TestRecoverLastSegmentTornVsCorrupt: in the last segment, a zeroed
+// sector (an unsynced block that never reached the disk, while later ones
+// did) reads as a torn tail even with valid records after it, and the
+// prefix before it recovers; a bit flip in a middle record followed by
+// valid records, or a record whose CRC holds but whose base length is over
+// the limit, is a CorruptError naming the file and offset.
+func TestRecoverLastSegmentTornVsCorrupt(t *testing.T) {
+	fsys, dir, segs := recTestLog(t)
+	lastSeg := segs[len(segs)-1]
+	pristine := readFile(t, fsys, lastSeg)
+	h, _ := decodeSegmentHeader(pristine)
+	recs := scanPristine(t, lastSeg, pristine, h.firstIndex-1, wire.HardState{})
+	defer writeFile(t, fsys, lastSeg, pristine)
+	wantCorrupt := func(what string, off int64) {
+		t.Helper()
+		_, err := Open(dir, Options{Logger: quietLogger, FS: fsys})
+		var ce *CorruptError
+		if !errors.As(err, &ce) || ce.File != lastSeg || ce.Offset != off {
+			t.Fatalf("%s: Open: %v; want a CorruptError at %s offset %d", what, err, lastSeg, off)
+		}
+	}
+
+	// A zeroed sector in the middle, valid records after it.
+	sector := (recs[len(recs)/2].off + sectorBytes - 1) &^ (sectorBytes - 1)
+	if sector+sectorBytes > recs[len(recs)-1].off {
+		t.Fatalf("segment too short for the test: sector at %d, last record at %d", sector, recs[len(recs)-1].off)
+	}
+	img := append([]byte(nil), pristine...)
+	clear(img[sector : sector+sectorBytes])
+	writeFile(t, fsys, lastSeg, img)
+	var keep recInfo // the last record that ends before the zeroed sector
+	for _, r := range recs {
+		if r.end <= sector {
+			keep = r
+		}
+	}
+	expectRecovered(t, fsys, dir, keep.last, keep.hs, "zeroed sector")
+	if got := readFile(t, fsys, lastSeg); !allZero(got[keep.end:]) {
+		t.Fatal("the cut left non-zero bytes after the torn record")
+	}
+
+	// A bit flip in a middle record's data.
+	mid := recs[len(recs)/2]
+	img = append([]byte(nil), pristine...)
+	img[mid.end-1] ^= 0x20
+	writeFile(t, fsys, lastSeg, img)
+	wantCorrupt("bit flip in a middle record", mid.off)
+
+	// A compact record whose base length is beyond maxBaseBytes, its CRC
+	// made valid: the payload must hold exactly the bytes its length says
+	// and no more than the limit, wherever the record is.
+	var compact int64 = -1
+	for _, r := range recs {
+		if r.end-r.off >= int64(markerRecordBytes(0)) && recordType(pristine[r.off+8]) == recCompact {
+			compact = r.off
+			break
+		}
+	}
+	if compact < 0 {
+		t.Fatal("no compact record in the last segment")
+	}
+	img = append([]byte(nil), pristine...)
+	binary.LittleEndian.PutUint32(img[compact+recordHeaderBytes+16:], maxBaseBytes+1)
+	end := compact + int64(recordHeaderBytes) + int64(binary.LittleEndian.Uint32(img[compact+4:]))
+	binary.LittleEndian.PutUint32(img[compact:], crc32.Checksum(img[compact+4:end], castagnoli))
+	writeFile(t, fsys, lastSeg, img)
+	wantCorrupt("base length over the limit", compact)
 }

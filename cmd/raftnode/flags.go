@@ -117,7 +117,7 @@ func newRunFlagSet(o *runOptions) *flag.FlagSet {
 	fs.StringVar(&o.adminAddr, "admin-addr", "127.0.0.1:7102", "listen `HOST:PORT` for the admin HTTP server (/status, /metrics, /debug/pprof, /admin/*); HTTPS with the TLS flags, else plain HTTP; empty disables it")
 	fs.StringVar(&o.adminTokenFile, "admin-token-file", "", "`FILE` holding the bearer token that /admin/* and /debug/pprof require (clusters without TLS; with TLS they require a client certificate from -tls-ca instead)")
 	fs.BoolVar(&o.adminInsecure, "admin-insecure", false, "serve /admin/* and /debug/pprof without credentials when neither TLS nor -admin-token-file is set (default: refused with 403)")
-	fs.BoolVar(&o.adminOpenRead, "admin-open-read", true, "serve /status and /metrics without credentials; false requires the same credentials as /admin/*")
+	fs.BoolVar(&o.adminOpenRead, "admin-open-read", true, "serve /status, /metrics and /stages without credentials; false requires the same credentials as /admin/*")
 	fs.StringVar(&o.advertisePeer, "advertise-peer", "", "`HOST:PORT` other nodes dial to reach -peer-addr (default: this node's entry in -members, else -peer-addr)")
 	fs.StringVar(&o.advertiseClient, "advertise-client", "", "`HOST:PORT` clients dial to reach -client-addr (default: this node's entry in -members, else -client-addr)")
 	fs.StringVar(&o.membersRaw, "members", "", "cluster `MEMBERS` as ID=PEERHOST:PORT/CLIENTHOST:PORT,...: the initial cluster with -bootstrap, else the existing members a joining node can reach")

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
+
 	"github.com/raftpipe/raftpipe/internal/loopback"
 	"github.com/raftpipe/raftpipe/raft/kv"
 	"github.com/raftpipe/raftpipe/raft/node"
@@ -98,46 +100,55 @@ func freeLoopbackAddr(t testing.TB) string {
 // with a controllable delay before every file and directory sync (a slow
 // or overloaded disk). The delay applies to syncs started after it is set.
 type slowFS struct {
-	wal.OSFS
+	vfs.FS
 	// delayNs is the injected delay per sync in nanoseconds; 0 is none.
 	// Shared with the test goroutine, which changes it while the WAL runs.
 	delayNs *atomic.Int64
 }
 
-// slowFile delays Sync by its FS's current delay.
+// slowFile delays Sync and SyncData by its FS's current delay.
 type slowFile struct {
-	wal.File
+	vfs.File
 	// delayNs is the owning slowFS's delay.
 	delayNs *atomic.Int64
 }
 
-func (fs slowFS) wrap(f wal.File, err error) (wal.File, error) {
+func (fs slowFS) wrap(f vfs.File, err error) (vfs.File, error) {
 	if err != nil {
 		return nil, err
 	}
 	return slowFile{File: f, delayNs: fs.delayNs}, nil
 }
 
-func (fs slowFS) Create(name string) (wal.File, error) { return fs.wrap(fs.OSFS.Create(name)) }
-func (fs slowFS) Open(name string) (wal.File, error)   { return fs.wrap(fs.OSFS.Open(name)) }
-func (fs slowFS) OpenReadWrite(name string) (wal.File, error) {
-	return fs.wrap(fs.OSFS.OpenReadWrite(name))
+func (fs slowFS) Create(name string, c vfs.DiskWriteCategory) (vfs.File, error) {
+	return fs.wrap(fs.FS.Create(name, c))
+}
+func (fs slowFS) Open(name string, opts ...vfs.OpenOption) (vfs.File, error) {
+	return fs.wrap(fs.FS.Open(name, opts...))
+}
+func (fs slowFS) OpenReadWrite(name string, c vfs.DiskWriteCategory, opts ...vfs.OpenOption) (vfs.File, error) {
+	return fs.wrap(fs.FS.OpenReadWrite(name, c, opts...))
 }
 
-// SyncDir is delayed like a file sync.
-func (fs slowFS) SyncDir(dir string) error {
-	if d := fs.delayNs.Load(); d > 0 {
+// OpenDir wraps directories too: their syncs are delayed like a file's.
+func (fs slowFS) OpenDir(name string) (vfs.File, error) { return fs.wrap(fs.FS.OpenDir(name)) }
+
+func (f slowFile) delay() {
+	if d := f.delayNs.Load(); d > 0 {
 		time.Sleep(time.Duration(d))
 	}
-	return fs.OSFS.SyncDir(dir)
 }
 
 // Sync sleeps for the injected delay, then syncs.
 func (f slowFile) Sync() error {
-	if d := f.delayNs.Load(); d > 0 {
-		time.Sleep(time.Duration(d))
-	}
+	f.delay()
 	return f.File.Sync()
+}
+
+// SyncData sleeps for the injected delay, then syncs (the WAL's segment fdatasync).
+func (f slowFile) SyncData() error {
+	f.delay()
+	return f.File.SyncData()
 }
 
 // chaosNode is one node slot of a chaos cluster: its fixed identity and
@@ -234,7 +245,7 @@ func (c *chaosCluster) config(id uint64, bootstrap bool) node.Config {
 		TickInterval:    chaosTick,
 		SnapshotEntries: chaosSnapshotEntries,
 		RetainEntries:   chaosRetainEntries,
-		WAL:             wal.Options{FS: slowFS{delayNs: &s.syncDelayNs}},
+		WAL:             wal.Options{FS: slowFS{FS: vfs.Default, delayNs: &s.syncDelayNs}},
 	}
 	if c.opts != nil {
 		c.opts(&cfg)

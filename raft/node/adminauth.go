@@ -12,12 +12,13 @@ import (
 )
 
 // AdminAuth says who may use the admin port. The zero value is safe: the
-// open reads (/status, /metrics) are served to anyone, every other
+// open reads (/status, /metrics, /stages) are served to anyone, every other
 // endpoint (/admin/*, /debug/pprof/*) is refused with 403.
 //
 // Endpoints are of two kinds:
-//   - open reads: GET/HEAD /status and /metrics. Served without credentials
-//     unless RestrictReads is set (Prometheus and raftbench poll them).
+//   - open reads: GET/HEAD /status, /metrics and /stages. Served without
+//     credentials unless RestrictReads is set (Prometheus and raftbench
+//     poll them; /stages?reset=1 only restarts a measurement window).
 //   - privileged: everything else, i.e. the membership changes, leadership
 //     transfer and snapshot under /admin/, and /debug/pprof/ (profiles cost
 //     CPU and reveal the command line).
@@ -49,7 +50,7 @@ type AdminAuth struct {
 	// ClientCAs nor Token is set: for a test rig or an admin port that only
 	// a trusted network can reach. Ignored when a credential is configured.
 	Insecure bool
-	// RestrictReads makes /status and /metrics privileged too. Off by
+	// RestrictReads makes /status, /metrics and /stages privileged too. Off by
 	// default: they change nothing, and scrapers rarely hold credentials.
 	RestrictReads bool
 }
@@ -121,7 +122,11 @@ func isOpenRead(r *http.Request) bool {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		return false
 	}
-	return r.URL.Path == "/status" || r.URL.Path == "/metrics"
+	switch r.URL.Path {
+	case "/status", "/metrics", "/stages":
+		return true
+	}
+	return false
 }
 
 func (g *adminGuard) ServeHTTP(w http.ResponseWriter, r *http.Request) {

@@ -83,6 +83,7 @@ func (n *Node) propose1(data []byte, cb func(proposalResult)) {
 		return
 	}
 	p := &proposal{data: data}
+	n.stages.maybeSample(p)
 	p.cb = func(r proposalResult) {
 		n.ap.pending.Add(-1)
 		cb(r)

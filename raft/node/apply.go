@@ -25,6 +25,8 @@ type proposal struct {
 	cb func(proposalResult)
 	// done guards cb against a second call.
 	done atomic.Bool
+	// sample is non-nil for a write whose stages are timed (stages.go).
+	sample *stageSample
 }
 
 // proposalResult is what a write's caller learns.
@@ -82,6 +84,8 @@ type applyTask struct {
 	readIndex uint64
 	reads     []*readReq
 	barrier   chan struct{}
+	// sampled: entries holds a write whose stages are timed.
+	sampled bool
 }
 
 // applier applies committed entries to the state machine on its own
@@ -224,7 +228,7 @@ func (a *applier) run() {
 				a.applied = a.n.kv.AppliedIndex()
 				close(t.barrier)
 			case len(t.entries) > 0:
-				if err := a.apply(t.entries, t.meta); err != nil {
+				if err := a.apply(t.entries, t.meta, t.sampled); err != nil {
 					a.n.failFatal(err)
 					return
 				}
@@ -237,8 +241,9 @@ func (a *applier) run() {
 	}
 }
 
-// apply applies one batch in one Pebble batch and answers its writers.
-func (a *applier) apply(ents []wire.Entry, meta []byte) error {
+// apply applies one batch in one Pebble batch and answers its writers;
+// sampled says the batch holds a timed write.
+func (a *applier) apply(ents []wire.Entry, meta []byte, sampled bool) error {
 	defer a.n.metrics.observeApply(monoNanos())
 	if cap(a.results) < len(ents) {
 		a.results = make([]kv.Result, len(ents))
@@ -246,6 +251,10 @@ func (a *applier) apply(ents []wire.Entry, meta []byte) error {
 	results := a.results[:len(ents)]
 	if err := a.n.kv.Apply(ents, meta, results); err != nil {
 		return err
+	}
+	var appliedAt int64
+	if sampled {
+		appliedAt = a.n.stages.now()
 	}
 	last := ents[len(ents)-1].Index
 	if last > a.applied {
@@ -278,6 +287,9 @@ func (a *applier) apply(ents []wire.Entry, meta []byte) error {
 				continue
 			}
 			w.finish(proposalResult{status: r.Status, value: r.Value, index: e.Index})
+			if sampled && w.sample != nil {
+				a.n.stages.replied(w.sample, appliedAt)
+			}
 		}
 	}
 	clear(results)

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/raftpipe/raftpipe/raft/kv"
 	"github.com/raftpipe/raftpipe/wal"
 	"github.com/raftpipe/raftpipe/wire"
@@ -82,6 +83,12 @@ type Config struct {
 	ClusterID uint64
 	// DataDir holds the WAL (DataDir/wal) and the state machine (DataDir/kv).
 	DataDir string
+	// FS is the one file system every durable write of the node goes
+	// through: the WAL, the state machine (Pebble, its CURRENT switch and
+	// restores) and snapshot files. Nil means the operating system's
+	// (vfs.Default). Crash tests pass a crashable in-memory one
+	// (internal/crashfs). WAL.FS and KV.FS, if nil, are set to it.
+	FS vfs.FS
 	// PeerAddr is the listen address for Raft peers ("127.0.0.1:0" picks a port).
 	PeerAddr string
 	// ClientAddr is the listen address for clients; empty disables the client
@@ -142,6 +149,10 @@ type Config struct {
 	KV kv.Options
 	// KeepPebbleWAL leaves Pebble's WAL on (double logging; for debugging).
 	KeepPebbleWAL bool
+	// StageSampleEvery times one accepted write in StageSampleEvery stage
+	// by stage (StageStats); 0 means DefaultStageSampleEvery, negative
+	// turns sampling off.
+	StageSampleEvery int
 	// Seed seeds the core's election jitter; 0 derives one from ID.
 	Seed uint64
 	// Logger receives structured logs; nil discards them.
@@ -230,11 +241,23 @@ func (cfg Config) withDefaults() (Config, error) {
 	if cfg.KV.MemTableBytes == 0 {
 		cfg.KV.MemTableBytes = DefaultMemTableBytes
 	}
+	if cfg.StageSampleEvery == 0 {
+		cfg.StageSampleEvery = DefaultStageSampleEvery
+	}
 	if cfg.Seed == 0 {
 		cfg.Seed = cfg.ID*0x9e3779b97f4a7c15 + 1
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.FS == nil {
+		cfg.FS = vfs.Default
+	}
+	if cfg.WAL.FS == nil {
+		cfg.WAL.FS = cfg.FS
+	}
+	if cfg.KV.FS == nil {
+		cfg.KV.FS = cfg.FS
 	}
 	return cfg, nil
 }

@@ -23,6 +23,8 @@ func (n *Node) AdminHandler() http.Handler { return n.AdminHandlerWith(AdminAuth
 // AdminHandlerWith serves the admin port under auth's policy (adminauth.go):
 //
 //	GET  /status                      JSON Status (raftbench reads follower lag here)    open read
+//	GET  /stages[?reset=1]            JSON StageStats (commit latency by stage);        open read
+//	                                  reset=1 starts a new window
 //	GET  /metrics                     Prometheus metrics                                 open read
 //	GET  /debug/pprof/...             Go profiles                                        privileged
 //	POST /admin/add?id=&peer=&client=[&learner=1]   add a member                         privileged
@@ -45,6 +47,10 @@ func (n *Node) adminMux() *http.ServeMux {
 		}
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(st)
+	})
+	mux.HandleFunc("GET /stages", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(n.StageStats(r.URL.Query().Get("reset") == "1"))
 	})
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(&collector{n: n})

@@ -144,6 +144,9 @@ func (n *Node) step(m wire.Message) {
 	if err := n.rn.Step(m); err != nil {
 		n.log.Debug("step failed", "type", m.Type, "from", m.From, "err", err)
 	}
+	if n.stages.following() && m.Type == wire.MsgAppResp && !m.Reject {
+		n.stages.acked(m.From, m.Index, m.Term)
+	}
 }
 
 // ackPersisted reports the WAL's latest durable position to the core.
@@ -172,6 +175,9 @@ func (n *Node) propose(data [][]byte, ws []*proposal) {
 	first := last - uint64(len(ws)) + 1
 	for i, w := range ws {
 		w.index, w.term = first+uint64(i), term
+		if w.sample != nil {
+			n.stageProposed(w)
+		}
 	}
 	n.ap.register(ws)
 	n.metrics.sampler.proposed(last, term)
@@ -225,6 +231,9 @@ func (n *Node) handleReady() error {
 	// 3a. Messages that may leave now: the leader's MsgApps replicate while
 	// its own fsync runs.
 	for i := range rd.Messages {
+		if n.stages.following() {
+			n.stages.sent(&rd.Messages[i])
+		}
 		n.send(&rd.Messages[i])
 	}
 	// 3b. Persist. A snapshot is installed synchronously (rare); entries and
@@ -252,10 +261,17 @@ func (n *Node) handleReady() error {
 	if len(rd.Entries) > 0 || hs != nil || rd.Snapshot != nil || len(rd.MessagesAfterPersist) > 0 {
 		ack := len(rd.Entries) > 0 || rd.Snapshot != nil
 		idx, term, after := n.lastHanded.index, n.lastHanded.term, rd.MessagesAfterPersist
+		var sampled []*stageSample
+		if n.stages.following() && len(rd.Entries) > 0 {
+			sampled = n.stages.handedOff(rd.Entries)
+		}
 		n.wal.AppendAsync(rd.Entries, hs, func(err error) {
 			if err != nil {
 				n.failFatal(err)
 				return
+			}
+			if sampled != nil {
+				n.stages.walDurable(sampled)
 			}
 			for i := range after {
 				n.sendAfterPersist(&after[i])
@@ -275,7 +291,8 @@ func (n *Node) handleReady() error {
 	// the state machine applies the batch on the apply goroutine.
 	if len(rd.CommittedEntries) > 0 {
 		meta := n.applyConfChanges(rd.CommittedEntries)
-		n.ap.enqueue(applyTask{entries: rd.CommittedEntries, meta: meta})
+		sampled := n.stages.following() && n.stages.committed(rd.CommittedEntries)
+		n.ap.enqueue(applyTask{entries: rd.CommittedEntries, meta: meta, sampled: sampled})
 	}
 	// 3d. Reads confirmed by a heartbeat round are served once applied.
 	for _, rs := range rd.ReadStates {
@@ -307,6 +324,7 @@ func (n *Node) onSoftState(ss raft.SoftState) {
 	}
 	n.leaderClientAddr.Store(&addr)
 	if wasLeader && ss.Role != raft.RoleLeader {
+		n.stages.dropAll()
 		for seq, reads := range n.pendingReads {
 			delete(n.pendingReads, seq)
 			for _, r := range reads {

@@ -8,12 +8,11 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
-	"os"
-	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/raftpipe/raftpipe/raft"
 	"github.com/raftpipe/raftpipe/raft/kv"
 	"github.com/raftpipe/raftpipe/raft/transport"
@@ -33,6 +32,10 @@ type Node struct {
 	cfg Config
 	// log is the structured logger, tagged with the node ID.
 	log *slog.Logger
+	// fs is Config.FS: every file the node writes goes through it.
+	fs vfs.FS
+	// snapSeq numbers snapshot files so that names never repeat.
+	snapSeq atomic.Uint64
 	// wal is the durable Raft log.
 	wal *wal.Log
 	// kv is the replicated state machine.
@@ -109,6 +112,8 @@ type Node struct {
 	pendingReads map[uint64][]*readReq
 	// metrics holds counters exported on /metrics.
 	metrics counters
+	// stages times sampled writes stage by stage (stages.go).
+	stages stageTracker
 }
 
 // Start opens (or creates) the node's data, recovers, and starts serving.
@@ -120,6 +125,7 @@ func Start(cfg Config) (*Node, error) {
 	n := &Node{
 		cfg:          cfg,
 		log:          cfg.Logger.With("node", cfg.ID),
+		fs:           cfg.FS,
 		inbox:        make(chan wire.Message, cfg.MaxInboxMsgs),
 		propc:        make(chan *proposal, cfg.MaxPendingProposals),
 		readc:        make(chan *readReq, cfg.MaxPendingReads),
@@ -129,6 +135,7 @@ func Start(cfg Config) (*Node, error) {
 		loopDone:     make(chan struct{}),
 		pendingReads: map[uint64][]*readReq{},
 	}
+	n.stages.init(cfg.StageSampleEvery)
 	if err := n.open(); err != nil {
 		if n.tr != nil {
 			n.tr.Close()
@@ -156,52 +163,54 @@ func Start(cfg Config) (*Node, error) {
 // builds the core and the transport.
 func (n *Node) open() error {
 	cfg := n.cfg
-	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+	if err := mkdirAllDurable(n.fs, cfg.DataDir); err != nil {
 		return fmt.Errorf("node: data dir: %w", err)
 	}
 	for _, d := range []string{snapInDir, snapOutDir} {
-		dir := filepath.Join(cfg.DataDir, d)
-		if err := os.RemoveAll(dir); err != nil {
+		dir := n.fs.PathJoin(cfg.DataDir, d)
+		if err := n.fs.RemoveAll(dir); err != nil {
 			return fmt.Errorf("node: clear %s: %w", dir, err)
 		}
-		if err := os.MkdirAll(dir, 0o755); err != nil {
+		if err := n.fs.MkdirAll(dir, 0o755); err != nil {
 			return fmt.Errorf("node: %s: %w", dir, err)
 		}
+	}
+	if err := syncDir(n.fs, cfg.DataDir); err != nil {
+		return err
 	}
 	walOpts := cfg.WAL
 	if walOpts.Logger == nil {
 		walOpts.Logger = n.log
 	}
 	var err error
-	if n.wal, err = wal.Open(filepath.Join(cfg.DataDir, "wal"), walOpts); err != nil {
+	if n.wal, err = wal.Open(n.fs.PathJoin(cfg.DataDir, "wal"), walOpts); err != nil {
 		return err
 	}
 	kvOpts := cfg.KV
 	if kvOpts.Logger == nil {
 		kvOpts.Logger = n.log
 	}
-	if n.kv, err = kv.Open(filepath.Join(cfg.DataDir, "kv"), kvOpts); err != nil {
+	if n.kv, err = kv.Open(n.fs.PathJoin(cfg.DataDir, "kv"), kvOpts); err != nil {
 		return err
 	}
-	cp, err := readConfPoint(cfg.DataDir)
-	if err != nil {
-		return err
-	}
-	if err := alignLogBase(n.wal, cp); err != nil {
+	if err := n.finishInstall(); err != nil {
 		return err
 	}
 	if err := n.maybeBootstrap(); err != nil {
 		return err
 	}
 	n.store = &storage{log: n.wal, applied: n.kv.AppliedIndex()}
-	n.store.setPoint(cp)
+	base, err := baseMembership(n.wal)
+	if err != nil {
+		return err
+	}
 
-	// The address book: configured members, then what the state machine and
-	// the conf point recorded (newer knowledge wins).
+	// The address book: configured members, then what the log's base and
+	// the state machine recorded (newer knowledge wins).
 	for _, m := range cfg.Members {
 		n.members.setMember(m)
 	}
-	for _, src := range [][]byte{encodeMembership(nil, &cp.Members), n.kv.Meta()} {
+	for _, src := range [][]byte{encodeMembership(nil, &base), n.kv.Meta()} {
 		ms, err := decodeMembership(src)
 		if err != nil {
 			return err

@@ -4,20 +4,27 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"time"
 
+	"github.com/cockroachdb/errors/oserror"
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/raftpipe/raftpipe/raft/kv"
 	"github.com/raftpipe/raftpipe/wire"
 )
 
-// Snapshot staging directories under DataDir; both are emptied at start-up.
+// Snapshot files under DataDir. Every one is written through Config.FS.
 const (
 	// snapInDir holds snapshots received from a leader until the core
-	// accepts them.
+	// accepts them; emptied at start-up.
 	snapInDir = "snap-in"
-	// snapOutDir holds snapshots being sent to followers.
+	// snapOutDir holds snapshots being sent to followers; emptied at
+	// start-up.
 	snapOutDir = "snap-out"
+	// installFile is the snapshot being installed: the staged file the
+	// core accepted, renamed here (durably) before the log is reset on it,
+	// and removed once the state machine holds it. Start-up finishes an
+	// install that a crash interrupted (finishInstall).
+	installFile = "snapshot.install"
 	// maxSnapshotSends bounds concurrent outgoing snapshot transfers.
 	maxSnapshotSends = 2
 	// snapshotSendTimeout bounds one whole transfer.
@@ -68,31 +75,38 @@ func (n *Node) startSnapshotSend(m wire.Message) {
 	}()
 }
 
+// snapFileName returns a fresh name in DataDir/dir for a snapshot file.
+func (n *Node) snapFileName(dir, prefix string, peer uint64) string {
+	return n.fs.PathJoin(n.cfg.DataDir, dir, fmt.Sprintf("%s-%d-%d", prefix, peer, n.snapSeq.Add(1)))
+}
+
 // sendSnapshot checkpoints the state machine into a file and streams it.
+// The checkpoint records its own index, term and membership (kv keeps the
+// applied term beside the applied index), so nothing is looked up in the
+// log, which may have been compacted past that index meanwhile.
 func (n *Node) sendSnapshot(m wire.Message) error {
-	f, err := os.CreateTemp(filepath.Join(n.cfg.DataDir, snapOutDir), fmt.Sprintf("to-%d-*", m.To))
+	name := n.snapFileName(snapOutDir, "to", m.To)
+	defer n.fs.Remove(name)
+	f, err := n.fs.Create(name, vfs.WriteCategoryUnspecified)
 	if err != nil {
 		return err
 	}
-	defer os.Remove(f.Name())
-	defer f.Close()
 	info, err := n.kv.WriteSnapshot(f)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
 	if err != nil {
 		return err
 	}
-	index, meta := info.Index, info.Meta
-	ms, err := decodeMembership(meta)
+	ms, err := decodeMembership(info.Meta)
 	if err != nil {
 		return err
 	}
-	term, err := n.wal.Term(index)
-	if err != nil {
-		return fmt.Errorf("term of snapshot index %d: %w", index, err)
-	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
+	if f, err = n.fs.Open(name); err != nil {
 		return err
 	}
-	m.Snapshot = wire.SnapshotMeta{Index: index, Term: term, Conf: ms.conf}
+	defer f.Close()
+	m.Snapshot = wire.SnapshotMeta{Index: info.Index, Term: info.Term, Conf: ms.conf}
 	ctx, cancel := context.WithTimeout(context.Background(), snapshotSendTimeout)
 	defer cancel()
 	go func() {
@@ -102,7 +116,7 @@ func (n *Node) sendSnapshot(m wire.Message) error {
 		case <-ctx.Done():
 		}
 	}()
-	n.log.Info("sending snapshot", "to", m.To, "index", index)
+	n.log.Info("sending snapshot", "to", m.To, "index", info.Index, "term", info.Term)
 	return n.tr.SendSnapshot(ctx, &m, countingReader{f, &n.metrics.snapSentBytes})
 }
 
@@ -110,13 +124,12 @@ func (n *Node) sendSnapshot(m wire.Message) error {
 // file, then let the loop step the snapshot's metadata into the core. The
 // state machine is restored only when the core says so (Ready.Snapshot).
 func (n *Node) onSnapshot(meta *wire.Message, body io.Reader) error {
-	dir := filepath.Join(n.cfg.DataDir, snapInDir)
-	f, err := os.CreateTemp(dir, fmt.Sprintf("from-%d-*", meta.From))
+	name := n.snapFileName(snapInDir, "from", meta.From)
+	f, err := n.fs.Create(name, vfs.WriteCategoryUnspecified)
 	defer func(start time.Time) { n.metrics.snapshotReceived(start, err) }(time.Now())
 	if err != nil {
 		return err
 	}
-	name := f.Name()
 	_, err = io.Copy(f, countingReader{body, &n.metrics.snapRecvBytes})
 	if err == nil {
 		err = f.Sync()
@@ -125,7 +138,7 @@ func (n *Node) onSnapshot(meta *wire.Message, body io.Reader) error {
 		err = cerr
 	}
 	if err != nil {
-		os.Remove(name)
+		n.fs.Remove(name)
 		return err
 	}
 	m := *meta
@@ -138,50 +151,58 @@ func (n *Node) onSnapshot(meta *wire.Message, body io.Reader) error {
 			if len(n.snaps.staged) < maxStagedSnapshots {
 				break
 			}
-			os.Remove(old)
+			n.fs.Remove(old)
 			delete(n.snaps.staged, idx)
 		}
 		if old, ok := n.snaps.staged[m.Snapshot.Index]; ok {
-			os.Remove(old)
+			n.fs.Remove(old)
 		}
 		n.snaps.staged[m.Snapshot.Index] = name
 		n.step(wire.Message{Type: wire.MsgSnap, From: m.From, To: m.To, Term: m.Term, Group: m.Group, Snapshot: m.Snapshot})
 	})
 	if !ok {
-		os.Remove(name)
+		n.fs.Remove(name)
 		return ErrStopped
 	}
 	return nil
 }
 
-// installSnapshot restores the state machine from the staged snapshot the
-// core accepted, then re-bases the log on it. Order matters for crash
-// safety: state machine first (atomic in kv.Restore), then the conf point,
-// then the WAL (alignLogBase repeats the last step after a crash).
+// installSnapshot installs the staged snapshot the core accepted. Every
+// prefix of it is recoverable (finishInstall completes it at start-up),
+// because the log's marker becomes durable before the state it describes:
+//
+//  1. the staged file (already synced) is renamed to installFile and the
+//     directory synced: the data to finish with is durable;
+//  2. wal.Reset makes the log continue after the snapshot, with the
+//     membership at its base, in one durable record;
+//  3. kv.Restore replaces the state machine (atomic by itself);
+//  4. installFile is removed.
+//
+// A crash before 2 leaves the old log and state (the leader sends the
+// snapshot again); between 2 and 4 start-up restores installFile, because
+// the state machine is then behind the log's base.
 func (n *Node) installSnapshot(s wire.SnapshotMeta) error {
 	name, ok := n.snaps.staged[s.Index]
 	if !ok {
 		return fmt.Errorf("node: core accepted snapshot %d but no data was staged for it", s.Index)
 	}
 	delete(n.snaps.staged, s.Index)
-	defer os.Remove(name)
 	if !n.ap.barrier() {
+		n.fs.Remove(name)
 		return ErrStopped
 	}
-	f, err := os.Open(name)
+	info, err := n.readSnapshotInfo(name)
 	if err != nil {
-		return err
+		n.fs.Remove(name)
+		return fmt.Errorf("node: staged snapshot %d: %w", s.Index, err)
 	}
-	_, err = n.kv.Restore(f)
-	f.Close()
+	if info.Index != s.Index || info.Term != s.Term {
+		n.fs.Remove(name)
+		return fmt.Errorf("node: staged snapshot holds (%d, %d), its metadata says (%d, %d)", info.Index, info.Term, s.Index, s.Term)
+	}
+	ms, err := decodeMembership(info.Meta)
 	if err != nil {
-		return fmt.Errorf("node: restore snapshot %d: %w", s.Index, err)
-	}
-	if got := n.kv.AppliedIndex(); got != s.Index {
-		return fmt.Errorf("node: snapshot data is at index %d, metadata says %d", got, s.Index)
-	}
-	ms, err := decodeMembership(n.kv.Meta())
-	if err != nil {
+		n.fs.Remove(name)
 		return err
 	}
 	for _, m := range ms.members {
@@ -189,12 +210,18 @@ func (n *Node) installSnapshot(s wire.SnapshotMeta) error {
 		n.addPeer(m)
 	}
 	n.members.conf = s.Conf
-	cp := confPoint{Index: s.Index, Term: s.Term, Members: n.members.clone()}
-	if err := writeConfPoint(n.cfg.DataDir, &cp); err != nil {
+
+	install := n.fs.PathJoin(n.cfg.DataDir, installFile)
+	if err := n.fs.Rename(name, install); err != nil {
+		return fmt.Errorf("node: stage snapshot install: %w", err)
+	}
+	if err := syncDir(n.fs, n.cfg.DataDir); err != nil {
 		return err
 	}
-	n.store.setPoint(cp)
-	if err := n.wal.Reset(s.Index, s.Term); err != nil {
+	if err := n.wal.Reset(s.Index, s.Term, encodeMembership(nil, &n.members)); err != nil {
+		return err
+	}
+	if err := n.restoreFrom(install, s.Index); err != nil {
 		return err
 	}
 	n.ap.reloadApplied()
@@ -203,8 +230,78 @@ func (n *Node) installSnapshot(s wire.SnapshotMeta) error {
 	return nil
 }
 
+// readSnapshotInfo reads the header of a snapshot file.
+func (n *Node) readSnapshotInfo(name string) (kv.SnapshotInfo, error) {
+	f, err := n.fs.Open(name)
+	if err != nil {
+		return kv.SnapshotInfo{}, err
+	}
+	defer f.Close()
+	return kv.ReadSnapshotInfo(f)
+}
+
+// restoreFrom restores the state machine from the snapshot file install,
+// which must hold index, then removes the file.
+func (n *Node) restoreFrom(install string, index uint64) error {
+	f, err := n.fs.Open(install)
+	if err != nil {
+		return fmt.Errorf("node: open snapshot install: %w", err)
+	}
+	_, err = n.kv.Restore(f)
+	f.Close()
+	if err != nil {
+		return fmt.Errorf("node: restore snapshot %d: %w", index, err)
+	}
+	if got := n.kv.AppliedIndex(); got != index {
+		return fmt.Errorf("node: snapshot data is at index %d, the log's base is %d", got, index)
+	}
+	if err := n.fs.Remove(install); err != nil {
+		return fmt.Errorf("node: remove finished snapshot install: %w", err)
+	}
+	return syncDir(n.fs, n.cfg.DataDir)
+}
+
+// finishInstall repairs, at start-up, a snapshot install that a crash
+// interrupted (see installSnapshot). The state machine behind the log's
+// base can only come from an interrupted install: compaction never moves
+// the base past what the state machine made durable. It then restores the
+// pending installFile, which must hold exactly the base. A leftover
+// installFile with the state machine already at or past it is removed.
+func (n *Node) finishInstall() error {
+	install := n.fs.PathJoin(n.cfg.DataDir, installFile)
+	_, err := n.fs.Stat(install)
+	pending := err == nil
+	if err != nil && !oserror.IsNotExist(err) {
+		return fmt.Errorf("node: %s: %w", install, err)
+	}
+	base, applied := n.wal.FirstIndex()-1, n.kv.AppliedIndex()
+	if applied >= base {
+		if !pending {
+			return nil
+		}
+		n.log.Info("removing a snapshot install the state machine already holds", "applied", applied, "base", base)
+		if err := n.fs.Remove(install); err != nil {
+			return err
+		}
+		return syncDir(n.fs, n.cfg.DataDir)
+	}
+	if !pending {
+		return fmt.Errorf("node: state machine at index %d is behind the log's base %d and no snapshot install is pending: the data directory is damaged", applied, base)
+	}
+	info, err := n.readSnapshotInfo(install)
+	if err != nil {
+		return fmt.Errorf("node: pending snapshot install: %w", err)
+	}
+	if info.Index != base {
+		return fmt.Errorf("node: pending snapshot install holds index %d, the log's base is %d", info.Index, base)
+	}
+	n.log.Warn("finishing a snapshot install that a crash interrupted", "index", base)
+	return n.restoreFrom(install, base)
+}
+
 // compact moves the log's base up to RetainEntries behind the durable
-// applied index `flushed`, recording the membership there first.
+// applied index `flushed`, recording the membership there in the same
+// durable record.
 func (n *Node) compact(flushed uint64) {
 	if flushed <= n.cfg.RetainEntries {
 		return
@@ -213,23 +310,63 @@ func (n *Node) compact(flushed uint64) {
 	if c <= n.wal.FirstIndex()-1 {
 		return
 	}
-	term, err := n.wal.Term(c)
-	if err != nil {
-		n.log.Warn("compaction skipped", "index", c, "err", err)
-		return
-	}
 	ms := n.members.clone()
 	ms.conf = n.rn.ConfStateAt(c)
-	cp := confPoint{Index: c, Term: term, Members: ms}
-	if err := writeConfPoint(n.cfg.DataDir, &cp); err != nil {
-		n.failFatal(err)
-		return
-	}
-	n.store.setPoint(cp)
-	if err := n.wal.CompactPrefix(c); err != nil {
+	if err := n.wal.CompactPrefix(c, encodeMembership(nil, &ms)); err != nil {
 		n.failFatal(err)
 		return
 	}
 	n.metrics.compactions.Add(1)
 	n.log.Debug("compacted log", "index", c)
+}
+
+// syncDir makes dir's entries (creations, renames, removals) durable.
+func syncDir(fs vfs.FS, dir string) error {
+	d, err := fs.OpenDir(dir)
+	if err != nil {
+		return fmt.Errorf("node: sync %s: %w", dir, err)
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("node: sync %s: %w", dir, err)
+	}
+	return nil
+}
+
+// mkdirAllDurable creates dir and any missing parents, and syncs the
+// parent of every directory it created, so that a power loss cannot take
+// a directory (and everything written in it since) away again. Without it
+// a node's whole data directory could vanish after a crash soon after its
+// first start, and the node would come back empty, having forgotten its
+// votes and acknowledged entries (seen in the crash-point driver).
+func mkdirAllDurable(fs vfs.FS, dir string) error {
+	var missing []string
+	for d := dir; ; {
+		if _, err := fs.Stat(d); err == nil {
+			break
+		} else if !oserror.IsNotExist(err) {
+			return err
+		}
+		missing = append(missing, d)
+		parent := fs.PathDir(d)
+		if parent == d {
+			break
+		}
+		d = parent
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	if err := fs.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for _, d := range missing {
+		if err := syncDir(fs, fs.PathDir(d)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
