@@ -89,6 +89,8 @@ func TestAdminAuthToken(t *testing.T) {
 		{"token: unknown paths need it", "GET", "/nowhere", "", 401, refusedNoCredentials, "", false},
 		{"token: status is open", "GET", "/status", "", 200, -1, "", false},
 		{"token: metrics is open", "GET", "/metrics", "", 200, -1, "", false},
+		{"token: stages is open", "GET", "/stages?reset=1", "", 200, -1, "", false},
+		{"token: snapshot needs it", "GET", "/admin/snapshot", "", 401, refusedNoCredentials, "", false},
 		{"token: a write to /status is not a read", "POST", "/status", "", 401, refusedNoCredentials, "", false},
 	})
 

@@ -30,6 +30,7 @@ func (n *Node) AdminHandler() http.Handler { return n.AdminHandlerWith(AdminAuth
 //	POST /admin/add?id=&peer=&client=[&learner=1]   add a member                         privileged
 //	POST /admin/remove?id=            remove a member                                    privileged
 //	POST /admin/transfer?to=          transfer leadership                                privileged
+//	GET  /admin/snapshot              kv snapshot archive, leader only (backup.go)       privileged
 func (n *Node) AdminHandlerWith(auth AdminAuth) http.Handler {
 	return newAdminGuard(auth, &n.metrics.adminRefused, n.adminMux())
 }
@@ -60,6 +61,7 @@ func (n *Node) adminMux() *http.ServeMux {
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux.HandleFunc("GET /admin/snapshot", n.serveSnapshot(&snapshotStreams{}))
 	mux.HandleFunc("POST /admin/add", func(w http.ResponseWriter, r *http.Request) {
 		id, err := strconv.ParseUint(r.URL.Query().Get("id"), 10, 64)
 		if err != nil {
