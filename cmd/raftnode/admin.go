@@ -43,6 +43,8 @@ Commands (membership changes and transfers must go to the leader's admin port):
   add-learner ID PEER CLIENT  add node ID as a non-voting learner
   remove ID                   remove node ID from the cluster
   transfer ID                 hand leadership to node ID and wait until it leads
+  snapshot save FILE          save a consistent backup of the leader's state to FILE
+                              (a new file; raise -timeout for a large store)
 
 PEER and CLIENT are the new node's advertised HOST:PORT addresses.
 
@@ -145,13 +147,19 @@ func (a *adminClient) run(ctx context.Context, args []string, stdout io.Writer) 
 		return usageErrorf("missing command")
 	}
 	cmd, args := args[0], args[1:]
-	want := map[string]int{"status": 0, "add": 3, "add-learner": 3, "remove": 1, "transfer": 1}
+	want := map[string]int{"status": 0, "add": 3, "add-learner": 3, "remove": 1, "transfer": 1, "snapshot": 2}
 	n, ok := want[cmd]
 	if !ok {
 		return usageErrorf("unknown command %q", cmd)
 	}
 	if len(args) != n {
 		return usageErrorf("%s takes %d argument(s), got %d", cmd, n, len(args))
+	}
+	if cmd == "snapshot" {
+		if args[0] != "save" {
+			return usageErrorf("snapshot: unknown action %q (snapshot save FILE)", args[0])
+		}
+		return a.saveSnapshot(ctx, args[1], stdout)
 	}
 	if cmd == "status" {
 		body, err := a.do(ctx, http.MethodGet, "/status")

@@ -6,8 +6,9 @@
 // Subcommands:
 //
 //	raftnode [run] [flags]          run a node (the default when no subcommand is given)
-//	raftnode admin -addr H:P CMD    talk to a node's admin HTTP port (status, add, add-learner, remove, transfer)
+//	raftnode admin -addr H:P CMD    talk to a node's admin HTTP port (status, add, add-learner, remove, transfer, snapshot save)
 //	raftnode kv -cluster-id N CMD   put, get, del or cas one key through the client port (see kvcmd.go)
+//	raftnode restore -from FILE ... seed the first node of a new cluster from a backup (admin snapshot save)
 //	raftnode version                print the build version
 //
 // # Configuration
@@ -50,5 +51,7 @@
 //   - admin.go: the admin subcommand (an HTTP client of the admin port,
 //     with a bearer token or a TLS client certificate).
 //   - adminauth.go: the run flags that decide who may use the admin port.
+//   - backup.go: the backup file format; admin snapshot save writes it.
+//   - restore.go: the restore subcommand (verifies a backup, node.SeedFromSnapshot).
 //   - kvcmd.go: the kv subcommand (a raft/client user), its output and exit statuses.
 package main

@@ -53,6 +53,8 @@ func realMain(args []string, stdout, stderr io.Writer, notify func() <-chan os.S
 		return adminCommand(args, stdout, stderr)
 	case "kv":
 		return kvCommand(args, os.Stdin, stdout, stderr)
+	case "restore":
+		return restoreCommand(args, stdout, stderr)
 	case "version":
 		if len(args) > 0 {
 			fmt.Fprintf(stderr, "raftnode version: unexpected argument %q\n", args[0])
@@ -76,6 +78,7 @@ func printUsage(w io.Writer) {
   raftnode [run] [flags]                     run a node (see raftnode run -help)
   raftnode admin -addr HOST:PORT COMMAND     administer a running node (see raftnode admin -help)
   raftnode kv -cluster-id N COMMAND ARGS     put, get, del or cas a key (see raftnode kv -help)
+  raftnode restore -from FILE -data-dir DIR  seed the first node of a new cluster from a backup (see raftnode restore -help)
   raftnode version                           print the version
 `)
 }
