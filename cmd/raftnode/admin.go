@@ -43,8 +43,15 @@ Commands (membership changes and transfers must go to the leader's admin port):
   add-learner ID PEER CLIENT  add node ID as a non-voting learner
   remove ID                   remove node ID from the cluster
   transfer ID                 hand leadership to node ID and wait until it leads
+  snapshot save FILE          save a consistent backup of the leader's state to FILE
+                              (a new file; raise -timeout for a large store)
 
 PEER and CLIENT are the new node's advertised HOST:PORT addresses.
+
+Credentials: against a node with TLS give -tls-cert, -tls-key and -tls-ca
+(a client certificate from the cluster's CA; the admin port is HTTPS);
+against a node without TLS give -admin-token-file (its token file).
+status works without either unless the node runs with -admin-open-read=false.
 
 Flags:
 `
@@ -55,6 +62,10 @@ func adminCommand(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	addr := fs.String("addr", "127.0.0.1:7102", "HOST:PORT of the node's admin HTTP server (its -admin-addr)")
 	timeout := fs.Duration("timeout", defaultAdminTimeout, "bound on the whole command (Go duration)")
+	tokenFile := fs.String("admin-token-file", "", "`FILE` with the node's bearer token (its -admin-token-file), for a node without TLS")
+	tlsCert := fs.String("tls-cert", "", "PEM client certificate `FILE` from the cluster's CA, for a node with TLS (with -tls-key and -tls-ca); the admin port is then HTTPS")
+	tlsKey := fs.String("tls-key", "", "PEM private key `FILE` for -tls-cert")
+	tlsCA := fs.String("tls-ca", "", "PEM CA bundle `FILE` the node's certificate chains to")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, adminUsage)
 		fs.PrintDefaults()
@@ -73,10 +84,15 @@ func adminCommand(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "raftnode admin: -timeout %v: must be in (0s, %v]\n", *timeout, maxAdminTimeout)
 		return exitUsage
 	}
+	a, err := newAdminClient(*addr, *timeout, *tokenFile, *tlsCert, *tlsKey, *tlsCA)
+	if err != nil {
+		fmt.Fprintf(stderr, "raftnode admin: %v\n", err)
+		return exitUsage
+	}
+	defer a.hc.CloseIdleConnections()
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
-	a := &adminClient{base: "http://" + *addr, hc: &http.Client{Timeout: *timeout}}
-	err := a.run(ctx, fs.Args(), stdout)
+	err = a.run(ctx, fs.Args(), stdout)
 	switch {
 	case err == nil:
 		return exitOK
@@ -92,10 +108,37 @@ func adminCommand(args []string, stdout, stderr io.Writer) int {
 
 // adminClient talks to one node's admin HTTP server.
 type adminClient struct {
-	// base is "http://host:port".
+	// base is "http://host:port", or "https://host:port" with TLS.
 	base string
 	// hc carries the requests; its Timeout is the command's bound.
 	hc *http.Client
+	// token, if set, is sent as "Authorization: Bearer <token>" with every
+	// request (the node may restrict /status too: -admin-open-read=false).
+	token []byte
+}
+
+// newAdminClient builds the client for the node at addr: HTTPS with a
+// client certificate if the TLS flags are given, else plain HTTP with the
+// bearer token if a token file is given. A node with TLS refuses a token,
+// so the two are not combined. Errors wrap errUsage.
+func newAdminClient(addr string, timeout time.Duration, tokenFile, cert, key, ca string) (*adminClient, error) {
+	tlsCfg, err := loadTLSFlags(cert, key, ca)
+	if err != nil {
+		return nil, err
+	}
+	a := &adminClient{base: "http://" + addr, hc: &http.Client{Timeout: timeout}}
+	switch {
+	case tlsCfg != nil && tokenFile != "":
+		return nil, usageErrorf("-admin-token-file and the TLS flags do not go together: a node with TLS authenticates admin requests by client certificate, one without by token")
+	case tlsCfg != nil:
+		a.base = "https://" + addr
+		a.hc.Transport = &http.Transport{TLSClientConfig: tlsCfg}
+	case tokenFile != "":
+		if a.token, err = readAdminToken(tokenFile); err != nil {
+			return nil, usageErrorf("-admin-token-file: %v", err)
+		}
+	}
+	return a, nil
 }
 
 // run executes one admin command.
@@ -104,13 +147,19 @@ func (a *adminClient) run(ctx context.Context, args []string, stdout io.Writer) 
 		return usageErrorf("missing command")
 	}
 	cmd, args := args[0], args[1:]
-	want := map[string]int{"status": 0, "add": 3, "add-learner": 3, "remove": 1, "transfer": 1}
+	want := map[string]int{"status": 0, "add": 3, "add-learner": 3, "remove": 1, "transfer": 1, "snapshot": 2}
 	n, ok := want[cmd]
 	if !ok {
 		return usageErrorf("unknown command %q", cmd)
 	}
 	if len(args) != n {
 		return usageErrorf("%s takes %d argument(s), got %d", cmd, n, len(args))
+	}
+	if cmd == "snapshot" {
+		if args[0] != "save" {
+			return usageErrorf("snapshot: unknown action %q (snapshot save FILE)", args[0])
+		}
+		return a.saveSnapshot(ctx, args[1], stdout)
 	}
 	if cmd == "status" {
 		body, err := a.do(ctx, http.MethodGet, "/status")
@@ -258,6 +307,9 @@ func (a *adminClient) do(ctx context.Context, method, path string) ([]byte, erro
 	if err != nil {
 		return nil, err
 	}
+	if a.token != nil {
+		req.Header.Set("Authorization", "Bearer "+string(a.token))
+	}
 	resp, err := a.hc.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("admin request to %s failed: %w", a.base, err)
@@ -271,8 +323,11 @@ func (a *adminClient) do(ctx context.Context, method, path string) ([]byte, erro
 		return body, nil
 	}
 	msg := strings.TrimSpace(string(body))
-	if resp.StatusCode == http.StatusConflict {
+	switch resp.StatusCode {
+	case http.StatusConflict:
 		return nil, fmt.Errorf("node at %s is not the leader: %s", a.base, msg)
+	case http.StatusUnauthorized, http.StatusForbidden:
+		return nil, fmt.Errorf("%s %s: %s: %s (see docs/deploy.md, \"The admin port\")", method, path, resp.Status, msg)
 	}
 	return nil, fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, msg)
 }

@@ -6,7 +6,9 @@
 // Subcommands:
 //
 //	raftnode [run] [flags]          run a node (the default when no subcommand is given)
-//	raftnode admin -addr H:P CMD    talk to a node's admin HTTP port (status, add, add-learner, remove, transfer)
+//	raftnode admin -addr H:P CMD    talk to a node's admin HTTP port (status, add, add-learner, remove, transfer, snapshot save)
+//	raftnode kv -cluster-id N CMD   put, get, del or cas one key through the client port (see kvcmd.go)
+//	raftnode restore -from FILE ... seed the first node of a new cluster from a backup (admin snapshot save)
 //	raftnode version                print the build version
 //
 // # Configuration
@@ -36,7 +38,9 @@
 // error (a failed WAL write or fsync) is logged and exits 1.
 //
 // Exit statuses: 0 clean exit, 1 runtime failure, 2 usage or configuration
-// error.
+// error. The kv subcommand refines them for scripts: 0 done, 1 key not
+// found or CAS comparison failed, 2 usage error, 3 outcome unknown (a
+// write was sent and not answered), 4 any other failure (not applied).
 //
 // # Files
 //
@@ -44,5 +48,10 @@
 //   - flags.go: the run flags, the config file, validation, node.Config.
 //   - members.go: the -members syntax and address checks.
 //   - run.go: the run subcommand: logging, admin server, signals, shutdown.
-//   - admin.go: the admin subcommand (an HTTP client of the admin port).
+//   - admin.go: the admin subcommand (an HTTP client of the admin port,
+//     with a bearer token or a TLS client certificate).
+//   - adminauth.go: the run flags that decide who may use the admin port.
+//   - backup.go: the backup file format; admin snapshot save writes it.
+//   - restore.go: the restore subcommand (verifies a backup, node.SeedFromSnapshot).
+//   - kvcmd.go: the kv subcommand (a raft/client user), its output and exit statuses.
 package main

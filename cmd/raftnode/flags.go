@@ -67,9 +67,15 @@ type runOptions struct {
 	// peerAddr and clientAddr are the listen addresses of the Raft and
 	// client ports.
 	peerAddr, clientAddr string
-	// adminAddr is the admin HTTP listen address; empty disables it. It is
-	// plain HTTP (no TLS), so bind it to localhost or a management network.
+	// adminAddr is the admin HTTP listen address; empty disables it. It
+	// serves HTTPS when TLS is configured, plain HTTP otherwise.
 	adminAddr string
+	// adminTokenFile, adminInsecure and adminOpenRead choose who may use
+	// the admin port (adminauth.go); adminToken is the token file's content.
+	adminTokenFile string
+	adminInsecure  bool
+	adminOpenRead  bool
+	adminToken     []byte
 	// advertisePeer and advertiseClient are the addresses other hosts dial;
 	// needed when the listen address is a wildcard and this node is not in
 	// -members. They are what to pass to `raftnode admin add`.
@@ -108,7 +114,10 @@ func newRunFlagSet(o *runOptions) *flag.FlagSet {
 	fs.StringVar(&o.dataDir, "data-dir", "", "`DIR` for this node's WAL (DIR/wal) and Pebble state machine (DIR/kv); created if missing (required)")
 	fs.StringVar(&o.peerAddr, "peer-addr", ":7100", "listen `HOST:PORT` for Raft traffic from other nodes")
 	fs.StringVar(&o.clientAddr, "client-addr", ":7101", "listen `HOST:PORT` for clients (raft/client, raftbench)")
-	fs.StringVar(&o.adminAddr, "admin-addr", "127.0.0.1:7102", "listen `HOST:PORT` for the admin HTTP server (/status, /metrics, /debug/pprof, /admin/*); plain HTTP; empty disables it")
+	fs.StringVar(&o.adminAddr, "admin-addr", "127.0.0.1:7102", "listen `HOST:PORT` for the admin HTTP server (/status, /metrics, /debug/pprof, /admin/*); HTTPS with the TLS flags, else plain HTTP; empty disables it")
+	fs.StringVar(&o.adminTokenFile, "admin-token-file", "", "`FILE` holding the bearer token that /admin/* and /debug/pprof require (clusters without TLS; with TLS they require a client certificate from -tls-ca instead)")
+	fs.BoolVar(&o.adminInsecure, "admin-insecure", false, "serve /admin/* and /debug/pprof without credentials when neither TLS nor -admin-token-file is set (default: refused with 403)")
+	fs.BoolVar(&o.adminOpenRead, "admin-open-read", true, "serve /status, /metrics and /stages without credentials; false requires the same credentials as /admin/*")
 	fs.StringVar(&o.advertisePeer, "advertise-peer", "", "`HOST:PORT` other nodes dial to reach -peer-addr (default: this node's entry in -members, else -peer-addr)")
 	fs.StringVar(&o.advertiseClient, "advertise-client", "", "`HOST:PORT` clients dial to reach -client-addr (default: this node's entry in -members, else -client-addr)")
 	fs.StringVar(&o.membersRaw, "members", "", "cluster `MEMBERS` as ID=PEERHOST:PORT/CLIENTHOST:PORT,...: the initial cluster with -bootstrap, else the existing members a joining node can reach")
@@ -277,6 +286,9 @@ func (o *runOptions) validate() error {
 	if err := o.loadTLS(); err != nil {
 		return err
 	}
+	if err := o.loadAdminAuth(); err != nil {
+		return err
+	}
 	if o.tick <= 0 || o.tick > maxTickInterval {
 		return usageErrorf("-tick %v: must be in (0s, %v]", o.tick, maxTickInterval)
 	}
@@ -379,25 +391,33 @@ func hasState(dataDir string) bool {
 
 // loadTLS loads the mutual-TLS configuration if any TLS flag is set.
 func (o *runOptions) loadTLS() error {
+	cfg, err := loadTLSFlags(o.tlsCert, o.tlsKey, o.tlsCA)
+	o.tlsConfig = cfg
+	return err
+}
+
+// loadTLSFlags loads -tls-cert, -tls-key and -tls-ca (all three or none;
+// nil for none). The run, admin and kv subcommands share the flags and
+// this rule. Errors wrap errUsage.
+func loadTLSFlags(cert, key, ca string) (*tls.Config, error) {
 	n := 0
-	for _, f := range []string{o.tlsCert, o.tlsKey, o.tlsCA} {
+	for _, f := range []string{cert, key, ca} {
 		if f != "" {
 			n++
 		}
 	}
 	switch n {
 	case 0:
-		return nil
+		return nil, nil
 	case 3:
 	default:
-		return usageErrorf("-tls-cert, -tls-key and -tls-ca go together: give all three or none")
+		return nil, usageErrorf("-tls-cert, -tls-key and -tls-ca go together: give all three or none")
 	}
-	cfg, err := transport.LoadTLSConfig(o.tlsCert, o.tlsKey, o.tlsCA)
+	cfg, err := transport.LoadTLSConfig(cert, key, ca)
 	if err != nil {
-		return usageErrorf("TLS: %v", err)
+		return nil, usageErrorf("TLS: %v", err)
 	}
-	o.tlsConfig = cfg
-	return nil
+	return cfg, nil
 }
 
 // nodeConfig turns validated options into the node's configuration.

@@ -51,6 +51,10 @@ func realMain(args []string, stdout, stderr io.Writer, notify func() <-chan os.S
 		return runCommand(args, stderr, notify)
 	case "admin":
 		return adminCommand(args, stdout, stderr)
+	case "kv":
+		return kvCommand(args, os.Stdin, stdout, stderr)
+	case "restore":
+		return restoreCommand(args, stdout, stderr)
 	case "version":
 		if len(args) > 0 {
 			fmt.Fprintf(stderr, "raftnode version: unexpected argument %q\n", args[0])
@@ -73,6 +77,8 @@ func printUsage(w io.Writer) {
 	fmt.Fprint(w, `Usage:
   raftnode [run] [flags]                     run a node (see raftnode run -help)
   raftnode admin -addr HOST:PORT COMMAND     administer a running node (see raftnode admin -help)
+  raftnode kv -cluster-id N COMMAND ARGS     put, get, del or cas a key (see raftnode kv -help)
+  raftnode restore -from FILE -data-dir DIR  seed the first node of a new cluster from a backup (see raftnode restore -help)
   raftnode version                           print the version
 `)
 }

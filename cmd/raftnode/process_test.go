@@ -3,9 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -90,7 +92,13 @@ type proc struct {
 	peer, clientAddr, admin string
 	args                    []string
 	logPath                 string
-	cmd                     *exec.Cmd
+	// adminArgs are the credentials flags `raftnode admin` needs for this
+	// node (a token file, or TLS flags); adminHTTPS says its admin port
+	// serves HTTPS, and adminTLS is then the client's configuration.
+	adminArgs  []string
+	adminHTTPS bool
+	adminTLS   *tls.Config
+	cmd        *exec.Cmd
 	// exited is closed when the process has been reaped; waitErr is then
 	// its exit status.
 	exited  chan struct{}
@@ -145,7 +153,13 @@ func (p *proc) waitExit(t *testing.T, d time.Duration) int {
 func (p *proc) status() (node.Status, error) {
 	var st node.Status
 	hc := http.Client{Timeout: 2 * time.Second}
-	resp, err := hc.Get("http://" + p.admin + "/status")
+	scheme := "http://"
+	if p.adminHTTPS {
+		scheme = "https://"
+		hc.Transport = &http.Transport{TLSClientConfig: p.adminTLS}
+		defer hc.CloseIdleConnections()
+	}
+	resp, err := hc.Get(scheme + p.admin + "/status")
 	if err != nil {
 		return st, err
 	}
@@ -209,13 +223,29 @@ func waitLeader(t *testing.T, procs []*proc, notID uint64) *proc {
 	return leader
 }
 
+// procAdminToken is the admin token of the test clusters without TLS.
+const procAdminToken = "test-admin-token-0123456789abcdef"
+
+// writeAdminToken writes procAdminToken into dir and returns the file.
+func writeAdminToken(t *testing.T, dir string) string {
+	t.Helper()
+	path := filepath.Join(dir, "admin.token")
+	if err := os.WriteFile(path, []byte(procAdminToken+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
 // startProcCluster starts three bootstrapping raftnode processes on
-// loopback ports; extra, if set, adds flags per process. The processes are
-// SIGKILLed in t.Cleanup if still running, and their logs printed if the
-// test failed.
+// loopback ports; extra, if set, adds flags per process. Unless extra sets
+// p.adminArgs (e.g. to TLS flags), every node takes the bearer token of
+// writeAdminToken and p.adminArgs passes it to `raftnode admin`. The
+// processes are SIGKILLed in t.Cleanup if still running, and their logs
+// printed if the test failed.
 func startProcCluster(t *testing.T, bin string, extra func(p *proc) []string) []*proc {
 	t.Helper()
 	base := t.TempDir()
+	tokenFile := writeAdminToken(t, base)
 	procs := make([]*proc, 3)
 	var members []string
 	for i := range procs {
@@ -231,6 +261,10 @@ func startProcCluster(t *testing.T, bin string, extra func(p *proc) []string) []
 			"-members", strings.Join(members, ","), "-bootstrap", "-tick", "20ms", "-log-level", "debug"}
 		if extra != nil {
 			p.args = append(p.args, extra(p)...)
+		}
+		if p.adminArgs == nil {
+			p.adminArgs = []string{"-admin-token-file", tokenFile}
+			p.args = append(p.args, p.adminArgs...)
 		}
 	}
 	t.Cleanup(func() {
@@ -337,7 +371,7 @@ func TestProcessCluster(t *testing.T) {
 	}
 
 	// The admin subcommand against live nodes.
-	out, err := exec.Command(bin, "admin", "-addr", leader.admin, "status").Output()
+	out, err := exec.Command(bin, "admin", "-addr", leader.admin, "status").Output() // no token: status is an open read
 	if err != nil {
 		t.Fatalf("raftnode admin status: %v", err)
 	}
@@ -353,11 +387,47 @@ func TestProcessCluster(t *testing.T) {
 		}
 	}
 	var stderr bytes.Buffer
-	cmd := exec.Command(bin, "admin", "-addr", follower.admin, "-timeout", "10s", "add", "9", "127.0.0.1:1", "127.0.0.1:2")
+	cmd := exec.Command(bin, append(append([]string{"admin", "-addr", follower.admin, "-timeout", "10s"}, follower.adminArgs...), "add", "9", "127.0.0.1:1", "127.0.0.1:2")...)
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err == nil || cmd.ProcessState.ExitCode() != exitFailure ||
 		!strings.Contains(stderr.String(), "not the leader") || !strings.Contains(stderr.String(), fmt.Sprintf("node %d leads", leader.id)) {
 		t.Fatalf("admin add against a follower: err=%v stderr=%q; want exit 1 naming leader %d", err, stderr.String(), leader.id)
+	}
+
+	// Without the token, or with a wrong one, a change is refused (401)
+	// and counted; the correct one was used above.
+	wrong := filepath.Join(t.TempDir(), "wrong.token")
+	if err := os.WriteFile(wrong, []byte("not-the-admin-token-at-all\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		creds []string
+		want  string
+	}{
+		{nil, "the bearer token is required"},
+		{[]string{"-admin-token-file", wrong}, "wrong bearer token"},
+	} {
+		stderr.Reset()
+		cmd := exec.Command(bin, append(append([]string{"admin", "-addr", leader.admin, "-timeout", "10s"}, tc.creds...), "add-learner", "9", "127.0.0.1:1", "127.0.0.1:2")...)
+		cmd.Stderr = &stderr
+		if err := cmd.Run(); err == nil || cmd.ProcessState.ExitCode() != exitFailure ||
+			!strings.Contains(stderr.String(), "401 Unauthorized") || !strings.Contains(stderr.String(), tc.want) {
+			t.Fatalf("admin add-learner with credentials %q: err=%v stderr=%q; want exit 1, 401 and %q", tc.creds, err, stderr.String(), tc.want)
+		}
+	}
+	resp, err := http.Get("http://" + leader.admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, line := range []string{`raftpipe_admin_refused_total{reason="no_credentials"} 1`, `raftpipe_admin_refused_total{reason="bad_token"} 1`} {
+		if err != nil || !bytes.Contains(metrics, []byte(line+"\n")) {
+			t.Fatalf("leader /metrics lacks %q (err %v)", line, err)
+		}
+	}
+	if st, err := leader.status(); err != nil || len(st.Learners) != 0 {
+		t.Fatalf("refused add-learner changed the membership: learners %v (err %v)", st.Learners, err)
 	}
 
 	// SIGKILL the leader: a new one takes over and nothing acknowledged is lost.

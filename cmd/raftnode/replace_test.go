@@ -18,7 +18,7 @@ import (
 // exit.
 func admin(t *testing.T, bin string, p *proc, args ...string) string {
 	t.Helper()
-	out, err := exec.Command(bin, append([]string{"admin", "-addr", p.admin, "-timeout", "20s"}, args...)...).CombinedOutput()
+	out, err := exec.Command(bin, append(append([]string{"admin", "-addr", p.admin, "-timeout", "20s"}, p.adminArgs...), args...)...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("raftnode admin %s against node %d: %v\n%s", strings.Join(args, " "), p.id, err, out)
 	}
@@ -58,9 +58,10 @@ func TestProcessReplaceHost(t *testing.T) {
 	p4 := &proc{id: 4, peer: freePort(t), clientAddr: freePort(t), admin: freePort(t)}
 	dir := t.TempDir()
 	p4.logPath = filepath.Join(dir, "node4.log")
-	p4.args = []string{"run", "-id", "4", "-cluster-id", fmt.Sprint(procClusterID), "-data-dir", filepath.Join(dir, "data4"),
+	p4.adminArgs = procs[0].adminArgs
+	p4.args = append([]string{"run", "-id", "4", "-cluster-id", fmt.Sprint(procClusterID), "-data-dir", filepath.Join(dir, "data4"),
 		"-peer-addr", p4.peer, "-client-addr", p4.clientAddr, "-admin-addr", p4.admin,
-		"-members", strings.Join(members, ","), "-tick", "20ms"}
+		"-members", strings.Join(members, ","), "-tick", "20ms"}, p4.adminArgs...)
 	t.Cleanup(func() {
 		if p4.running() {
 			p4.cmd.Process.Kill()

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -58,7 +59,7 @@ func newLogger(w io.Writer, level slog.Level, format string) *slog.Logger {
 func runNode(o *runOptions, logger *slog.Logger, sigc <-chan os.Signal) int {
 	logger.Info("starting raftnode", "version", versionString(), "id", o.id, "cluster_id", o.clusterID,
 		"data_dir", o.dataDir, "has_state", hasState(o.dataDir), "bootstrap", o.bootstrap,
-		"members", formatMembers(o.members), "tls", o.tlsConfig != nil)
+		"members", formatMembers(o.members), "tls", o.tlsConfig != nil, "admin_auth", o.adminAuthMode())
 	n, err := node.Start(o.nodeConfig(logger))
 	if err != nil {
 		logger.Error("node failed to start", "err", err)
@@ -75,8 +76,11 @@ func runNode(o *runOptions, logger *slog.Logger, sigc <-chan os.Signal) int {
 			return exitFailure
 		}
 		adminBound = ln.Addr().String()
+		if o.tlsConfig != nil {
+			ln = tls.NewListener(ln, node.AdminTLSConfig(o.tlsConfig))
+		}
 		admin = &http.Server{
-			Handler:           n.AdminHandler(),
+			Handler:           n.AdminHandlerWith(o.adminAuth()),
 			ReadHeaderTimeout: adminReadHeaderTimeout,
 			ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 		}

@@ -1,21 +1,17 @@
 package main
 
 import (
+	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
-	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/raftpipe/raftpipe/internal/testutil"
 	"github.com/raftpipe/raftpipe/raft/client"
 	"github.com/raftpipe/raftpipe/raft/transport"
 )
@@ -24,51 +20,7 @@ import (
 // client use, as deploy.md prescribes) into dir and returns the paths.
 func writeTestPKI(t *testing.T, dir string) (cert, key, ca string) {
 	t.Helper()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "raftnode-test-ca"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caCert, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		t.Fatal(err)
-	}
-	nodeKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	nodeTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "node"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-		KeyUsage:    x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
-	}
-	nodeDER, err := x509.CreateCertificate(rand.Reader, nodeTmpl, caCert, &nodeKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(nodeKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	write := func(name, typ string, der []byte) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	return write("node.crt", "CERTIFICATE", nodeDER), write("node.key", "EC PRIVATE KEY", keyDER), write("ca.crt", "CERTIFICATE", caDER)
+	return testutil.NewCA(t, "raftnode-test-ca").WriteFiles(t, dir, "node")
 }
 
 // TestProcessClusterTLS runs three processes with mutual TLS configured
@@ -86,13 +38,40 @@ func TestProcessClusterTLS(t *testing.T) {
 	if err := os.WriteFile(conf, []byte(body), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	procs := startProcCluster(t, bin, func(*proc) []string { return []string{"-config", conf} })
-	waitLeader(t, procs, 0)
-
 	tlsCfg, err := transport.LoadTLSConfig(cert, key, ca)
 	if err != nil {
 		t.Fatal(err)
 	}
+	tlsFlags := []string{"-tls-cert", cert, "-tls-key", key, "-tls-ca", ca}
+	procs := startProcCluster(t, bin, func(p *proc) []string {
+		p.adminArgs, p.adminHTTPS, p.adminTLS = tlsFlags, true, tlsCfg
+		return []string{"-config", conf}
+	})
+	leader := waitLeader(t, procs, 0)
+
+	// The admin port is HTTPS. A privileged command needs a client
+	// certificate from the cluster's CA: one from another CA is refused
+	// (401) and says why; the right one works.
+	icert, ikey, _ := testutil.NewCA(t, "other-ca").WriteFiles(t, dir, "intruder")
+	var stderr bytes.Buffer
+	cmd := exec.Command(bin, "admin", "-addr", leader.admin, "-timeout", "10s", "-tls-cert", icert, "-tls-key", ikey, "-tls-ca", ca,
+		"add-learner", "9", "127.0.0.1:1", "127.0.0.1:2")
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); cmd.ProcessState.ExitCode() != exitFailure || !strings.Contains(stderr.String(), "401 Unauthorized") ||
+		!strings.Contains(stderr.String(), "not valid for this cluster") {
+		t.Fatalf("admin with a certificate from another CA: err=%v stderr=%q; want exit 1 and a 401 naming the certificate", err, stderr.String())
+	}
+	var to *proc
+	for _, p := range procs {
+		if p != leader {
+			to = p
+			break
+		}
+	}
+	if out := admin(t, bin, leader, "transfer", fmt.Sprint(to.id)); !strings.Contains(out, "now leads") {
+		t.Fatalf("transfer over HTTPS with the cluster certificate printed %q", out)
+	}
+	waitLeader(t, procs, leader.id)
 	var addrs []string
 	for _, p := range procs {
 		addrs = append(addrs, p.clientAddr)

@@ -16,16 +16,27 @@ import (
 // adminRequestTimeout bounds one admin HTTP request's wait on the node.
 const adminRequestTimeout = 30 * time.Second
 
-// AdminHandler serves the admin port:
+// AdminHandler is AdminHandlerWith(AdminAuth{}): the open reads are
+// served, every privileged endpoint is refused (403).
+func (n *Node) AdminHandler() http.Handler { return n.AdminHandlerWith(AdminAuth{}) }
+
+// AdminHandlerWith serves the admin port under auth's policy (adminauth.go):
 //
-//	GET  /status                      JSON Status (raftbench reads follower lag here)
-//	GET  /stages[?reset=1]            JSON StageStats (commit latency by stage); reset=1 starts a new window
-//	GET  /metrics                     Prometheus metrics
-//	GET  /debug/pprof/...             Go profiles
-//	POST /admin/add?id=&peer=&client=[&learner=1]   add a member
-//	POST /admin/remove?id=            remove a member
-//	POST /admin/transfer?to=          transfer leadership
-func (n *Node) AdminHandler() http.Handler {
+//	GET  /status                      JSON Status (raftbench reads follower lag here)    open read
+//	GET  /stages[?reset=1]            JSON StageStats (commit latency by stage);        open read
+//	                                  reset=1 starts a new window
+//	GET  /metrics                     Prometheus metrics                                 open read
+//	GET  /debug/pprof/...             Go profiles                                        privileged
+//	POST /admin/add?id=&peer=&client=[&learner=1]   add a member                         privileged
+//	POST /admin/remove?id=            remove a member                                    privileged
+//	POST /admin/transfer?to=          transfer leadership                                privileged
+//	GET  /admin/snapshot              kv snapshot archive, leader only (backup.go)       privileged
+func (n *Node) AdminHandlerWith(auth AdminAuth) http.Handler {
+	return newAdminGuard(auth, &n.metrics.adminRefused, n.adminMux())
+}
+
+// adminMux routes the admin endpoints, with no access control.
+func (n *Node) adminMux() *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), adminRequestTimeout)
@@ -50,6 +61,7 @@ func (n *Node) AdminHandler() http.Handler {
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux.HandleFunc("GET /admin/snapshot", n.serveSnapshot(&snapshotStreams{}))
 	mux.HandleFunc("POST /admin/add", func(w http.ResponseWriter, r *http.Request) {
 		id, err := strconv.ParseUint(r.URL.Query().Get("id"), 10, 64)
 		if err != nil {

@@ -67,6 +67,10 @@ type counters struct {
 	// rtt times heartbeats to each peer.
 	rtt peerRTT
 
+	// adminRefused counts admin requests refused, by refusal reason
+	// (adminauth.go).
+	adminRefused [numRefusedReasons]atomic.Uint64
+
 	// Owned by the loop goroutine (observeReady):
 	// lead is the last leader seen; role and term the last role and term.
 	lead uint64
@@ -428,11 +432,13 @@ var (
 		"1 if this node knows a leader.", nil, nil)
 	descMaxPending = prometheus.NewDesc("raftpipe_max_pending_proposals",
 		"The bound on raftpipe_pending_proposals beyond which writes are refused as busy.", nil, nil)
+	descAdminRefused = prometheus.NewDesc("raftpipe_admin_refused_total",
+		"Admin HTTP requests refused, by reason (no_credentials, bad_token, bad_certificate: 401; not_configured: 403).", []string{"reason"}, nil)
 )
 
 var countersDescs = []*prometheus.Desc{descProposeApply, descApplyBatch, descPeerRTT, descLeaderChanges, descElections,
 	descPropFailed, descClientReqs, descSnapSent, descSnapRecv, descSnapSentBytes, descSnapRecvBytes, descSnapSendTime,
-	descSnapRecvTime, descHasLeader, descMaxPending}
+	descSnapRecvTime, descHasLeader, descMaxPending, descAdminRefused}
 
 // collect emits the metrics counters adds.
 func (c *counters) collect(n *Node, ch chan<- prometheus.Metric) {
@@ -470,4 +476,7 @@ func (c *counters) collect(n *Node, ch chan<- prometheus.Metric) {
 	}
 	gauge(descHasLeader, hasLeader)
 	gauge(descMaxPending, float64(n.cfg.MaxPendingProposals))
+	for r := range numRefusedReasons {
+		counter(descAdminRefused, c.adminRefused[r].Load(), refusedReasonNames[r])
+	}
 }
