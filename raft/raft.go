@@ -370,6 +370,18 @@ func (r *raft) send(m wire.Message) {
 		if r.msgsAfterPersist == nil {
 			r.msgsAfterPersist = make([]wire.Message, 0, r.msgsAfterCap)
 		}
+		if n := len(r.msgsAfterPersist); n > 0 && m.Type == wire.MsgAppResp && !m.Reject {
+			// Acks are cumulative: an ack of Index covers every smaller
+			// index, and the leader only raises Match and frees inflights
+			// up to it. A follower that steps several appends in one loop
+			// turn answers them all with the last ack instead of one per
+			// append (fewer messages to send, step and account).
+			if last := &r.msgsAfterPersist[n-1]; last.Type == wire.MsgAppResp && !last.Reject &&
+				last.To == m.To && last.Term == m.Term && last.Index <= m.Index {
+				*last = m
+				return
+			}
+		}
 		r.msgsAfterPersist = append(r.msgsAfterPersist, m)
 	default:
 		if r.msgs == nil {

@@ -97,12 +97,15 @@ type applier struct {
 	pending atomic.Int64
 	mu      struct {
 		sync.Mutex
-		// waiters maps a log index to the proposal expected there.
-		waiters map[uint64]*proposal
+		// waiters holds the proposals expected at log indexes, in index
+		// order.
+		waiters waiterQueue
 		// failed is set by failAll: later registrations fail at once.
 		failed error
 	}
 	// Owned by the apply goroutine:
+	// found is scratch space for the waiters one batch answers.
+	found        []*proposal
 	reads        []pendingRead
 	results      []kv.Result
 	applied      uint64
@@ -117,7 +120,6 @@ type pendingRead struct {
 
 func newApplier(n *Node) *applier {
 	a := &applier{n: n, tasks: make(chan applyTask, maxApplyTasks), applied: n.kv.AppliedIndex()}
-	a.mu.waiters = map[uint64]*proposal{}
 	return a
 }
 
@@ -131,10 +133,7 @@ func (a *applier) register(ws []*proposal) {
 	failed := a.mu.failed
 	if failed == nil {
 		for _, w := range ws {
-			if old, ok := a.mu.waiters[w.index]; ok && old != w {
-				replaced = append(replaced, old)
-			}
-			a.mu.waiters[w.index] = w
+			replaced = a.mu.waiters.push(w, replaced)
 		}
 	}
 	a.mu.Unlock()
@@ -160,14 +159,8 @@ var errEntryLeftLog = errors.New("node: the proposal's entry left this node's lo
 // an election with the votes of two nodes that never saw the newer term),
 // so a retry could apply the write twice.
 func (a *applier) dropFrom(from uint64) {
-	var dropped []*proposal
 	a.mu.Lock()
-	for idx, w := range a.mu.waiters {
-		if idx >= from {
-			delete(a.mu.waiters, idx)
-			dropped = append(dropped, w)
-		}
-	}
+	dropped := a.mu.waiters.dropFrom(from, nil)
 	a.mu.Unlock()
 	for _, w := range dropped {
 		w.finish(proposalResult{status: wire.StatusUnknown, err: errEntryLeftLog})
@@ -182,11 +175,10 @@ func (a *applier) dropFrom(from uint64) {
 // the one the snapshot covers, or (above index) may still commit elsewhere.
 func (a *applier) dropForSnapshot(index, term uint64) {
 	a.mu.Lock()
-	ws := a.mu.waiters
-	a.mu.waiters = make(map[uint64]*proposal, len(ws))
+	ws := a.mu.waiters.takeAll(nil)
 	a.mu.Unlock()
-	for idx, w := range ws {
-		if idx <= index && w.term > term {
+	for _, w := range ws {
+		if w.index <= index && w.term > term {
 			w.finish(proposalResult{status: wire.StatusNotLeader, leaderHint: a.n.leaderHint()})
 			continue
 		}
@@ -263,35 +255,34 @@ func (a *applier) apply(ents []wire.Entry, meta []byte, sampled bool) error {
 	a.n.metrics.applied.Add(uint64(len(ents)))
 	a.n.metrics.observeApplied(ents)
 
-	var found [64]*proposal
-	var idx [64]int
-	for start := 0; start < len(ents); {
-		k := 0
-		a.mu.Lock()
-		for ; start < len(ents) && k < len(found); start++ {
-			if w, ok := a.mu.waiters[ents[start].Index]; ok {
-				delete(a.mu.waiters, ents[start].Index)
-				found[k], idx[k] = w, start
-				k++
-			}
+	a.mu.Lock()
+	found := a.mu.waiters.popThrough(last, a.found[:0])
+	a.mu.Unlock()
+	first := ents[0].Index
+	for j, w := range found {
+		found[j] = nil
+		if w.index < first {
+			// Registered for an index this node had already applied:
+			// its entry cannot be told apart from the one applied
+			// there. Cannot happen on a leader, which proposes above
+			// everything committed; answered rather than dropped.
+			w.finish(proposalResult{status: wire.StatusUnknown, err: errEntryLeftLog})
+			continue
 		}
-		a.mu.Unlock()
-		for j := 0; j < k; j++ {
-			w, e, r := found[j], &ents[idx[j]], &results[idx[j]]
-			found[j] = nil
-			if e.Term != w.term {
-				// Another leader's entry took this index: ours was
-				// overwritten and can never commit. Safe to retry.
-				a.n.metrics.proposalFailed(failOverwritten, 1)
-				w.finish(proposalResult{status: wire.StatusNotLeader, leaderHint: a.n.leaderHint()})
-				continue
-			}
-			w.finish(proposalResult{status: r.Status, value: r.Value, index: e.Index})
-			if sampled && w.sample != nil {
-				a.n.stages.replied(w.sample, appliedAt)
-			}
+		e, r := &ents[w.index-first], &results[w.index-first]
+		if e.Term != w.term {
+			// Another leader's entry took this index: ours was
+			// overwritten and can never commit. Safe to retry.
+			a.n.metrics.proposalFailed(failOverwritten, 1)
+			w.finish(proposalResult{status: wire.StatusNotLeader, leaderHint: a.n.leaderHint()})
+			continue
+		}
+		w.finish(proposalResult{status: r.Status, value: r.Value, index: e.Index})
+		if sampled && w.sample != nil {
+			a.n.stages.replied(w.sample, appliedAt)
 		}
 	}
+	a.found = found[:0]
 	clear(results)
 
 	a.sinceCompact += uint64(len(ents))
@@ -336,8 +327,7 @@ func (a *applier) serveReads() {
 // committed.
 func (a *applier) failAll(err error) {
 	a.mu.Lock()
-	ws := a.mu.waiters
-	a.mu.waiters = map[uint64]*proposal{}
+	ws := a.mu.waiters.takeAll(nil)
 	a.mu.failed = err
 	a.mu.Unlock()
 	a.n.metrics.proposalFailed(failStopped, len(ws))

@@ -16,9 +16,7 @@ func testWaiter(index, term uint64, got *[]proposalResult) *proposal {
 }
 
 func bareApplier() *applier {
-	a := &applier{n: &Node{}}
-	a.mu.waiters = map[uint64]*proposal{}
-	return a
+	return &applier{n: &Node{}}
 }
 
 // TestRegisterAnswersReplacedWaiter: a waiter registered at an index that
@@ -32,8 +30,8 @@ func TestRegisterAnswersReplacedWaiter(t *testing.T) {
 	if len(oldGot) != 1 || oldGot[0].status != wire.StatusUnknown {
 		t.Fatalf("replaced waiter answered %v, want one StatusUnknown", oldGot)
 	}
-	if len(newGot) != 0 || a.mu.waiters[5] == nil || a.mu.waiters[5].term != 4 {
-		t.Fatalf("new waiter: answered %v, registered %v", newGot, a.mu.waiters[5])
+	if len(newGot) != 0 || a.mu.waiters.at(5) == nil || a.mu.waiters.at(5).term != 4 {
+		t.Fatalf("new waiter: answered %v, registered %v", newGot, a.mu.waiters.at(5))
 	}
 }
 
@@ -64,8 +62,8 @@ func TestDropForSnapshotRules(t *testing.T) {
 			t.Errorf("%s: answered %v, want one status %d", name, r, st)
 		}
 	}
-	if len(a.mu.waiters) != 0 {
-		t.Fatalf("%d waiters left", len(a.mu.waiters))
+	if a.mu.waiters.len() != 0 {
+		t.Fatalf("%d waiters left", a.mu.waiters.len())
 	}
 }
 
@@ -76,7 +74,7 @@ func TestDropFromAnswersTruncatedTail(t *testing.T) {
 	var below, at, above []proposalResult
 	a.register([]*proposal{testWaiter(4, 1, &below), testWaiter(5, 1, &at), testWaiter(9, 1, &above)})
 	a.dropFrom(5)
-	if len(below) != 0 || a.mu.waiters[4] == nil {
+	if len(below) != 0 || a.mu.waiters.at(4) == nil {
 		t.Fatalf("waiter below the truncation was answered: %v", below)
 	}
 	for i, r := range [][]proposalResult{at, above} {
