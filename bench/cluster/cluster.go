@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/raftpipe/raftpipe/raft/kv"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -155,8 +156,9 @@ func (c *Cluster) WALNotes() []string {
 			continue
 		}
 		mean := st.SyncLatency.Sum / time.Duration(max(st.SyncLatency.Count, 1))
-		out = append(out, fmt.Sprintf("node %d WAL: %d fsyncs, %.1f entries/fsync, mean fsync %v",
-			n.ID(), st.Syncs, float64(st.Entries)/float64(st.Syncs), mean.Round(time.Microsecond)))
+		out = append(out, fmt.Sprintf("node %d WAL: %d fsyncs, %.1f entries/fsync, mean fsync %v; %d peer messages dropped at a full inbox",
+			n.ID(), st.Syncs, float64(st.Entries)/float64(st.Syncs), mean.Round(time.Microsecond), n.InboxDropped()))
 	}
+	out = append(out, fmt.Sprintf("pebble write stalls in this process: %d", kv.WriteStalls()))
 	return out
 }

@@ -298,6 +298,12 @@ func (d *pebbleDB) Close() error {
 	return err
 }
 
+// writeStalls counts Pebble write stalls in this process (diagnostics).
+var writeStalls atomic.Int64
+
+// WriteStalls is the number of Pebble write stalls in this process.
+func WriteStalls() int64 { return writeStalls.Load() }
+
 // openPebble opens the Pebble database at path. mustExist makes a missing
 // database an error instead of creating an empty one (a snapshot or a
 // CURRENT that names nothing must not silently become an empty store).
@@ -316,7 +322,14 @@ func openPebble(path string, o Options, mustExist bool) (*pebbleDB, error) {
 	})
 	cache := pebble.NewCache(cacheBytes)
 	defer cache.Unref() // the DB holds its own reference
+	el := &pebble.EventListener{
+		WriteStallBegin: func(info pebble.WriteStallBeginInfo) {
+			writeStalls.Add(1)
+			logger.Infof("pebble write stall: %s", info.Reason)
+		},
+	}
 	po := &pebble.Options{
+		EventListener:      el,
 		Cache:              cache,
 		DisableWAL:         o.DisableWAL,
 		ErrorIfNotExists:   mustExist,
@@ -395,6 +408,33 @@ func (s *Store) Flush() error {
 		return ErrClosed
 	}
 	return s.flushLocked()
+}
+
+// FlushAsync starts making durable everything applied so far and returns
+// at once: index is the applied index the flush covers, and done is closed
+// once it is durable. The node's apply goroutine uses it so that applying
+// never waits for a memtable flush (a 64 MiB flush took up to 640 ms on a
+// busy shared disk, and every write applied behind it waited too).
+func (s *Store) FlushAsync() (index uint64, done <-chan struct{}, err error) {
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
+	if s.closed {
+		return 0, nil, ErrClosed
+	}
+	index = s.applied.Load()
+	if s.opts.DisableWAL {
+		ch, err := s.db.AsyncFlush()
+		if err != nil {
+			return 0, nil, fmt.Errorf("kv: flush: %w", err)
+		}
+		return index, ch, nil
+	}
+	if err := s.db.LogData(nil, pebble.Sync); err != nil {
+		return 0, nil, fmt.Errorf("kv: flush: %w", err)
+	}
+	ch := make(chan struct{})
+	close(ch)
+	return index, ch, nil
 }
 
 // flushLocked is Flush. REQUIRES: applyMu held.

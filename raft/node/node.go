@@ -486,6 +486,10 @@ func (n *Node) addPeer(m Member) {
 	n.tr.AddPeer(m.ID, addr)
 }
 
+// InboxDropped is the number of peer messages dropped because the loop's
+// inbox was full.
+func (n *Node) InboxDropped() uint64 { return n.metrics.inboxDropped.Load() }
+
 // WALStats reports the WAL's group-commit counters (batches, entries,
 // fsyncs and their latency), e.g. for entries-per-fsync in benchmarks.
 func (n *Node) WALStats() wal.Stats { return n.wal.Stats() }
