@@ -246,6 +246,10 @@ type Log struct {
 	// counters feed Stats.
 	counters counters
 
+	// syncDelayNs is the current SyncDelay (Options.SyncDelay, changed by
+	// SetSyncDelay), read by the writer before each round.
+	syncDelayNs atomic.Int64
+
 	// queuedWaiters mirrors len(mu.waiters) so that the writer can watch the
 	// queue grow without taking mu (see gather).
 	queuedWaiters atomic.Int64
@@ -258,6 +262,7 @@ type Log struct {
 func Open(dir string, o Options) (*Log, error) {
 	o = o.withDefaults()
 	l := &Log{dir: dir, opts: o, fs: o.FS, log: o.Logger, writerDone: make(chan struct{})}
+	l.syncDelayNs.Store(int64(o.SyncDelay))
 	l.mu.work.L = &l.mu.Mutex
 	l.mu.space.L = &l.mu.Mutex
 	l.rd.files = make(map[uint64]vfs.File)
@@ -288,6 +293,13 @@ func Open(dir string, o Options) (*Log, error) {
 	l.prep.start()
 	go l.run()
 	return l, nil
+}
+
+// SetSyncDelay changes SyncDelay from the next round on (negative is 0).
+// The runtime uses it to batch more per fsync while its fsync is off the
+// commit path (a leader of three whose followers both ack first).
+func (l *Log) SetSyncDelay(d time.Duration) {
+	l.syncDelayNs.Store(int64(max(d, 0)))
 }
 
 // FirstIndex is the first index still present: the compaction marker + 1

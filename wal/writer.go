@@ -23,7 +23,7 @@ func (l *Log) run() {
 			l.mu.Unlock()
 			return // closing and drained
 		}
-		if d := l.opts.SyncDelay; d > 0 && l.mu.err == nil && !l.mu.closing {
+		if d := time.Duration(l.syncDelayNs.Load()); d > 0 && l.mu.err == nil && !l.mu.closing {
 			l.mu.Unlock()
 			time.Sleep(d) // lets more appends join this round; not a wait for a condition
 			l.mu.Lock()

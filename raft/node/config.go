@@ -83,6 +83,14 @@ type Config struct {
 	ClusterID uint64
 	// DataDir holds the WAL (DataDir/wal) and the state machine (DataDir/kv).
 	DataDir string
+	// LeaderSyncDelay is an extra wait before each WAL fsync while this
+	// node leads (WAL.SyncDelay applies otherwise), so that more entries
+	// share one fsync. In a cluster of three the leader's own fsync is off
+	// the commit path whenever both followers ack first (any two of three
+	// are a quorum), so a short delay there costs little latency and saves
+	// fsyncs: a leader otherwise syncs about three times as often as each
+	// follower, in smaller batches. 0 disables it.
+	LeaderSyncDelay time.Duration
 	// FS is the one file system every durable write of the node goes
 	// through: the WAL, the state machine (Pebble, its CURRENT switch and
 	// restores) and snapshot files. Nil means the operating system's

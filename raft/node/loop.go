@@ -339,6 +339,13 @@ func (n *Node) hardStateToPersist(rd *raft.Ready) *wire.HardState {
 func (n *Node) onSoftState(ss raft.SoftState) {
 	wasLeader := n.isLeader.Load()
 	n.isLeader.Store(ss.Role == raft.RoleLeader)
+	if isLeader := ss.Role == raft.RoleLeader; isLeader != wasLeader {
+		if isLeader {
+			n.wal.SetSyncDelay(n.cfg.LeaderSyncDelay)
+		} else {
+			n.wal.SetSyncDelay(n.cfg.WAL.SyncDelay)
+		}
+	}
 	n.leaderID.Store(ss.Lead)
 	addr := ""
 	if m, ok := n.members.member(ss.Lead); ok {
