@@ -7,17 +7,45 @@ BENCHTIME ?= 1s
 COUNT     ?= 5
 PKGS      ?= ./...
 
-.PHONY: help test monitoring-check fmt-check vet bench bench-cluster fuzz build sim chaos compare clean
+# The nested modules (each its own go.mod, replacing the main module with
+# this checkout): the comparison peers, and the monitoring files check.
+PEER_MODULES   := bench/peers/hashicorp bench/peers/etcd
+NESTED_MODULES := $(PEER_MODULES) docs/monitoring/check
+
+# staticcheck is pinned and installed by `make lint` itself into .tools/
+# (ignored by git), one directory per version so a bump reinstalls it.
+# 2026.2.2 is built for Go 1.26.
+STATICCHECK_VERSION ?= v0.8.2
+STATICCHECK         := $(CURDIR)/.tools/staticcheck-$(STATICCHECK_VERSION)/staticcheck
+
+.PHONY: help test peers-test monitoring-check lint fmt-check vet bench bench-cluster fuzz build sim chaos compare clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
-test: fmt-check vet ## gofmt check, go vet, the race-enabled test suite (~15 min budget), and the monitoring files check
+test: fmt-check vet ## gofmt check, go vet, the race-enabled test suite (~15 min budget), the peer modules' tests and the monitoring files check
 	$(GO) test -race -timeout 20m $(PKGS)
+	$(MAKE) peers-test
 	$(MAKE) monitoring-check
+
+peers-test: ## bench/peers/hashicorp and bench/peers/etcd (each its own module): go vet and the race-enabled tests (part of `make test`)
+	@for m in $(PEER_MODULES); do \
+		echo "== $$m"; \
+		(cd $$m && $(GO) vet ./... && $(GO) test -race -timeout 10m ./...) || exit 1; \
+	done
 
 monitoring-check: ## docs/monitoring: alert rules parse (rulefmt), every metric the rules and dashboard use is exposed by a live node, promlint (own module: go mod download there first to run offline)
 	cd docs/monitoring/check && $(GO) vet ./... && $(GO) test -race -timeout 5m ./...
+
+lint: $(STATICCHECK) ## staticcheck (pinned, installed into .tools/) over the main module and every nested module
+	$(STATICCHECK) ./...
+	@for m in $(NESTED_MODULES); do \
+		echo "== staticcheck $$m"; \
+		(cd $$m && $(STATICCHECK) ./...) || exit 1; \
+	done
+
+$(STATICCHECK):
+	GOBIN=$(dir $@) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
 fmt-check: ## fail if any Go file is not gofmt-clean
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -51,5 +79,5 @@ build: ## build bin/raftnode and bin/raftbench
 		if [ -d cmd/$$c ]; then $(GO) build -o bin/$$c ./cmd/$$c || exit 1; fi; \
 	done
 
-clean: ## remove build outputs
-	rm -rf bin
+clean: ## remove build outputs and the installed tools
+	rm -rf bin .tools

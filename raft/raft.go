@@ -1,7 +1,6 @@
 package raft
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -547,6 +546,3 @@ func (r *raft) hup(kind campaignKind) {
 
 // errNotLeader builds the redirect error.
 func (r *raft) errNotLeader() error { return &NotLeaderError{Leader: r.lead} }
-
-// isNotLeader reports whether err is a not-leader redirect.
-func isNotLeader(err error) bool { return errors.Is(err, ErrNotLeader) }

@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"io"
 	"testing"
 )
@@ -30,13 +29,6 @@ func validFrame(t *testing.T) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return b
-}
-
-// recrc recomputes the header CRC after a test edits the payload, so the
-// test reaches the check it targets rather than ErrChecksum.
-func recrc(b []byte) []byte {
-	binary.LittleEndian.PutUint32(b[offCRC:], crc32.Checksum(b[FrameHeaderSize:], castagnoli))
 	return b
 }
 

@@ -304,7 +304,7 @@ func setup(ctx context.Context, o options, stderr io.Writer) (bench.Target, benc
 func parseSweep(s string) ([]int, error) {
 	name, list, ok := strings.Cut(s, "=")
 	if !ok || strings.TrimSpace(name) != "clients" {
-		return nil, fmt.Errorf("-sweep %q: want clients=N,N,...", s)
+		return nil, fmt.Errorf("-sweep %q: want clients=N[,N...] (for example clients=1,16,64)", s)
 	}
 	var out []int
 	for _, f := range splitList(list) {

@@ -2,7 +2,6 @@ package chaos
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -468,7 +467,3 @@ func (c *chaosCluster) stopAndDigest(ids []uint64) (map[uint64]storeDigest, erro
 	}
 	return out, nil
 }
-
-// errNodeDown is returned by nemesis steps that need a node that is not
-// running.
-var errNodeDown = errors.New("chaos test: node not running")

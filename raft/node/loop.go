@@ -186,9 +186,8 @@ func (n *Node) propose(data [][]byte, ws []*proposal) {
 // proposalRefused maps a core refusal to the answer a client sees. Every
 // refusal here means the entry was not appended: safe to retry.
 func proposalRefused(err error, n *Node) proposalResult {
-	var nl *raft.NotLeaderError
 	switch {
-	case errors.As(err, &nl) || errors.Is(err, raft.ErrNotLeader):
+	case errors.Is(err, raft.ErrNotLeader): // *raft.NotLeaderError matches too (its Is)
 		return proposalResult{status: wire.StatusNotLeader, leaderHint: n.leaderHint()}
 	case errors.Is(err, raft.ErrProposalDropped), errors.Is(err, raft.ErrTransferInProgress):
 		return proposalResult{status: wire.StatusBusy}

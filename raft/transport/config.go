@@ -60,9 +60,6 @@ const (
 	// snapFrameOverheadBytes is reserved in a snapshot frame for everything
 	// but the chunk (header, metadata, membership lists).
 	snapFrameOverheadBytes = 64 << 10
-	// maxRejectReasonBytes bounds the error text a snapshot receiver sends
-	// back in MsgSnapResp.Context.
-	maxRejectReasonBytes = 512
 )
 
 // Exported sentinel errors. Returned errors wrap them with %w and context.

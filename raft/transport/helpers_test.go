@@ -52,18 +52,15 @@ type inbox struct {
 	// order: tests put a sequence number there (every type that the tests
 	// send encodes Commit).
 	seqs map[uint64][]uint64
-	// byType counts received messages per type.
-	byType map[wire.MsgType]int
 }
 
 func newInbox() *inbox {
-	return &inbox{seqs: map[uint64][]uint64{}, byType: map[wire.MsgType]int{}}
+	return &inbox{seqs: map[uint64][]uint64{}}
 }
 
 func (b *inbox) handle(m *wire.Message) {
 	b.mu.Lock()
 	b.seqs[m.From] = append(b.seqs[m.From], m.Commit)
-	b.byType[m.Type]++
 	b.mu.Unlock()
 }
 
@@ -71,12 +68,6 @@ func (b *inbox) count(from uint64) int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return len(b.seqs[from])
-}
-
-func (b *inbox) countType(mt wire.MsgType) int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.byType[mt]
 }
 
 func (b *inbox) last(from uint64) (uint64, bool) {

@@ -12,9 +12,12 @@ import (
 )
 
 // Command layout: op(1) | key length(2, big endian) | key | value.
+// cmdPut is the op byte of a put, the only command.
+const cmdPut byte = 1
+
 const (
-	cmdPut       byte = 1
-	cmdHeaderLen      = 3
+	// cmdHeaderLen (op and key length) is untyped: it is used as an int.
+	cmdHeaderLen = 3
 	// maxKeyBytes bounds a key in a command and in a snapshot record.
 	maxKeyBytes = 1 << 16
 	// maxSnapValueBytes bounds one value read back from a snapshot.
