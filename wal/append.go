@@ -3,6 +3,7 @@ package wal
 import (
 	"bytes"
 	"fmt"
+	"github.com/raftpipe/raftpipe/internal/vfsutil"
 
 	"github.com/raftpipe/raftpipe/wire"
 )
@@ -478,7 +479,7 @@ func (l *Log) removeSegmentsBelow(below uint64) error {
 	l.mu.segs = l.mu.segs[removed:]
 	l.mu.Unlock()
 	if removed > 0 {
-		if serr := syncDir(l.fs, l.dir); serr != nil && err == nil {
+		if serr := vfsutil.SyncDir(l.fs, l.dir); serr != nil && err == nil {
 			err = fmt.Errorf("wal: sync dir after removing segments: %w", serr)
 		}
 	}

@@ -27,52 +27,6 @@ const lockFileName = "LOCK"
 // them by category.
 const writeCategory vfs.DiskWriteCategory = "raftpipe-wal"
 
-// mkdirDurable creates dir and any missing parents, and syncs the parent
-// of dir and of every directory it created: a new directory entry is
-// durable only once its parent is synced, and without that a power loss
-// soon after the first Open could take the whole log directory with it.
-func mkdirDurable(fsys vfs.FS, dir string) error {
-	var created []string
-	for d := dir; ; {
-		if _, err := fsys.Stat(d); err == nil {
-			break
-		} else if !errors.Is(err, fs.ErrNotExist) {
-			return err
-		}
-		created = append(created, d)
-		p := fsys.PathDir(d)
-		if p == d {
-			break
-		}
-		d = p
-	}
-	if err := fsys.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	if len(created) == 0 {
-		created = []string{dir} // it exists; sync its parent anyway, once per Open
-	}
-	for i := len(created) - 1; i >= 0; i-- {
-		if err := syncDir(fsys, fsys.PathDir(created[i])); err != nil {
-			return fmt.Errorf("sync parent of %s: %w", created[i], err)
-		}
-	}
-	return nil
-}
-
-// syncDir makes a directory's entries (creations, renames, removals) durable.
-func syncDir(fsys vfs.FS, dir string) error {
-	d, err := fsys.OpenDir(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}
-
 // listDir returns the base names of dir's entries, sorted (vfs.FS.List
 // promises no order).
 func listDir(fsys vfs.FS, dir string) ([]string, error) {

@@ -3,6 +3,7 @@ package wal
 import (
 	"bytes"
 	"fmt"
+	"github.com/raftpipe/raftpipe/internal/vfsutil"
 	"io"
 	"log/slog"
 	"path/filepath"
@@ -266,7 +267,7 @@ func Open(dir string, o Options) (*Log, error) {
 	l.mu.work.L = &l.mu.Mutex
 	l.mu.space.L = &l.mu.Mutex
 	l.rd.files = make(map[uint64]vfs.File)
-	if err := mkdirDurable(l.fs, dir); err != nil {
+	if err := vfsutil.MkdirAllDurable(l.fs, dir); err != nil {
 		return nil, fmt.Errorf("wal: create %s: %w", dir, err)
 	}
 	lock, err := l.fs.Lock(filepath.Join(dir, lockFileName))

@@ -3,6 +3,7 @@ package wal
 import (
 	"encoding/binary"
 	"fmt"
+	"github.com/raftpipe/raftpipe/internal/vfsutil"
 	"io"
 	"log/slog"
 	"path/filepath"
@@ -269,7 +270,7 @@ func recoverDir(fsys vfs.FS, dir string, log *slog.Logger) (*replayState, error)
 			if err := fsys.Remove(name); err != nil {
 				return nil, fmt.Errorf("wal: remove empty segment: %w", err)
 			}
-			if err := syncDir(fsys, dir); err != nil {
+			if err := vfsutil.SyncDir(fsys, dir); err != nil {
 				return nil, fmt.Errorf("wal: sync dir: %w", err)
 			}
 			break

@@ -2,6 +2,7 @@ package wal
 
 import (
 	"fmt"
+	"github.com/raftpipe/raftpipe/internal/vfsutil"
 	"io"
 	"runtime"
 	"time"
@@ -155,7 +156,7 @@ func (l *Log) createSegment(seq uint64, size int64) error {
 			return fmt.Errorf("wal: preallocate %s: %w", name, err)
 		}
 	}
-	if err := syncDir(l.fs, l.dir); err != nil {
+	if err := vfsutil.SyncDir(l.fs, l.dir); err != nil {
 		f.Close()
 		return fmt.Errorf("wal: sync dir after creating %s: %w", name, err)
 	}

@@ -3,6 +3,7 @@ package kv
 import (
 	"errors"
 	"fmt"
+	"github.com/raftpipe/raftpipe/internal/vfsutil"
 	"io"
 	"io/fs"
 	"strconv"
@@ -100,7 +101,7 @@ func writeCurrent(fsys vfs.FS, dir string, n uint64) error {
 	if err := fsys.Rename(tmp, fsys.PathJoin(dir, currentName)); err != nil {
 		return fmt.Errorf("kv: installing %s: %w", currentName, err)
 	}
-	return syncDir(fsys, dir)
+	return vfsutil.SyncDir(fsys, dir)
 }
 
 // removeLeftovers deletes from dir every database directory other than
@@ -127,52 +128,7 @@ func removeLeftovers(fsys vfs.FS, dir string, active uint64) error {
 		removed = true
 	}
 	if removed {
-		return syncDir(fsys, dir)
-	}
-	return nil
-}
-
-// mkdirAllSynced creates dir and any missing parents, and makes their
-// entries durable by syncing every directory from dir's parent up to the
-// closest ancestor that already existed. Without the parent syncs a crash
-// could lose the new directory after the files in it were synced.
-func mkdirAllSynced(fsys vfs.FS, dir string) error {
-	var parents []string
-	for p := fsys.PathDir(dir); ; p = fsys.PathDir(p) {
-		parents = append(parents, p)
-		if fsys.PathDir(p) == p {
-			break // the root
-		}
-		if _, err := fsys.Stat(p); err == nil {
-			break
-		} else if !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("kv: creating %s: %w", dir, err)
-		}
-	}
-	if err := fsys.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("kv: creating %s: %w", dir, err)
-	}
-	for _, p := range parents {
-		if err := syncDir(fsys, p); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// syncDir fsyncs a directory so that entries created, renamed or removed in
-// it are durable: OpenDir, Sync, Close.
-func syncDir(fsys vfs.FS, dir string) error {
-	d, err := fsys.OpenDir(dir)
-	if err != nil {
-		return fmt.Errorf("kv: opening %s to sync: %w", dir, err)
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("kv: syncing directory %s: %w", dir, err)
+		return vfsutil.SyncDir(fsys, dir)
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/raftpipe/raftpipe/internal/vfsutil"
 	"hash/crc32"
 	"io"
 	"io/fs"
@@ -367,7 +368,7 @@ func (s *Store) Restore(r io.Reader) (SnapshotInfo, error) {
 	cerr := oldDB.Close()
 	rerr := s.fs.RemoveAll(dbPath(s.fs, s.dir, oldNum))
 	if rerr == nil {
-		rerr = syncDir(s.fs, s.dir)
+		rerr = vfsutil.SyncDir(s.fs, s.dir)
 	}
 	if err != nil || cerr != nil || rerr != nil {
 		return info, fmt.Errorf("kv: restore installed the new state but: %w", errors.Join(err, cerr, rerr))
@@ -430,10 +431,10 @@ func (s *Store) buildFromSnapshot(r io.Reader, path string) (db *pebbleDB, info 
 	if err := sr.checkCRC(sr.streamCRC, "stream"); err != nil {
 		return nil, SnapshotInfo{}, err
 	}
-	if err := syncDir(s.fs, path); err != nil {
+	if err := vfsutil.SyncDir(s.fs, path); err != nil {
 		return nil, SnapshotInfo{}, err
 	}
-	if err := syncDir(s.fs, s.dir); err != nil {
+	if err := vfsutil.SyncDir(s.fs, s.dir); err != nil {
 		return nil, SnapshotInfo{}, err
 	}
 	if db, err = openPebble(path, s.opts, true); err != nil {

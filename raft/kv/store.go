@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/raftpipe/raftpipe/internal/vfsutil"
 	"hash/fnv"
 	"io"
 	"log/slog"
@@ -188,7 +189,7 @@ func Open(dir string, o Options) (*Store, error) {
 	o.FS = fsys
 	// Synced even if dir exists: an earlier run may have created it and
 	// stopped before its entry was durable.
-	if err := mkdirAllSynced(fsys, dir); err != nil {
+	if err := vfsutil.MkdirAllDurable(fsys, dir); err != nil {
 		return nil, err
 	}
 	num, ok, err := readCurrent(fsys, dir)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/raftpipe/raftpipe/internal/vfsutil"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -166,7 +167,7 @@ func Start(cfg Config) (*Node, error) {
 // builds the core and the transport.
 func (n *Node) open() error {
 	cfg := n.cfg
-	if err := mkdirAllDurable(n.fs, cfg.DataDir); err != nil {
+	if err := vfsutil.MkdirAllDurable(n.fs, cfg.DataDir); err != nil {
 		return fmt.Errorf("node: data dir: %w", err)
 	}
 	for _, d := range []string{snapInDir, snapOutDir} {
@@ -178,7 +179,7 @@ func (n *Node) open() error {
 			return fmt.Errorf("node: %s: %w", dir, err)
 		}
 	}
-	if err := syncDir(n.fs, cfg.DataDir); err != nil {
+	if err := vfsutil.SyncDir(n.fs, cfg.DataDir); err != nil {
 		return err
 	}
 	walOpts := cfg.WAL

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/raftpipe/raftpipe/internal/vfsutil"
 	"io"
 
 	"github.com/cockroachdb/errors/oserror"
@@ -89,14 +90,14 @@ func SeedFromSnapshot(cfg Config, r io.Reader) (SeedInfo, error) {
 	ms := membership{conf: wire.ConfState{Voters: []uint64{cfg.ID}}, members: []Member{self}}
 	base := encodeMembership(nil, &ms)
 
-	if err := mkdirAllDurable(fs, cfg.DataDir); err != nil {
+	if err := vfsutil.MkdirAllDurable(fs, cfg.DataDir); err != nil {
 		return SeedInfo{}, fmt.Errorf("node: seed: data dir: %w", err)
 	}
 	walDir, kvDir := fs.PathJoin(cfg.DataDir, "wal"), fs.PathJoin(cfg.DataDir, "kv")
 	undo := func(err error) (SeedInfo, error) {
 		rerr := errors.Join(fs.RemoveAll(walDir), fs.RemoveAll(kvDir))
 		if rerr == nil {
-			rerr = syncDir(fs, cfg.DataDir)
+			rerr = vfsutil.SyncDir(fs, cfg.DataDir)
 		}
 		if rerr != nil {
 			err = fmt.Errorf("%w (and removing the partial seed failed: %v; delete %s before trying again)", err, rerr, cfg.DataDir)

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"fmt"
+	"github.com/raftpipe/raftpipe/internal/vfsutil"
 	"io"
 	"time"
 
@@ -215,7 +216,7 @@ func (n *Node) installSnapshot(s wire.SnapshotMeta) error {
 	if err := n.fs.Rename(name, install); err != nil {
 		return fmt.Errorf("node: stage snapshot install: %w", err)
 	}
-	if err := syncDir(n.fs, n.cfg.DataDir); err != nil {
+	if err := vfsutil.SyncDir(n.fs, n.cfg.DataDir); err != nil {
 		return err
 	}
 	if err := n.wal.Reset(s.Index, s.Term, encodeMembership(nil, &n.members)); err != nil {
@@ -258,7 +259,7 @@ func (n *Node) restoreFrom(install string, index uint64) error {
 	if err := n.fs.Remove(install); err != nil {
 		return fmt.Errorf("node: remove finished snapshot install: %w", err)
 	}
-	return syncDir(n.fs, n.cfg.DataDir)
+	return vfsutil.SyncDir(n.fs, n.cfg.DataDir)
 }
 
 // finishInstall repairs, at start-up, a snapshot install that a crash
@@ -283,7 +284,7 @@ func (n *Node) finishInstall() error {
 		if err := n.fs.Remove(install); err != nil {
 			return err
 		}
-		return syncDir(n.fs, n.cfg.DataDir)
+		return vfsutil.SyncDir(n.fs, n.cfg.DataDir)
 	}
 	if !pending {
 		return fmt.Errorf("node: state machine at index %d is behind the log's base %d and no snapshot install is pending: the data directory is damaged", applied, base)
@@ -318,55 +319,4 @@ func (n *Node) compact(flushed uint64) {
 	}
 	n.metrics.compactions.Add(1)
 	n.log.Debug("compacted log", "index", c)
-}
-
-// syncDir makes dir's entries (creations, renames, removals) durable.
-func syncDir(fs vfs.FS, dir string) error {
-	d, err := fs.OpenDir(dir)
-	if err != nil {
-		return fmt.Errorf("node: sync %s: %w", dir, err)
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("node: sync %s: %w", dir, err)
-	}
-	return nil
-}
-
-// mkdirAllDurable creates dir and any missing parents, and syncs the
-// parent of every directory it created, so that a power loss cannot take
-// a directory (and everything written in it since) away again. Without it
-// a node's whole data directory could vanish after a crash soon after its
-// first start, and the node would come back empty, having forgotten its
-// votes and acknowledged entries (seen in the crash-point driver).
-func mkdirAllDurable(fs vfs.FS, dir string) error {
-	var missing []string
-	for d := dir; ; {
-		if _, err := fs.Stat(d); err == nil {
-			break
-		} else if !oserror.IsNotExist(err) {
-			return err
-		}
-		missing = append(missing, d)
-		parent := fs.PathDir(d)
-		if parent == d {
-			break
-		}
-		d = parent
-	}
-	if len(missing) == 0 {
-		return nil
-	}
-	if err := fs.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	for _, d := range missing {
-		if err := syncDir(fs, fs.PathDir(d)); err != nil {
-			return err
-		}
-	}
-	return nil
 }
