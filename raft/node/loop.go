@@ -23,6 +23,7 @@ func (n *Node) run() {
 	defer close(n.loopDone)
 	ticker := time.NewTicker(n.cfg.TickInterval)
 	defer ticker.Stop()
+	n.clock.start(n.cfg.TickInterval, time.Now())
 	var props [][]byte
 	var waiters []*proposal
 	for {
@@ -32,7 +33,7 @@ func (n *Node) run() {
 		case <-n.stopc:
 			return
 		case <-ticker.C:
-			n.rn.Tick()
+			n.tick()
 		case m := <-n.inbox:
 			n.step(m)
 		case p := <-n.propc:
@@ -204,6 +205,9 @@ func (n *Node) readIndex(reads []*readReq) {
 		}
 		return
 	}
+	if n.cfg.ReadMode == ReadModeLease {
+		n.catchUpTicks() // the lease check must see every elapsed tick
+	}
 	n.readSeq++
 	var ctx [8]byte
 	binary.LittleEndian.PutUint64(ctx[:], n.readSeq)
@@ -298,6 +302,7 @@ func (n *Node) handleReady() error {
 		seq := binary.LittleEndian.Uint64(rs.Ctx)
 		if reads, ok := n.pendingReads[seq]; ok {
 			delete(n.pendingReads, seq)
+			n.metrics.readBatches[b2i(rs.Lease)].Add(1)
 			n.ap.enqueue(applyTask{readIndex: rs.Index, reads: reads})
 		}
 	}

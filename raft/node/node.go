@@ -117,6 +117,9 @@ type Node struct {
 	metrics counters
 	// stages times sampled writes stage by stage (stages.go).
 	stages stageTracker
+	// clock counts core ticks by elapsed monotonic time in lease mode
+	// (clock.go); owned by the loop.
+	clock tickClock
 }
 
 // Start opens (or creates) the node's data, recovers, and starts serving.
@@ -247,6 +250,8 @@ func (n *Node) open() error {
 		MaxUncommittedEntriesBytes: cfg.MaxUncommittedBytes,
 		PreVote:                    !cfg.DisablePreVote,
 		CheckQuorum:                !cfg.DisableCheckQuorum,
+		LeaseReads:                 cfg.ReadMode == ReadModeLease,
+		LeaseDriftTicks:            cfg.LeaseDriftTicks,
 		Rand:                       rand.New(rand.NewPCG(cfg.Seed, cfg.ID)),
 		Logger:                     n.log,
 	})
