@@ -316,7 +316,7 @@ func (o *runOptions) validate() error {
 		return usageErrorf("-read-mode: %v", err)
 	}
 	o.readMode = mode
-	if o.leaseDriftTicks < 1 || o.leaseDriftTicks >= o.electionTicks {
+	if mode == node.ReadModeLease && (o.leaseDriftTicks < 1 || o.leaseDriftTicks >= o.electionTicks) {
 		return usageErrorf("-lease-drift-ticks %d: must be in 1..%d (below -election-ticks)", o.leaseDriftTicks, o.electionTicks-1)
 	}
 	if o.drainTimeout <= 0 || o.drainTimeout > maxDrainTimeout {
