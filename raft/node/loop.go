@@ -141,6 +141,9 @@ func (n *Node) step(m wire.Message) {
 		n.log.Warn("dropping message from an unknown node", "from", m.From, "type", m.Type)
 		return
 	}
+	if n.stepMembership(&m) {
+		return
+	}
 	n.metrics.rtt.onRecv(&m)
 	if err := n.rn.Step(m); err != nil {
 		n.log.Debug("step failed", "type", m.Type, "from", m.From, "err", err)
@@ -448,8 +451,11 @@ func (n *Node) applyConfChanges(ents []wire.Entry) []byte {
 				n.members.setMember(m)
 			}
 		}
-		if cc.Type == wire.ConfRemove && cc.NodeID != n.cfg.ID {
-			n.tr.RemovePeer(cc.NodeID)
+		switch {
+		case cc.Type == wire.ConfRemove && cc.NodeID != n.cfg.ID:
+			n.onRemovedPeer(cc.NodeID)
+		case cc.Type == wire.ConfRemove:
+			n.onRemovedSelf("applied the configuration change removing this node", "index", ents[i].Index)
 		}
 		changed = true
 	}
