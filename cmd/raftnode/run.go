@@ -91,12 +91,12 @@ func runNode(o *runOptions, logger *slog.Logger, sigc <-chan os.Signal) int {
 	select {
 	case sig := <-sigc:
 		logger.Info("signal received, shutting down", "signal", sig.String())
-		return shutdown(n, admin, o, logger, sigc, exitOK)
+		return shutdown(n, admin, o, logger, sigc, exitOK, true)
 	case <-n.Done():
 		err := n.Err()
 		if errors.Is(err, node.ErrRemoved) {
 			logger.Warn("this node was removed from the cluster; exiting", "exit_status", exitRemoved)
-			if shutdown(n, admin, o, logger, sigc, exitRemoved) == exitRemoved {
+			if shutdown(n, admin, o, logger, sigc, exitRemoved, false) == exitRemoved {
 				return exitRemoved
 			}
 			return exitFailure
@@ -105,11 +105,11 @@ func runNode(o *runOptions, logger *slog.Logger, sigc <-chan os.Signal) int {
 			err = errors.New("node stopped without a fatal error being recorded")
 		}
 		logger.Error("node failed", "err", err)
-		shutdown(n, admin, o, logger, sigc, exitFailure)
+		shutdown(n, admin, o, logger, sigc, exitFailure, false)
 		return exitFailure
 	case err := <-adminErr:
 		logger.Error("admin server failed", "err", err)
-		shutdown(n, admin, o, logger, sigc, exitFailure)
+		shutdown(n, admin, o, logger, sigc, exitFailure, false)
 		return exitFailure
 	}
 }
@@ -120,7 +120,10 @@ func runNode(o *runOptions, logger *slog.Logger, sigc <-chan os.Signal) int {
 // stopTimeout; a second signal aborts it. It returns code if the node
 // stopped cleanly (a drain cut short by its bound is logged, not fatal:
 // requests still in flight then get an unknown outcome), else exitFailure.
-func shutdown(n *node.Node, admin *http.Server, o *runOptions, logger *slog.Logger, sigc <-chan os.Signal, code int) int {
+// signaled says a signal started the shutdown; if not (the node stopped on
+// its own, e.g. removed), the first signal that arrives meanwhile asks for
+// what is already under way and is only logged.
+func shutdown(n *node.Node, admin *http.Server, o *runOptions, logger *slog.Logger, sigc <-chan os.Signal, code int, signaled bool) int {
 	done := make(chan int, 1)
 	go func() {
 		select {
@@ -151,18 +154,25 @@ func shutdown(n *node.Node, admin *http.Server, o *runOptions, logger *slog.Logg
 	bound := o.drainTimeout + stopTimeout
 	timer := time.NewTimer(bound)
 	defer timer.Stop()
-	select {
-	case c := <-done:
-		if c == exitOK {
-			logger.Info("shutdown complete")
+	for {
+		select {
+		case c := <-done:
+			if c == exitOK || c == exitRemoved {
+				logger.Info("shutdown complete", "exit_status", c)
+			}
+			return c
+		case sig := <-sigc:
+			if !signaled {
+				signaled = true
+				logger.Info("signal received during shutdown; already shutting down", "signal", sig.String())
+				continue
+			}
+			logger.Error("second signal during shutdown, exiting at once", "signal", sig.String())
+			return exitFailure
+		case <-timer.C:
+			logger.Error("shutdown did not finish in time, exiting", "timeout", bound)
+			return exitFailure
 		}
-		return c
-	case sig := <-sigc:
-		logger.Error("second signal during shutdown, exiting at once", "signal", sig.String())
-		return exitFailure
-	case <-timer.C:
-		logger.Error("shutdown did not finish in time, exiting", "timeout", bound)
-		return exitFailure
 	}
 }
 
