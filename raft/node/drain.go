@@ -143,6 +143,31 @@ func (n *Node) onRemovedSelf(why string, args ...any) {
 	n.stopOnce.Do(func() { close(n.stopc) })
 }
 
+// onAppliedOwnRemoval stops the node once the state machine has applied
+// the change at index that removes it, and its waiter (the RemoveMember
+// call, on a leader that removed itself) has been answered. Runs on the
+// loop, before the entry is handed to the apply goroutine; the wait runs
+// on its own goroutine, which ends with the node (Stop waits for it).
+func (n *Node) onAppliedOwnRemoval(index uint64) {
+	n.wg.Add(1) // the loop is in wg, so Stop's Wait has not returned
+	go func() {
+		defer n.wg.Done()
+		t := time.NewTicker(drainPollInterval)
+		defer t.Stop()
+		for n.kv.AppliedIndex() < index {
+			select {
+			case <-t.C:
+			case <-n.stopc:
+				return
+			}
+		}
+		n.ap.barrier() // the batch holding index has answered its writers
+		n.submitEventAsync(func() {
+			n.onRemovedSelf("applied the configuration change removing this node", "index", index)
+		})
+	}()
+}
+
 // onRemovedPeer runs (on the loop) when this node applies the removal of
 // another node: tell it, and drop its link after removedPeerGrace.
 func (n *Node) onRemovedPeer(id uint64) {

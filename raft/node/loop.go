@@ -455,7 +455,7 @@ func (n *Node) applyConfChanges(ents []wire.Entry) []byte {
 		case cc.Type == wire.ConfRemove && cc.NodeID != n.cfg.ID:
 			n.onRemovedPeer(cc.NodeID)
 		case cc.Type == wire.ConfRemove:
-			n.onRemovedSelf("applied the configuration change removing this node", "index", ents[i].Index)
+			n.onAppliedOwnRemoval(ents[i].Index)
 		}
 		changed = true
 	}
