@@ -72,6 +72,20 @@ type Config struct {
 	// quorum within an election timeout, and makes followers ignore vote
 	// requests while they hear from a leader.
 	CheckQuorum bool
+	// LeaseReads lets the leader answer ReadIndex at once, without a
+	// heartbeat round, while it holds a lease (lease.go; doc.go, "Lease
+	// reads"), and makes this node honour other leaders' leases: it grants
+	// no vote or pre-vote, and does not campaign, within ElectionTicks of
+	// hearing from a leader or of starting. REQUIRES: CheckQuorum. Safe in
+	// a mixed cluster: a leader counts towards its lease only followers
+	// that say (in their heartbeat answers) that they honour it.
+	LeaseReads bool
+	// LeaseDriftTicks is the clock-drift bound D the lease rests on: in any
+	// stretch of real time in which one voter counts k ticks, every other
+	// voter that is up throughout counts at least k - D. The lease lasts
+	// ElectionTicks - D ticks. 0 <= D < ElectionTicks; only read with
+	// LeaseReads (its zero value is taken as is: the caller chooses D).
+	LeaseDriftTicks int
 	// Rand is the only source of randomness (election jitter). If nil, a
 	// PCG seeded from ID is used, so runs stay reproducible.
 	Rand *rand.Rand
@@ -116,6 +130,14 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.MaxPendingReads == 0 {
 		c.MaxPendingReads = defaultMaxPendingReads
+	}
+	if c.LeaseReads {
+		if !c.CheckQuorum {
+			return c, fmt.Errorf("LeaseReads needs CheckQuorum (a lease rests on followers ignoring vote requests while they hear from a leader): %w", ErrInvalidConfig)
+		}
+		if c.LeaseDriftTicks < 0 || c.LeaseDriftTicks >= c.ElectionTicks {
+			return c, fmt.Errorf("LeaseDriftTicks %d must be in [0, ElectionTicks %d): %w", c.LeaseDriftTicks, c.ElectionTicks, ErrInvalidConfig)
+		}
 	}
 	if c.Rand == nil {
 		c.Rand = rand.New(rand.NewPCG(c.ID, 0x7261667470697065))

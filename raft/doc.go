@@ -16,7 +16,7 @@
 // log.go + log_unstable.go (durable log + not-yet-durable suffix),
 // progress.go + inflights.go (per-follower flow control), quorum.go (pure
 // majority arithmetic), confchange.go (membership), read_only.go
-// (ReadIndex), storage.go + storage_memory.go.
+// (ReadIndex), lease.go (lease reads), storage.go + storage_memory.go.
 //
 // # Call contract
 //
@@ -175,9 +175,73 @@
 // ReadIndex (thesis §6.4), batched: reads queued before a Ready share one
 // heartbeat round; a quorum's answers to that round confirm them all. A
 // read is answered only once the leader has committed an entry of its term.
-// Lease-based reads are left out: they would rest on bounded clock drift,
-// and ReadIndex costs one heartbeat round shared by a whole batch.
 //
+// # Lease reads
+//
+// With Config.LeaseReads (REQUIRES CheckQuorum) the leader answers a
+// ReadIndex at once, at its commit index, while it holds a lease
+// (lease.go); otherwise the read takes a heartbeat round as above. Write
+// E = ElectionTicks, D = LeaseDriftTicks. The rules:
+//
+//  1. Every heartbeat of a LeaseReads leader carries a fresh round; the
+//     leader remembers the tick s at which it queued each round.
+//  2. A LeaseReads node that receives MsgApp, MsgHeartbeat or MsgSnap from
+//     the leader of its term sets quietUntilTick = tickCount + E; on start
+//     it sets quietUntilTick = E. While tickCount < quietUntilTick it grants
+//     no vote or pre-vote to anyone (re-granting the vote it already cast
+//     in this term aside), at any term, and does not campaign, except for
+//     a leadership transfer (MsgTimeoutNow, transfer-marked votes). This
+//     window is kept apart from the CheckQuorum rule above, which looks at
+//     lead and electionElapsed: both are reset by any message of a newer
+//     term (a stale append answer is enough) and by a restart, so that rule
+//     alone does not protect a lease. A LeaseReads follower appends
+//     leaseMarker to its heartbeat answers: "my quiet window covers this".
+//  3. The lease start is the largest s such that a quorum of voters (the
+//     leader itself counting) answered, with the marker, rounds queued at
+//     or after s, in this term and since the last change of the voter set.
+//     The leader serves lease reads while it leads, has committed an entry
+//     of its term, has started no transfer in this term, and
+//     tickCount < s + E - D.
+//
+// Clock assumption (D): in any stretch of real time in which one voter's
+// tick count grows by k, the count of every other voter that is up
+// throughout grows by at least k - D. Ticks are the only clock; the
+// runtime must tick by elapsed monotonic time (catching up missed ticks),
+// so that D covers tick phase and rate drift only (docs/deploy.md).
+//
+// Safety. Suppose leader L of term T serves a read at its tick c with
+// c < s + E - D, and some write W was acknowledged before the read
+// arrived. If W was committed in a term <= T, L has it: leader
+// completeness gives every entry committed before T, and L's commit index
+// covers its own term's commits once it committed one (rule 3). So W was
+// committed by a leader L' of a term T' > T, elected before the read.
+// L' won votes from a quorum of its configuration. Configurations in use
+// at once differ by at most one server (see Membership), and the lease
+// quorum Q is a quorum of L's voter set since its last change (rule 3),
+// so the two quorums share a member f. If f = L, L voted for another
+// candidate, which it does only as a follower: it had stopped leading, and
+// serving, before. Otherwise f answered a round that L queued at tick
+// >= s; f received it after L queued it, and granted L' its vote (or its
+// own vote, campaigning) only after its quiet window: after counting E
+// ticks from the receipt (rule 2; a restart in between only restarts the
+// window, and f counts nothing while down). In that stretch, which starts
+// after L queued the round, L counted at least E - D ticks (the clock
+// assumption), so at the vote L's count was at least s + E - D > c: L's
+// read came before the vote, before L' was elected, before W committed:
+// a contradiction. A transfer is the one way for a candidate to bypass
+// quiet windows, and a MsgTimeoutNow can arrive long after the transfer
+// aborted: so the first transfer of a term ends L's lease for the rest of
+// that term. MsgTimeoutNow of an older term is stale at any node of term
+// T and is dropped.
+//
+// Only heartbeat answers renew a lease (a MsgAppResp does not say which
+// send it answers); a leader heartbeats every HeartbeatTicks anyway. The
+// simulation checks, at every step under its bounded-drift clock, that no
+// leader holds a lease while a leader of a later term exists, and that
+// every read (lease reads included) covers every entry committed before
+// it was issued.
+//
+
 // # Invariants
 //
 // Broken invariants panic with a message naming them. Cheap checks are
@@ -197,7 +261,9 @@
 // it drops, delays, reorders and duplicates messages, partitions and heals,
 // crashes and restarts nodes, changes membership, transfers leadership and
 // serves reads, and after every step checks election safety, log matching,
-// leader completeness, state machine safety, ApplyConfChange agreement and
-// read linearizability; at the end it heals everything and checks that
+// leader completeness, state machine safety, ApplyConfChange agreement,
+// read linearizability and lease exclusivity (in seeds with LeaseReads,
+// whose ticks follow a clock model with drift bounded by
+// LeaseDriftTicks); at the end it heals everything and checks that
 // every accepted proposal was committed or visibly overwritten.
 package raft

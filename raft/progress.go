@@ -62,6 +62,9 @@ type Progress struct {
 	sentCommit uint64
 	// readRound is the highest ReadIndex heartbeat round the member answered.
 	readRound uint64
+	// leaseRound is the highest heartbeat round the member answered while
+	// promising to honour the leader's lease (lease.go).
+	leaseRound uint64
 	// inflights bounds the pipeline in replicate state.
 	inflights *inflights
 }

@@ -116,6 +116,16 @@ type raft struct {
 	committedInTerm bool
 	// preVote, checkQuorum: Config.
 	preVote, checkQuorum bool
+	// leaseReads is Config.LeaseReads; leaseTicks the lease length,
+	// ElectionTicks - LeaseDriftTicks (lease.go).
+	leaseReads bool
+	leaseTicks int
+	// quietUntilTick: with leaseReads, this node grants no vote or pre-vote
+	// to another node, and does not campaign, while tickCount is below it.
+	// Set to tickCount + ElectionTicks on every message from the leader and
+	// at start (a restarted node cannot know when it last heard from one).
+	// Kept apart from electionElapsed and lead, which term changes reset.
+	quietUntilTick uint64
 	// Limits from Config (see there).
 	maxMsgBytes, maxInflightBytes, maxUncommittedBytes uint64
 	// maxInflightMsgs is Config.MaxInflightMsgs.
@@ -149,6 +159,8 @@ func newRaft(c Config) (*raft, error) {
 		heartbeatTimeout:    c.HeartbeatTicks,
 		preVote:             c.PreVote,
 		checkQuorum:         c.CheckQuorum,
+		leaseReads:          c.LeaseReads,
+		leaseTicks:          c.ElectionTicks - c.LeaseDriftTicks,
 		maxMsgBytes:         c.MaxSizePerMsgBytes,
 		maxInflightBytes:    c.MaxInflightBytes,
 		maxUncommittedBytes: c.MaxUncommittedEntriesBytes,
@@ -189,6 +201,9 @@ func newRaft(c Config) (*raft, error) {
 	r.log.applied = max(r.log.applied, c.Applied)
 	r.applyMembership()
 	r.becomeFollower(r.term, 0)
+	if r.leaseReads {
+		r.quietUntilTick = uint64(r.electionTimeout)
+	}
 	return r, nil
 }
 
@@ -238,6 +253,7 @@ func (r *raft) applyMembership() {
 		pr.IsLearner = !isVoter(cs, id)
 	}
 	r.prIDs = ids
+	r.readOnly.lease.restartAfter(r.readOnly.lastRound)
 	if r.leadTransferee != 0 && !isVoter(cs, r.leadTransferee) {
 		r.abortLeaderTransfer()
 	}
@@ -466,7 +482,7 @@ func (r *raft) Step(m wire.Message) error {
 		if m.Type == wire.MsgVote || m.Type == wire.MsgPreVote {
 			force := string(m.Context) == string(transferContext)
 			inLease := r.checkQuorum && r.lead != 0 && r.electionElapsed < r.electionTimeout
-			if !force && inLease {
+			if !force && (inLease || r.voteQuiet()) {
 				// We heard from a leader recently: a node asking for a vote
 				// is disruptive (e.g. a removed or rejoining node). Ignore.
 				return nil
@@ -500,6 +516,8 @@ func (r *raft) Step(m wire.Message) error {
 	case wire.MsgVote, wire.MsgPreVote:
 		r.stepVoteRequest(m)
 		return nil
+	case wire.MsgApp, wire.MsgHeartbeat, wire.MsgSnap:
+		r.noteLeaderContact()
 	}
 	switch r.role {
 	case RoleLeader:
@@ -520,6 +538,10 @@ func (r *raft) stepVoteRequest(m wire.Message) {
 	if m.Type == wire.MsgPreVote {
 		respType = wire.MsgPreVoteResp
 	}
+	if r.voteQuiet() && string(m.Context) != string(transferContext) && !(m.Type == wire.MsgVote && r.vote == m.From) {
+		// Another leader's lease may rest on our silence (lease.go).
+		canVote = false
+	}
 	if canVote && r.log.isUpToDate(m.Index, m.LogTerm) {
 		// Answer in the term of the request: for a pre-vote that is the
 		// future term the candidate would use.
@@ -536,6 +558,12 @@ func (r *raft) stepVoteRequest(m wire.Message) {
 // hup starts an election if this node may.
 func (r *raft) hup(kind campaignKind) {
 	if r.role == RoleLeader || !r.promotable() {
+		return
+	}
+	if kind != campaignTransfer && r.voteQuiet() {
+		// Our own vote would count against a leader whose lease rests on
+		// it (lease.go). A transfer was ordered by that leader.
+		r.logf("not campaigning: heard from a leader within the election timeout")
 		return
 	}
 	if kind == campaignPreElection && !r.preVote {

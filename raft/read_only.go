@@ -28,6 +28,9 @@ type ReadState struct {
 	Index uint64
 	// Ctx is the caller's request context, unchanged.
 	Ctx []byte
+	// Lease says the leader answered under its lease, without a
+	// heartbeat round (Config.LeaseReads).
+	Lease bool
 }
 
 // readRequest is one queued read.
@@ -56,6 +59,8 @@ type readOnly struct {
 	lastRoundCtx []byte
 	// roundOpen says pending holds reads for round lastRound+1.
 	roundOpen bool
+	// lease is the leader's read lease (LeaseReads only).
+	lease leaseState
 }
 
 // reset drops everything (on any role or term change). The runtime fails
@@ -76,12 +81,17 @@ func (ro *readOnly) closeRound() []byte {
 	return ro.lastRoundCtx
 }
 
-// decodeReadRound parses a heartbeat context written by closeRound.
-func decodeReadRound(ctx []byte) (uint64, bool) {
-	if len(ctx) != readRoundBytes {
-		return 0, false
+// decodeReadRound parses a heartbeat context written by closeRound, as a
+// follower echoed it: followers with LeaseReads append leaseMarker.
+func decodeReadRound(ctx []byte) (round uint64, lease, ok bool) {
+	switch {
+	case len(ctx) == readRoundBytes:
+	case len(ctx) == readRoundBytes+1 && ctx[readRoundBytes] == leaseMarker:
+		lease = true
+	default:
+		return 0, false, false
 	}
-	return binary.BigEndian.Uint64(ctx), true
+	return binary.BigEndian.Uint64(ctx), lease, true
 }
 
 // readIndex queues a read (leader only).
@@ -91,6 +101,10 @@ func (r *raft) readIndex(ctx []byte) error {
 	}
 	if r.readOnly.len() >= r.maxPendingReads {
 		return fmt.Errorf("%d reads pending: %w", r.readOnly.len(), ErrProposalDropped)
+	}
+	if r.leaseValid() {
+		r.readStates = append(r.readStates, ReadState{Index: r.log.committed, Ctx: ctx, Lease: true})
+		return nil
 	}
 	req := readRequest{ctx: ctx}
 	if !r.committedInTerm {

@@ -92,12 +92,22 @@ type sim struct {
 	// reads maps a ReadIndex context to the highest index known committed
 	// when the read was issued: its answer must not be lower.
 	reads map[string]uint64
-	stats simStats
+	// lease says the nodes run with LeaseReads. Then ticks follow a clock
+	// model with bounded drift: real time advances by "tick all"; a node
+	// may run at most maxAhead ticks ahead of it (ahead[id]), so over any
+	// stretch two live nodes' tick counts differ by at most 2*maxAhead,
+	// the LeaseDriftTicks the nodes are given (Config.LeaseDriftTicks).
+	// Without lease, single nodes tick freely (unbounded drift, which
+	// nothing else depends on).
+	lease    bool
+	maxAhead int
+	ahead    map[uint64]int
+	stats    simStats
 }
 
 // simStats shows that a run exercised the protocol (not just idled).
 type simStats struct {
-	applied, terms, confChanges, snapshotsSent, reads, crashes int
+	applied, terms, confChanges, snapshotsSent, reads, leaseReads, crashes int
 }
 
 func (a *simStats) add(b simStats) {
@@ -106,17 +116,18 @@ func (a *simStats) add(b simStats) {
 	a.confChanges += b.confChanges
 	a.snapshotsSent += b.snapshotsSent
 	a.reads += b.reads
+	a.leaseReads += b.leaseReads
 	a.crashes += b.crashes
 }
 
 func (a simStats) String() string {
-	return fmt.Sprintf("applied=%d terms=%d confChangesApplied=%d snapshotsSent=%d readsConfirmed=%d crashes=%d",
-		a.applied, a.terms, a.confChanges, a.snapshotsSent, a.reads, a.crashes)
+	return fmt.Sprintf("applied=%d terms=%d confChangesApplied=%d snapshotsSent=%d readsConfirmed=%d leaseReads=%d crashes=%d",
+		a.applied, a.terms, a.confChanges, a.snapshotsSent, a.reads, a.leaseReads, a.crashes)
 }
 
 // runSim runs one seed for steps steps and the final heal/check.
 func runSim(seed uint64, steps int) (s *sim, err error) {
-	s = &sim{seed: seed, leaders: map[uint64]uint64{}, committed: map[uint64]wire.Entry{}, committedTerm: map[uint64]uint64{}, reads: map[string]uint64{}}
+	s = &sim{seed: seed, leaders: map[uint64]uint64{}, committed: map[uint64]wire.Entry{}, committedTerm: map[uint64]uint64{}, reads: map[string]uint64{}, ahead: map[uint64]int{}}
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("panic at step %d: %v\nlast actions:\n%s", s.step, p, s.lastTrace())
@@ -136,8 +147,13 @@ func runSim(seed uint64, steps int) (s *sim, err error) {
 	// Short election timeouts relative to partition lengths, so leaders
 	// change (and deposed leaders linger) often.
 	electionTicks := 3 + c.rnd.IntN(5)
+	if c.rnd.IntN(2) == 0 {
+		s.lease, checkQuorum = true, true
+		s.maxAhead = c.rnd.IntN(2)
+	}
 	c = newCluster(n, seed, func(cfg *Config) {
 		cfg.PreVote, cfg.CheckQuorum = preVote, checkQuorum
+		cfg.LeaseReads, cfg.LeaseDriftTicks = s.lease, 2*s.maxAhead
 		cfg.ElectionTicks = electionTicks
 		cfg.MaxInflightMsgs = inflight
 		cfg.MaxSizePerMsgBytes = 64
@@ -152,9 +168,15 @@ func runSim(seed uint64, steps int) (s *sim, err error) {
 	if c.rnd.IntN(2) == 0 {
 		s.slowDisk = uint64(1 + c.rnd.IntN(n))
 	}
-	s.tracef("n=%d preVote=%v checkQuorum=%v inflight=%d snapEvery=%d", n, preVote, checkQuorum, inflight, c.snapEvery)
+	s.tracef("n=%d preVote=%v checkQuorum=%v lease=%v maxAhead=%d electionTicks=%d inflight=%d snapEvery=%d",
+		n, preVote, checkQuorum, s.lease, s.maxAhead, electionTicks, inflight, c.snapEvery)
 	for s.step = 0; s.step < steps; s.step++ {
 		s.randomStep()
+		if s.lease && c.rnd.IntN(3) == 0 {
+			// Lease reads are answered at once: read often, so that a
+			// lease that outlives its followers' quiet window is caught.
+			s.read()
+		}
 		if err := s.check(); err != nil {
 			return s, err
 		}
@@ -213,12 +235,15 @@ func (s *sim) randomStep() {
 	rnd := c.rnd
 	switch k := rnd.IntN(1000); {
 	case k < 80: // tick one node
-		if id := s.pick(s.live()); id != 0 {
+		if id := s.pick(s.live()); id != 0 && (!s.lease || s.ahead[id] < s.maxAhead) {
 			c.nodes[id].rn.Tick()
+			if s.lease {
+				s.ahead[id]++
+			}
 			s.tracef("tick %d", id)
 		}
 	case k < 110:
-		c.tickAll()
+		s.tickAll()
 		s.tracef("tick all")
 	case k < 420: // deliver: mostly oldest first, sometimes reordered
 		if len(c.msgs) > 0 {
@@ -302,6 +327,7 @@ func (s *sim) randomStep() {
 				id = s.pick(busy)
 			}
 			c.crash(id)
+			s.ahead[id] = 0
 			s.stats.crashes++
 			s.tracef("crash %d", id)
 		}
@@ -327,19 +353,50 @@ func (s *sim) randomStep() {
 			s.tracef("transfer %d -> %d", id, to)
 		}
 	case k < 980: // read, at any node that believes it leads (a deposed
-		// leader that has not noticed yet must not answer stale reads)
-		if id := s.anyLeader(); id != 0 {
-			ctx := fmt.Sprintf("r%d", s.step)
-			if c.nodes[id].rn.ReadIndex([]byte(ctx)) == nil {
-				s.reads[ctx] = s.maxCommitted()
-			}
-			s.tracef("read at %d", id)
-		}
+		// leader that has not noticed yet must not answer stale reads; with
+		// lease, one that answers at once under its lease must not either)
+		s.read()
 	default: // campaign
 		if id := s.pick(s.live()); id != 0 {
 			_ = c.nodes[id].rn.Campaign()
 			s.tracef("campaign %d", id)
 		}
+	}
+}
+
+// read issues a read at a random node that believes it leads and records
+// what was committed before it: its answer must cover that.
+func (s *sim) read() {
+	id := s.anyLeader()
+	if id == 0 {
+		return
+	}
+	ctx := fmt.Sprintf("r%d", s.step)
+	if _, dup := s.reads[ctx]; dup {
+		return
+	}
+	if s.c.nodes[id].rn.ReadIndex([]byte(ctx)) == nil {
+		s.reads[ctx] = s.maxCommitted()
+	}
+	s.tracef("read at %d", id)
+}
+
+// tickAll advances real time by one tick: every live node ticks, except
+// that a node already ahead of real time uses up one tick of its lead.
+func (s *sim) tickAll() {
+	if !s.lease {
+		s.c.tickAll()
+		return
+	}
+	for _, id := range s.c.ids {
+		if s.c.nodes[id].down {
+			continue
+		}
+		if s.ahead[id] > 0 {
+			s.ahead[id]--
+			continue
+		}
+		s.c.nodes[id].rn.Tick()
 	}
 }
 
@@ -432,10 +489,13 @@ func (s *sim) check() error {
 				return fmt.Errorf("node %d: ReadState for unknown or repeated ctx %q", id, rs.Ctx)
 			}
 			if rs.Index < want {
-				return fmt.Errorf("stale read: node %d answered %q at index %d, but %d was committed before it was issued", id, rs.Ctx, rs.Index, want)
+				return fmt.Errorf("stale read (lease=%v): node %d answered %q at index %d, but %d was committed before it was issued", rs.Lease, id, rs.Ctx, rs.Index, want)
 			}
 			delete(s.reads, string(rs.Ctx))
 			s.stats.reads++
+			if rs.Lease {
+				s.stats.leaseReads++
+			}
 		}
 		nd.readStates = nd.readStates[:0]
 	}
@@ -463,6 +523,23 @@ func (s *sim) check() error {
 			return fmt.Errorf("election safety: %d and %d both leaders of term %d", prev, v.id, v.r.term)
 		}
 		s.leaders[v.r.term] = v.id
+	}
+	// Lease exclusivity: while a leader holds a read lease, no leader of a
+	// later term has been elected (doc.go, "Lease reads": the lease ends
+	// before any member of its quorum may vote for another candidate).
+	// Stale lease reads need this to fail first; checking it at every
+	// step catches a broken lease long before a read happens to land in
+	// the window.
+	for _, v := range views {
+		if !v.r.leaseValid() {
+			continue
+		}
+		for t, id := range s.leaders {
+			if t > v.r.term {
+				return fmt.Errorf("lease exclusivity: node %d holds a lease in term %d (start tick %d, now %d, lease %d ticks) but %d was elected in term %d",
+					v.id, v.r.term, v.r.readOnly.lease.start, v.r.tickCount, v.r.leaseTicks, id, t)
+			}
+		}
 	}
 	// Record what leaders committed (the commit decision is the leader's).
 	for _, v := range views {

@@ -80,7 +80,12 @@ func (r *raft) handleHeartbeat(m wire.Message) {
 	} else {
 		r.log.commitTo(m.Commit)
 	}
-	r.send(wire.Message{To: m.From, Type: wire.MsgHeartbeatResp, Context: m.Context})
+	ctx := m.Context
+	if r.leaseReads && len(ctx) == readRoundBytes {
+		// Tell the leader its lease may count on us (lease.go).
+		ctx = append(append(make([]byte, 0, readRoundBytes+1), ctx...), leaseMarker)
+	}
+	r.send(wire.Message{To: m.From, Type: wire.MsgHeartbeatResp, Context: ctx})
 }
 
 // handleSnapshot installs a snapshot whose data the runtime has received.

@@ -36,8 +36,11 @@ func (r *raft) stepLeader(m wire.Message) error {
 		if pr.Match < r.log.lastIndex() || pr.State == StateProbe {
 			r.maybeSendAppend(m.From, sendOrProbe)
 		}
-		if round, ok := decodeReadRound(m.Context); ok {
+		if round, lease, ok := decodeReadRound(m.Context); ok {
 			r.ackReadRound(m.From, pr, round)
+			if lease {
+				r.ackLeaseRound(pr, round)
+			}
 		}
 	}
 	return nil
@@ -239,7 +242,15 @@ func (r *raft) bcastAppend() {
 // ReadIndex round (if any) and carries the latest round, so answering it
 // confirms every read queued before it.
 func (r *raft) bcastHeartbeat() {
+	if r.leaseReads {
+		// Every heartbeat opens its own round: an answer to it proves the
+		// follower heard from us at or after this tick (lease.go).
+		r.readOnly.roundOpen = true
+	}
 	ctx := r.readOnly.closeRound()
+	if r.leaseReads {
+		r.readOnly.lease.noteRoundSent(r.readOnly.lastRound, r.tickCount, r.leaseTicks)
+	}
 	for _, id := range r.prIDs {
 		if id == r.id {
 			continue
@@ -360,6 +371,10 @@ func (r *raft) transferLeadership(to uint64) {
 	}
 	r.abortLeaderTransfer()
 	r.leadTransferee = to
+	// MsgTimeoutNow lets `to` win votes from followers in their quiet
+	// window, and a delayed one can arrive after this transfer aborted:
+	// no lease reads for the rest of the term.
+	r.readOnly.lease.revoked = true
 	// The transfer must finish within an election timeout.
 	r.electionElapsed = 0
 	pr := r.prs[to]

@@ -76,6 +76,7 @@ type options struct {
 	dir       string
 	fsync     bool
 	cpuPIDs   string
+	readMode  string
 }
 
 func parse(args []string, stderr io.Writer) (bench.Config, options, error) {
@@ -99,6 +100,7 @@ func parse(args []string, stderr io.Writer) (bench.Config, options, error) {
 	fs.StringVar(&o.sweep, "sweep", "", "closed loop: run the load at each point, e.g. clients=1,16,64,256 (each 1..4096); writes a throughput-latency table (and plot with -out); replaces -clients")
 	fs.BoolVar(&o.quiet, "quiet", false, "no progress line on stderr")
 	fs.StringVar(&o.dir, "dir", "", "parent directory for the embedded cluster's data and the -fsync-probe file (default $TMPDIR); put it on the disk you want to measure")
+	fs.StringVar(&o.readMode, "read-mode", "index", "embedded cluster: how its leader confirms linearizable reads, index (ReadIndex heartbeat rounds) or lease (raftnode -read-mode)")
 	fs.BoolVar(&o.fsync, "fsync-probe", false, "before the run, measure and print this disk's write+fdatasync latency (1000 x 4 KiB)")
 	fs.StringVar(&o.cpuPIDs, "cpu-pids", "", "with -cluster: comma-separated PIDs of the cluster's processes on this host, whose CPU (/proc/PID/stat) is added to raftbench's own in cpu_us_per_op")
 	if err := fs.Parse(args); err != nil {
@@ -171,6 +173,8 @@ func checkOptions(fs *flag.FlagSet, cfg *bench.Config, o *options) error {
 		return errors.New("-dir places the embedded cluster's data or the -fsync-probe file: with -cluster it needs -fsync-probe")
 	case o.sweep != "" && cfg.RateOpsPerSec > 0:
 		return errors.New("-sweep clients=... sweeps the closed loop: it cannot go with -rate")
+	case set["read-mode"] && !embedded:
+		return errors.New("-read-mode configures the embedded cluster: with -cluster the nodes' own -read-mode applies")
 	case o.sweep != "" && set["clients"]:
 		return errors.New("-sweep clients=... sets the client count of each point: drop -clients")
 	}
@@ -284,7 +288,12 @@ func setup(ctx context.Context, o options, stderr io.Writer) (bench.Target, benc
 	if !o.quiet {
 		fmt.Fprintf(stderr, "starting an embedded %d-node cluster on 127.0.0.1 ...\n", o.nodes)
 	}
-	c, err := cluster.Start(ctx, cluster.Options{Nodes: o.nodes, Dir: o.dir, ClusterID: o.clusterID})
+	readMode, err := node.ParseReadMode(o.readMode)
+	if err != nil {
+		return nil, nil, nil, nil, usageError{fmt.Errorf("-read-mode: %w", err)}
+	}
+	c, err := cluster.Start(ctx, cluster.Options{Nodes: o.nodes, Dir: o.dir, ClusterID: o.clusterID,
+		Tune: func(cfg *node.Config) { cfg.ReadMode = readMode }})
 	if err != nil {
 		return nil, nil, nil, nil, err
 	}

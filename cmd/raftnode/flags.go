@@ -25,6 +25,9 @@ const (
 	maxConfigFileBytes = 1 << 20
 	// maxTickInterval bounds -tick: beyond it elections take minutes.
 	maxTickInterval = 10 * time.Second
+	// maxDrainTimeout bounds -drain-timeout: the whole shutdown
+	// (shutdownTimeout) must still fit it and the node's stop.
+	maxDrainTimeout = 2 * time.Minute
 	// maxElectionTicks bounds -election-ticks for the same reason.
 	maxElectionTicks = 10_000
 	// maxLogEntriesSetting bounds -snapshot-entries and -retain-entries:
@@ -93,6 +96,13 @@ type runOptions struct {
 	tick time.Duration
 	// electionTicks and heartbeatTicks are the Raft timeouts in ticks.
 	electionTicks, heartbeatTicks int
+	// readModeRaw is -read-mode; readMode is parsed. leaseDriftTicks is
+	// the lease's clock-drift bound.
+	readModeRaw     string
+	readMode        node.ReadMode
+	leaseDriftTicks int
+	// drainTimeout bounds the graceful drain on SIGTERM (node.Drain).
+	drainTimeout time.Duration
 	// snapshotEntries is how many applied entries pass between log
 	// compactions; retainEntries how many stay behind a compaction point.
 	snapshotEntries, retainEntries uint64
@@ -128,6 +138,9 @@ func newRunFlagSet(o *runOptions) *flag.FlagSet {
 	fs.DurationVar(&o.tick, "tick", node.DefaultTickInterval, "`DURATION` of one Raft tick (e.g. 50ms); timeouts below are counted in ticks")
 	fs.IntVar(&o.electionTicks, "election-ticks", node.DefaultElectionTicks, "election timeout in `TICKS` (randomised in [N, 2N)); must exceed -heartbeat-ticks")
 	fs.IntVar(&o.heartbeatTicks, "heartbeat-ticks", node.DefaultHeartbeatTicks, "leader heartbeat interval in `TICKS`")
+	fs.StringVar(&o.readModeRaw, "read-mode", "index", "how the leader confirms linearizable reads: `MODE` index (a heartbeat round per batch, no clock assumption) or lease (locally, while it holds a lease of election-ticks minus -lease-drift-ticks; assumes bounded clock drift, see docs/deploy.md; give every node the same mode)")
+	fs.IntVar(&o.leaseDriftTicks, "lease-drift-ticks", node.DefaultLeaseDriftTicks, "lease mode: the clock-drift bound in `TICKS` the lease is shortened by (1..election-ticks-1)")
+	fs.DurationVar(&o.drainTimeout, "drain-timeout", node.DefaultDrainTimeout, "on SIGTERM: bound (`DURATION`) on draining in-flight requests and handing leadership off before the node stops")
 	fs.Uint64Var(&o.snapshotEntries, "snapshot-entries", node.DefaultSnapshotEntries, "applied `ENTRIES` (count) between state-machine flushes that let the log be compacted")
 	fs.Uint64Var(&o.retainEntries, "retain-entries", node.DefaultRetainEntries, "log `ENTRIES` (count) kept behind a compaction point so lagging followers catch up without a snapshot")
 	fs.DurationVar(&o.walSyncDelay, "wal-sync-delay", 0, "extra wait (`DURATION`, 0 to 1s) before each WAL fsync so more writes share it (0 = group commit only)")
@@ -298,6 +311,17 @@ func (o *runOptions) validate() error {
 	if o.electionTicks <= o.heartbeatTicks || o.electionTicks > maxElectionTicks {
 		return usageErrorf("-election-ticks %d: must be in %d..%d (above -heartbeat-ticks %d)", o.electionTicks, o.heartbeatTicks+1, maxElectionTicks, o.heartbeatTicks)
 	}
+	mode, err := node.ParseReadMode(o.readModeRaw)
+	if err != nil {
+		return usageErrorf("-read-mode: %v", err)
+	}
+	o.readMode = mode
+	if mode == node.ReadModeLease && (o.leaseDriftTicks < 1 || o.leaseDriftTicks >= o.electionTicks) {
+		return usageErrorf("-lease-drift-ticks %d: must be in 1..%d (below -election-ticks)", o.leaseDriftTicks, o.electionTicks-1)
+	}
+	if o.drainTimeout <= 0 || o.drainTimeout > maxDrainTimeout {
+		return usageErrorf("-drain-timeout %v: must be in (0s, %v]", o.drainTimeout, maxDrainTimeout)
+	}
 	if o.snapshotEntries == 0 || o.snapshotEntries > maxLogEntriesSetting {
 		return usageErrorf("-snapshot-entries %d: must be in 1..%d", o.snapshotEntries, maxLogEntriesSetting)
 	}
@@ -436,6 +460,8 @@ func (o *runOptions) nodeConfig(logger *slog.Logger) node.Config {
 		TickInterval:        o.tick,
 		ElectionTicks:       o.electionTicks,
 		HeartbeatTicks:      o.heartbeatTicks,
+		ReadMode:            o.readMode,
+		LeaseDriftTicks:     o.leaseDriftTicks,
 		SnapshotEntries:     o.snapshotEntries,
 		RetainEntries:       o.retainEntries,
 		WAL:                 wal.Options{SyncDelay: o.walSyncDelay},

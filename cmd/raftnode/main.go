@@ -25,6 +25,10 @@ const (
 	exitFailure = 1
 	// exitUsage is a usage or configuration error: nothing was started.
 	exitUsage = 2
+	// exitRemoved means the node stopped because it was removed from the
+	// cluster (it applied its removal, or a member told it): restarting
+	// it with the same data dir will not make it a member again.
+	exitRemoved = 3
 )
 
 func main() {

@@ -19,16 +19,15 @@ import (
 // Shutdown bounds. Each keeps a stuck component from hanging the process
 // forever; systemd's TimeoutStopSec should exceed their sum.
 const (
-	// shutdownTimeout bounds the whole clean shutdown (hand-off, admin
-	// server, node stop); past it the process exits 1.
-	shutdownTimeout = 30 * time.Second
+	// stopTimeout bounds what follows the drain (admin server, node stop);
+	// the whole shutdown is bounded by -drain-timeout + stopTimeout, past
+	// which the process exits 1.
+	stopTimeout = 20 * time.Second
 	// adminDrainTimeout bounds waiting for in-flight admin requests; they
 	// are cut off after it.
 	adminDrainTimeout = 5 * time.Second
 	// adminReadHeaderTimeout bounds a slow admin client's request headers.
 	adminReadHeaderTimeout = 10 * time.Second
-	// statusTimeout bounds one status query to the node during shutdown.
-	statusTimeout = 2 * time.Second
 )
 
 // runCommand is the run subcommand: parse and validate, then run the node
@@ -92,32 +91,51 @@ func runNode(o *runOptions, logger *slog.Logger, sigc <-chan os.Signal) int {
 	select {
 	case sig := <-sigc:
 		logger.Info("signal received, shutting down", "signal", sig.String())
-		return shutdown(n, admin, o, logger, sigc, exitOK)
+		return shutdown(n, admin, o, logger, sigc, exitOK, true)
 	case <-n.Done():
 		err := n.Err()
+		if errors.Is(err, node.ErrRemoved) {
+			logger.Warn("this node was removed from the cluster; exiting", "exit_status", exitRemoved)
+			if shutdown(n, admin, o, logger, sigc, exitRemoved, false) == exitRemoved {
+				return exitRemoved
+			}
+			return exitFailure
+		}
 		if err == nil {
 			err = errors.New("node stopped without a fatal error being recorded")
 		}
 		logger.Error("node failed", "err", err)
-		shutdown(n, admin, o, logger, sigc, exitFailure)
+		shutdown(n, admin, o, logger, sigc, exitFailure, false)
 		return exitFailure
 	case err := <-adminErr:
 		logger.Error("admin server failed", "err", err)
-		shutdown(n, admin, o, logger, sigc, exitFailure)
+		shutdown(n, admin, o, logger, sigc, exitFailure, false)
 		return exitFailure
 	}
 }
 
-// shutdown hands off leadership if this node leads, drains the admin server
-// and stops the node, bounded by shutdownTimeout; a second signal aborts it.
-// It returns code if everything closed cleanly, else exitFailure.
-func shutdown(n *node.Node, admin *http.Server, o *runOptions, logger *slog.Logger, sigc <-chan os.Signal, code int) int {
+// shutdown drains the node (node.Drain, bounded by -drain-timeout: no new
+// requests, in-flight ones answered, leadership handed off), drains the
+// admin server and stops the node, all bounded by -drain-timeout +
+// stopTimeout; a second signal aborts it. It returns code if the node
+// stopped cleanly (a drain cut short by its bound is logged, not fatal:
+// requests still in flight then get an unknown outcome), else exitFailure.
+// signaled says a signal started the shutdown; if not (the node stopped on
+// its own, e.g. removed), the first signal that arrives meanwhile asks for
+// what is already under way and is only logged.
+func shutdown(n *node.Node, admin *http.Server, o *runOptions, logger *slog.Logger, sigc <-chan os.Signal, code int, signaled bool) int {
 	done := make(chan int, 1)
 	go func() {
 		select {
 		case <-n.Done():
 		default:
-			handOffLeadership(n, o, logger)
+			ctx, cancel := context.WithTimeout(context.Background(), o.drainTimeout)
+			if err := n.Drain(ctx); err != nil {
+				logger.Warn("drain did not finish; stopping anyway", "timeout", o.drainTimeout, "err", err)
+			} else {
+				logger.Info("drained: in-flight requests answered, leadership handed off if held", "leader", n.Leader())
+			}
+			cancel()
 		}
 		if admin != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), adminDrainTimeout)
@@ -133,20 +151,28 @@ func shutdown(n *node.Node, admin *http.Server, o *runOptions, logger *slog.Logg
 		}
 		done <- code
 	}()
-	timer := time.NewTimer(shutdownTimeout)
+	bound := o.drainTimeout + stopTimeout
+	timer := time.NewTimer(bound)
 	defer timer.Stop()
-	select {
-	case c := <-done:
-		if c == exitOK {
-			logger.Info("shutdown complete")
+	for {
+		select {
+		case c := <-done:
+			if c == exitOK || c == exitRemoved {
+				logger.Info("shutdown complete", "exit_status", c)
+			}
+			return c
+		case sig := <-sigc:
+			if !signaled {
+				signaled = true
+				logger.Info("signal received during shutdown; already shutting down", "signal", sig.String())
+				continue
+			}
+			logger.Error("second signal during shutdown, exiting at once", "signal", sig.String())
+			return exitFailure
+		case <-timer.C:
+			logger.Error("shutdown did not finish in time, exiting", "timeout", bound)
+			return exitFailure
 		}
-		return c
-	case sig := <-sigc:
-		logger.Error("second signal during shutdown, exiting at once", "signal", sig.String())
-		return exitFailure
-	case <-timer.C:
-		logger.Error("shutdown did not finish in time, exiting", "timeout", shutdownTimeout)
-		return exitFailure
 	}
 }
 
@@ -158,49 +184,4 @@ func stopNode(n *node.Node, logger *slog.Logger) error {
 		return err
 	}
 	return nil
-}
-
-// handOffLeadership asks the most up-to-date voting follower to take over
-// if this node leads, and waits (at most one election timeout) for it to,
-// so that a planned restart costs clients a hand-off instead of an
-// election timeout. Failure is logged, not fatal: the rest of the cluster
-// elects a leader on its own.
-func handOffLeadership(n *node.Node, o *runOptions, logger *slog.Logger) {
-	if !n.IsLeader() {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), statusTimeout)
-	st, err := n.Status(ctx)
-	cancel()
-	if err != nil {
-		logger.Warn("leadership hand-off skipped: no status", "err", err)
-		return
-	}
-	var to, best uint64
-	for id, f := range st.Followers {
-		if !f.Learner && (to == 0 || f.Match > best) {
-			to, best = id, f.Match
-		}
-	}
-	if to == 0 {
-		return // no other voter
-	}
-	wait := o.tick * time.Duration(o.electionTicks)
-	ctx, cancel = context.WithTimeout(context.Background(), wait)
-	defer cancel()
-	if err := n.TransferLeadership(ctx, to); err != nil {
-		logger.Warn("leadership hand-off failed", "to", to, "err", err)
-		return
-	}
-	poll := time.NewTicker(o.tick)
-	defer poll.Stop()
-	for n.IsLeader() {
-		select {
-		case <-poll.C:
-		case <-ctx.Done():
-			logger.Warn("leadership hand-off did not complete in one election timeout; stopping anyway", "to", to, "timeout", wait)
-			return
-		}
-	}
-	logger.Info("handed leadership off before stopping", "to", to)
 }

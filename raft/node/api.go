@@ -26,6 +26,10 @@ func (n *Node) Submit(req *wire.ClientRequest, cb func(*wire.ClientResponse)) {
 		return
 	default:
 	}
+	if n.draining.Load() {
+		n.refuseDraining(id, cb)
+		return
+	}
 	switch {
 	case req.Op == wire.OpGet && req.Flags&wire.FlagStale != 0:
 		n.staleGet(req, cb)

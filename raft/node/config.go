@@ -60,6 +60,15 @@ const (
 	// flush writes and syncs an sstable on the disk the WAL fsyncs on, so
 	// fewer, larger flushes disturb fewer commits.
 	DefaultMemTableBytes = 64 << 20
+	// DefaultLeaseDriftTicks is the clock-drift bound of lease reads
+	// (ReadModeLease): the lease is ElectionTicks - 3 ticks (350 ms with
+	// the defaults). One tick covers each of the two nodes' tick phase (a
+	// node's count trails its monotonic clock by up to one tick), one is
+	// margin for oscillator drift (~1e-4, far below a tick per election
+	// timeout) and timer slop. docs/deploy.md says what it assumes.
+	DefaultLeaseDriftTicks = 3
+	// DefaultDrainTimeout bounds Drain as raftnode uses it (-drain-timeout).
+	DefaultDrainTimeout = 10 * time.Second
 	// DefaultClientInflight bounds requests in flight per client connection;
 	// the connection's reader stops reading beyond it (TCP backpressure).
 	DefaultClientInflight = 4096
@@ -130,6 +139,17 @@ type Config struct {
 	// PreVote and CheckQuorum enable the core's disruption protections; both
 	// default to on (DisablePreVote/DisableCheckQuorum turn them off).
 	DisablePreVote, DisableCheckQuorum bool
+	// ReadMode chooses how the leader confirms linearizable reads:
+	// ReadModeIndex (the default) by a heartbeat round per batch,
+	// ReadModeLease locally while it holds a lease (raft/doc.go, "Lease
+	// reads"; needs CheckQuorum and a bounded clock drift, LeaseDriftTicks).
+	// Every voter should run the same mode: a leader counts towards its
+	// lease only followers that run lease mode, so a mixed cluster is safe
+	// but its leader falls back to heartbeat rounds.
+	ReadMode ReadMode
+	// LeaseDriftTicks is the clock-drift bound of lease mode in ticks;
+	// 0 means DefaultLeaseDriftTicks. Must stay below ElectionTicks.
+	LeaseDriftTicks int
 	// MaxPendingProposals bounds accepted-but-unapplied proposals.
 	MaxPendingProposals int
 	// MaxPendingReads bounds linearizable reads accepted and not yet
@@ -165,6 +185,40 @@ type Config struct {
 	Seed uint64
 	// Logger receives structured logs; nil discards them.
 	Logger *slog.Logger
+}
+
+// ReadMode is how linearizable reads are confirmed (Config.ReadMode).
+type ReadMode uint8
+
+const (
+	// ReadModeIndex confirms each batch of reads with a heartbeat round
+	// (ReadIndex, Raft thesis §6.4): no clock assumption.
+	ReadModeIndex ReadMode = iota
+	// ReadModeLease answers reads at the leader without a round while it
+	// holds a lease of ElectionTicks - LeaseDriftTicks ticks.
+	ReadModeLease
+)
+
+// String is the mode's flag spelling.
+func (m ReadMode) String() string {
+	switch m {
+	case ReadModeIndex:
+		return "index"
+	case ReadModeLease:
+		return "lease"
+	}
+	return fmt.Sprintf("ReadMode(%d)", uint8(m))
+}
+
+// ParseReadMode parses a flag value: "index" or "lease".
+func ParseReadMode(s string) (ReadMode, error) {
+	switch s {
+	case "index", "readindex":
+		return ReadModeIndex, nil
+	case "lease":
+		return ReadModeLease, nil
+	}
+	return 0, fmt.Errorf("read mode %q: want index or lease", s)
 }
 
 // withDefaults validates cfg and fills zero fields.
@@ -221,6 +275,24 @@ func (cfg Config) withDefaults() (Config, error) {
 		if *p == 0 {
 			*p = v
 		}
+	}
+	switch cfg.ReadMode {
+	case ReadModeIndex:
+	case ReadModeLease:
+		if cfg.DisableCheckQuorum {
+			return cfg, errors.New("node: read mode lease needs CheckQuorum (DisableCheckQuorum is set): a lease rests on followers ignoring vote requests while they hear from a leader")
+		}
+		if cfg.LeaseDriftTicks < 0 {
+			return cfg, fmt.Errorf("node: Config.LeaseDriftTicks %d is negative (0 means the default, %d)", cfg.LeaseDriftTicks, DefaultLeaseDriftTicks)
+		}
+		if cfg.LeaseDriftTicks == 0 {
+			cfg.LeaseDriftTicks = DefaultLeaseDriftTicks
+		}
+		if cfg.LeaseDriftTicks >= cfg.ElectionTicks {
+			return cfg, fmt.Errorf("node: Config.LeaseDriftTicks %d must be below ElectionTicks %d (the lease lasts ElectionTicks - LeaseDriftTicks ticks)", cfg.LeaseDriftTicks, cfg.ElectionTicks)
+		}
+	default:
+		return cfg, fmt.Errorf("node: Config.ReadMode %v unknown", cfg.ReadMode)
 	}
 	if cfg.TickInterval < 0 {
 		return cfg, fmt.Errorf("node: Config.TickInterval %v is negative (0 means the default, %v)", cfg.TickInterval, DefaultTickInterval)

@@ -23,6 +23,7 @@ func (n *Node) run() {
 	defer close(n.loopDone)
 	ticker := time.NewTicker(n.cfg.TickInterval)
 	defer ticker.Stop()
+	n.clock.start(n.cfg.TickInterval, time.Now())
 	var props [][]byte
 	var waiters []*proposal
 	for {
@@ -32,7 +33,7 @@ func (n *Node) run() {
 		case <-n.stopc:
 			return
 		case <-ticker.C:
-			n.rn.Tick()
+			n.tick()
 		case m := <-n.inbox:
 			n.step(m)
 		case p := <-n.propc:
@@ -140,6 +141,9 @@ func (n *Node) step(m wire.Message) {
 		n.log.Warn("dropping message from an unknown node", "from", m.From, "type", m.Type)
 		return
 	}
+	if n.stepMembership(&m) {
+		return
+	}
 	n.metrics.rtt.onRecv(&m)
 	if err := n.rn.Step(m); err != nil {
 		n.log.Debug("step failed", "type", m.Type, "from", m.From, "err", err)
@@ -202,6 +206,9 @@ func (n *Node) readIndex(reads []*readReq) {
 			r.finish(readResult{status: wire.StatusNotLeader, leaderHint: n.leaderHint()})
 		}
 		return
+	}
+	if n.cfg.ReadMode == ReadModeLease {
+		n.catchUpTicks() // the lease check must see every elapsed tick
 	}
 	n.readSeq++
 	var ctx [8]byte
@@ -297,6 +304,7 @@ func (n *Node) handleReady() error {
 		seq := binary.LittleEndian.Uint64(rs.Ctx)
 		if reads, ok := n.pendingReads[seq]; ok {
 			delete(n.pendingReads, seq)
+			n.metrics.readBatches[b2i(rs.Lease)].Add(1)
 			n.ap.enqueue(applyTask{readIndex: rs.Index, reads: reads})
 		}
 	}
@@ -449,8 +457,11 @@ func (n *Node) applyConfChanges(ents []wire.Entry) []byte {
 				n.members.setMember(m)
 			}
 		}
-		if cc.Type == wire.ConfRemove && cc.NodeID != n.cfg.ID {
-			n.tr.RemovePeer(cc.NodeID)
+		switch {
+		case cc.Type == wire.ConfRemove && cc.NodeID != n.cfg.ID:
+			n.onRemovedPeer(cc.NodeID)
+		case cc.Type == wire.ConfRemove:
+			n.onAppliedOwnRemoval(ents[i].Index)
 		}
 		changed = true
 	}

@@ -33,6 +33,9 @@ type counters struct {
 	applied atomic.Uint64
 	// busy counts requests refused with StatusBusy.
 	busy atomic.Uint64
+	// readBatches counts confirmed linearizable read batches by how the
+	// leader confirmed them: [0] heartbeat round, [1] lease (ReadModeLease).
+	readBatches [2]atomic.Uint64
 	// inboxDropped counts peer messages dropped because the loop's inbox
 	// was full.
 	inboxDropped atomic.Uint64
@@ -432,13 +435,15 @@ var (
 		"1 if this node knows a leader.", nil, nil)
 	descMaxPending = prometheus.NewDesc("raftpipe_max_pending_proposals",
 		"The bound on raftpipe_pending_proposals beyond which writes are refused as busy.", nil, nil)
+	descReadBatches = prometheus.NewDesc("raftpipe_read_batches_confirmed_total",
+		"Leader: batches of linearizable reads confirmed, by how (round: a heartbeat round; lease: locally under the read lease).", []string{"by"}, nil)
 	descAdminRefused = prometheus.NewDesc("raftpipe_admin_refused_total",
 		"Admin HTTP requests refused, by reason (no_credentials, bad_token, bad_certificate: 401; not_configured: 403).", []string{"reason"}, nil)
 )
 
 var countersDescs = []*prometheus.Desc{descProposeApply, descApplyBatch, descPeerRTT, descLeaderChanges, descElections,
 	descPropFailed, descClientReqs, descSnapSent, descSnapRecv, descSnapSentBytes, descSnapRecvBytes, descSnapSendTime,
-	descSnapRecvTime, descHasLeader, descMaxPending, descAdminRefused}
+	descSnapRecvTime, descHasLeader, descMaxPending, descAdminRefused, descReadBatches}
 
 // collect emits the metrics counters adds.
 func (c *counters) collect(n *Node, ch chan<- prometheus.Metric) {
@@ -476,6 +481,8 @@ func (c *counters) collect(n *Node, ch chan<- prometheus.Metric) {
 	}
 	gauge(descHasLeader, hasLeader)
 	gauge(descMaxPending, float64(n.cfg.MaxPendingProposals))
+	counter(descReadBatches, c.readBatches[0].Load(), "round")
+	counter(descReadBatches, c.readBatches[1].Load(), "lease")
 	for r := range numRefusedReasons {
 		counter(descAdminRefused, c.adminRefused[r].Load(), refusedReasonNames[r])
 	}

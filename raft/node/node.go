@@ -118,6 +118,15 @@ type Node struct {
 	metrics counters
 	// stages times sampled writes stage by stage (stages.go).
 	stages stageTracker
+	// draining is set by Drain: new requests are refused (retryable).
+	draining atomic.Bool
+	// removedPeers holds nodes whose removal this node applied; their
+	// messages get a removal notice instead of reaching the core. Owned by
+	// the loop.
+	removedPeers map[uint64]struct{}
+	// clock counts core ticks by elapsed monotonic time in lease mode
+	// (clock.go); owned by the loop.
+	clock tickClock
 }
 
 // Start opens (or creates) the node's data, recovers, and starts serving.
@@ -138,6 +147,7 @@ func Start(cfg Config) (*Node, error) {
 		stopc:        make(chan struct{}),
 		loopDone:     make(chan struct{}),
 		pendingReads: map[uint64][]*readReq{},
+		removedPeers: map[uint64]struct{}{},
 	}
 	n.stages.init(cfg.StageSampleEvery)
 	if err := n.open(); err != nil {
@@ -248,6 +258,8 @@ func (n *Node) open() error {
 		MaxUncommittedEntriesBytes: cfg.MaxUncommittedBytes,
 		PreVote:                    !cfg.DisablePreVote,
 		CheckQuorum:                !cfg.DisableCheckQuorum,
+		LeaseReads:                 cfg.ReadMode == ReadModeLease,
+		LeaseDriftTicks:            cfg.LeaseDriftTicks,
 		Rand:                       rand.New(rand.NewPCG(cfg.Seed, cfg.ID)),
 		Logger:                     n.log,
 	})
@@ -372,7 +384,8 @@ func (n *Node) Leader() uint64 { return n.leaderID.Load() }
 // Done is closed once the node has stopped (by Stop or a fatal error).
 func (n *Node) Done() <-chan struct{} { return n.loopDone }
 
-// Err is the fatal error that stopped the node, if any.
+// Err is the fatal error that stopped the node, if any, or ErrRemoved if
+// it stopped because it was removed from the cluster.
 func (n *Node) Err() error {
 	if p := n.fatal.Load(); p != nil {
 		return *p

@@ -2,6 +2,7 @@ package node
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
 	"errors"
 	"net"
@@ -19,6 +20,10 @@ const (
 	// clientWriteTimeout bounds one flush of responses; a client that reads
 	// nothing for this long is disconnected.
 	clientWriteTimeout = 30 * time.Second
+	// drainIdleRead is how long a draining connection waits for the next
+	// request before closing: clients that were refused (not leader) have
+	// moved on by then; one still pipelining gets refusals.
+	drainIdleRead = 100 * time.Millisecond
 	// clientFlushBytes is how many encoded response bytes are buffered
 	// before a write mid-batch.
 	clientFlushBytes = 64 << 10
@@ -37,8 +42,15 @@ type clientServer struct {
 	// connection's in-flight slots. Every request is answered exactly
 	// once, so this returns to zero when the node is idle.
 	unanswered atomic.Int64
-	wg         sync.WaitGroup
-	mu         struct {
+	// draining makes connection readers stop (flushAndClose): a reader
+	// that sees it after a read deadline exits once its writer has written
+	// every answer it owes.
+	draining atomic.Bool
+	// closing is closed by close: connections still waiting in waitOwed
+	// give up.
+	closing chan struct{}
+	wg      sync.WaitGroup
+	mu      struct {
 		sync.Mutex
 		conns  map[net.Conn]struct{}
 		closed bool
@@ -53,7 +65,7 @@ func newClientServer(n *Node, addr string) (*clientServer, error) {
 	if n.cfg.TLS != nil {
 		ln = tls.NewListener(ln, n.cfg.TLS)
 	}
-	s := &clientServer{n: n, ln: ln, slots: make(chan struct{}, n.cfg.MaxClientConns)}
+	s := &clientServer{n: n, ln: ln, slots: make(chan struct{}, n.cfg.MaxClientConns), closing: make(chan struct{})}
 	s.mu.conns = map[net.Conn]struct{}{}
 	s.wg.Add(1)
 	go s.accept()
@@ -109,10 +121,42 @@ func (s *clientServer) untrack(c net.Conn) {
 	c.Close()
 }
 
+// stopAccepting closes the listener: new connections are refused by the
+// operating system; open ones are served on.
+func (s *clientServer) stopAccepting() { s.ln.Close() }
+
+// flushAndClose ends every connection once its client has been quiet for
+// drainIdleRead (requests it still sends are answered, with the refusals
+// Drain gives) and its writer has written every answer owed; bounded by
+// ctx. A client that pauses longer than drainIdleRead in the middle of a
+// frame sees the connection close without an answer to it.
+func (s *clientServer) flushAndClose(ctx context.Context) error {
+	s.draining.Store(true)
+	s.mu.Lock()
+	for c := range s.mu.conns {
+		c.SetReadDeadline(time.Now().Add(drainIdleRead))
+	}
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 // close stops accepting, closes every connection and waits for the
 // connection goroutines.
 func (s *clientServer) close() {
 	s.mu.Lock()
+	if !s.mu.closed {
+		close(s.closing)
+	}
 	s.mu.closed = true
 	for c := range s.mu.conns {
 		c.Close()
@@ -155,11 +199,17 @@ func (s *clientServer) serve(c net.Conn) {
 	out := make(chan *wire.ClientResponse, DefaultClientInflight)
 	stop := make(chan struct{})
 	writerDone := make(chan struct{})
+	// owed counts requests read on this connection whose answers the
+	// writer has not yet flushed (flushAndClose waits for it to drain).
+	var owed atomic.Int64
 	go func() {
 		defer close(writerDone)
-		s.writeLoop(c, out, inflight, stop)
+		s.writeLoop(c, out, inflight, stop, &owed)
 	}()
 	defer func() {
+		if s.draining.Load() {
+			s.waitOwed(&owed, writerDone)
+		}
 		close(stop)
 		c.Close()
 		<-writerDone
@@ -171,6 +221,11 @@ func (s *clientServer) serve(c net.Conn) {
 		case inflight <- struct{}{}:
 		case <-stop:
 			return
+		}
+		if s.draining.Load() {
+			// Keep answering (with refusals) what the client still sends,
+			// until it has been quiet for drainIdleRead.
+			c.SetReadDeadline(time.Now().Add(drainIdleRead))
 		}
 		f, err := r.Next(buf[:0])
 		if err != nil {
@@ -191,6 +246,7 @@ func (s *clientServer) serve(c net.Conn) {
 			return
 		}
 		op := opLabel(req.Op, req.Flags)
+		owed.Add(1)
 		s.unanswered.Add(1)
 		n.Submit(&req, func(resp *wire.ClientResponse) {
 			s.unanswered.Add(-1)
@@ -202,7 +258,7 @@ func (s *clientServer) serve(c net.Conn) {
 
 // writeLoop encodes responses as they complete and flushes when none are
 // waiting, so a burst of completions costs one write.
-func (s *clientServer) writeLoop(c net.Conn, out <-chan *wire.ClientResponse, inflight <-chan struct{}, stop <-chan struct{}) {
+func (s *clientServer) writeLoop(c net.Conn, out <-chan *wire.ClientResponse, inflight <-chan struct{}, stop <-chan struct{}, owed *atomic.Int64) {
 	bw := bufio.NewWriterSize(c, clientFlushBytes)
 	var buf []byte
 	opts := s.n.cfg.Wire
@@ -214,7 +270,9 @@ func (s *clientServer) writeLoop(c net.Conn, out <-chan *wire.ClientResponse, in
 		case <-stop:
 			return
 		}
+		written := int64(0)
 		for resp != nil {
+			written++
 			var err error
 			buf, err = wire.AppendClientResponse(buf[:0], resp, &opts)
 			if err != nil {
@@ -234,6 +292,24 @@ func (s *clientServer) writeLoop(c net.Conn, out <-chan *wire.ClientResponse, in
 		}
 		if err := bw.Flush(); err != nil {
 			c.Close()
+			return
+		}
+		owed.Add(-written)
+	}
+}
+
+// waitOwed waits, while draining, until the connection's writer flushed
+// every answer owed or exited; flushAndClose's ctx bounds the whole drain
+// (Stop closes the connection if it is still waiting).
+func (s *clientServer) waitOwed(owed *atomic.Int64, writerDone <-chan struct{}) {
+	t := time.NewTicker(drainPollInterval)
+	defer t.Stop()
+	for owed.Load() > 0 {
+		select {
+		case <-t.C:
+		case <-writerDone:
+			return
+		case <-s.closing:
 			return
 		}
 	}

@@ -1,0 +1,196 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/raftpipe/raftpipe/wire"
+)
+
+// ErrRemoved is Err's value once the node stopped because it was removed
+// from the cluster: it applied the configuration change removing it, or a
+// member that applied it told it so (a removed node is not sent the log
+// any more, so usually it learns the second way). raftnode run exits with
+// status 3 on it.
+var ErrRemoved = errors.New("node: removed from the cluster")
+
+// removalNoticeContext marks the runtime-made message that tells a removed
+// node about its removal (MsgHeartbeat with Term 0, which a core that
+// gets it anyway ignores).
+var removalNoticeContext = []byte("raftpipe/removed")
+
+// removedPeerGrace is how long a member keeps a removed node's peer link
+// after applying its removal, answering each of its messages with a
+// removal notice, so that a removed node that was briefly away still
+// learns it. A node that stays away longer keeps its stale membership and
+// campaigns in vain (PreVote and CheckQuorum keep it from disturbing
+// anyone) until it is stopped by hand.
+const removedPeerGrace = 30 * time.Second
+
+// drainPollInterval is how often Drain checks its conditions.
+const drainPollInterval = 5 * time.Millisecond
+
+// Drain prepares a planned stop, before Stop, bounded by ctx:
+//
+//  1. Stops taking new work: the client port accepts no new connections;
+//     new requests (Submit, Do) are answered at once with StatusBusy while
+//     this node leads and StatusNotLeader (with the leader's address) once
+//     it does not, both safe to retry elsewhere.
+//  2. Waits until every write and linearizable read accepted before it is
+//     answered: writes with their result once applied (or the definite
+//     refusal the node would give anyway).
+//  3. If this node leads, hands leadership to the most up-to-date voting
+//     follower and waits until it has.
+//  4. Lets each client connection write out every answer, then closes it.
+//
+// Requests still unanswered when ctx ends are left to Stop (writes then
+// get StatusUnknown). Drain returns ctx's error wrapped with the step that
+// did not finish, nil if all did; the node keeps running either way.
+func (n *Node) Drain(ctx context.Context) error {
+	n.draining.Store(true)
+	if n.srv != nil {
+		n.srv.stopAccepting()
+	}
+	var errs []error
+	if err := n.waitDrain(ctx, func() bool { return n.ap.pending.Load() == 0 && n.readsPending.Load() == 0 }); err != nil {
+		errs = append(errs, fmt.Errorf("node: drain: %d writes and %d reads still in flight: %w", n.ap.pending.Load(), n.readsPending.Load(), err))
+	}
+	if err := n.handOff(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	if n.srv != nil {
+		if err := n.srv.flushAndClose(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("node: drain: client answers not all written: %w", err))
+		}
+	}
+	n.log.Info("drained", "leader", n.Leader(), "err", errors.Join(errs...))
+	return errors.Join(errs...)
+}
+
+// waitDrain polls cond until it holds, ctx ends or the node stops.
+func (n *Node) waitDrain(ctx context.Context, cond func() bool) error {
+	t := time.NewTicker(drainPollInterval)
+	defer t.Stop()
+	for !cond() {
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-n.loopDone:
+			return ErrStopped
+		}
+	}
+	return nil
+}
+
+// handOff transfers leadership to the voting follower with the highest
+// match index, if this node leads, and waits until it no longer leads.
+func (n *Node) handOff(ctx context.Context) error {
+	if !n.IsLeader() {
+		return nil
+	}
+	st, err := n.Status(ctx)
+	if err != nil {
+		return fmt.Errorf("node: drain: hand-off skipped: %w", err)
+	}
+	var to, best uint64
+	for id, f := range st.Followers {
+		if !f.Learner && (to == 0 || f.Match > best || (f.Match == best && id < to)) {
+			to, best = id, f.Match
+		}
+	}
+	if to == 0 {
+		return nil // no other voter: nobody to hand off to
+	}
+	for n.IsLeader() {
+		// A transfer aborts after an election timeout; ask again until ctx ends.
+		if err := n.TransferLeadership(ctx, to); err != nil && n.IsLeader() {
+			return fmt.Errorf("node: drain: hand-off to %d: %w", to, err)
+		}
+		wait := n.cfg.TickInterval * time.Duration(n.cfg.ElectionTicks)
+		wctx, cancel := context.WithTimeout(ctx, wait)
+		err := n.waitDrain(wctx, func() bool { return !n.IsLeader() })
+		cancel()
+		if ctx.Err() != nil {
+			return fmt.Errorf("node: drain: hand-off to %d did not complete: %w", to, ctx.Err())
+		}
+		if errors.Is(err, ErrStopped) {
+			return err
+		}
+	}
+	n.log.Info("handed leadership off", "to", to)
+	return nil
+}
+
+// refuseDraining answers a request that arrives while draining.
+func (n *Node) refuseDraining(id uint64, cb func(*wire.ClientResponse)) {
+	if n.isLeader.Load() {
+		n.metrics.busy.Add(1)
+		cb(&wire.ClientResponse{ID: id, Status: wire.StatusBusy, Err: "node is draining"})
+		return
+	}
+	cb(&wire.ClientResponse{ID: id, Status: wire.StatusNotLeader, LeaderHint: n.leaderHint()})
+}
+
+// onRemovedSelf stops the node once it knows it is no longer a member.
+// Runs on the loop.
+func (n *Node) onRemovedSelf(why string, args ...any) {
+	n.log.Warn("removed from the cluster, stopping: "+why, args...)
+	err := ErrRemoved
+	n.fatal.CompareAndSwap(nil, &err)
+	n.stopOnce.Do(func() { close(n.stopc) })
+}
+
+// onAppliedOwnRemoval stops the node once the state machine has applied
+// the change at index that removes it, and its waiter (the RemoveMember
+// call, on a leader that removed itself) has been answered. Runs on the
+// loop, before the entry is handed to the apply goroutine; the wait runs
+// on its own goroutine, which ends with the node (Stop waits for it).
+func (n *Node) onAppliedOwnRemoval(index uint64) {
+	n.wg.Add(1) // the loop is in wg, so Stop's Wait has not returned
+	go func() {
+		defer n.wg.Done()
+		t := time.NewTicker(drainPollInterval)
+		defer t.Stop()
+		for n.kv.AppliedIndex() < index {
+			select {
+			case <-t.C:
+			case <-n.stopc:
+				return
+			}
+		}
+		n.ap.barrier() // the batch holding index has answered its writers
+		n.submitEventAsync(func() {
+			n.onRemovedSelf("applied the configuration change removing this node", "index", index)
+		})
+	}()
+}
+
+// onRemovedPeer runs (on the loop) when this node applies the removal of
+// another node: tell it, and drop its link after removedPeerGrace.
+func (n *Node) onRemovedPeer(id uint64) {
+	n.removedPeers[id] = struct{}{}
+	n.sendRemovalNotice(id)
+	time.AfterFunc(removedPeerGrace, func() { n.tr.RemovePeer(id) })
+}
+
+// sendRemovalNotice tells node id that this node applied its removal.
+func (n *Node) sendRemovalNotice(id uint64) {
+	n.tr.Send(&wire.Message{Type: wire.MsgHeartbeat, To: id, From: n.cfg.ID, Context: removalNoticeContext})
+}
+
+// stepMembership handles, before the core, messages that concern
+// membership rather than the protocol; it reports whether m was consumed.
+func (n *Node) stepMembership(m *wire.Message) bool {
+	if _, gone := n.removedPeers[m.From]; gone {
+		n.sendRemovalNotice(m.From)
+		return true
+	}
+	if m.Type == wire.MsgHeartbeat && m.Term == 0 && string(m.Context) == string(removalNoticeContext) {
+		n.onRemovedSelf("a member applied the configuration change removing this node", "told_by", m.From)
+		return true
+	}
+	return false
+}
