@@ -2,17 +2,13 @@ package chaos
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/raftpipe/raftpipe/internal/testutil"
 	"io"
-	"math/big"
 	"net"
 	"testing"
 	"time"
@@ -148,65 +144,6 @@ func TestPeerWithWrongClusterIDRefused(t *testing.T) {
 	}
 }
 
-// testPKI is a CA and certificates signed by it, all made in memory.
-type testPKI struct {
-	// pool trusts the CA.
-	pool *x509.CertPool
-	// ca and caKey sign leaf certificates.
-	ca    *x509.Certificate
-	caKey *ecdsa.PrivateKey
-}
-
-// newTestPKI makes a self-signed CA named cn.
-func newTestPKI(t testing.TB, cn string) *testPKI {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(ca)
-	return &testPKI{pool: pool, ca: ca, caKey: key}
-}
-
-// leaf issues a certificate for 127.0.0.1, usable as server and client.
-func (p *testPKI) leaf(t testing.TB, cn string) tls.Certificate {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serial, err := rand.Int(rand.Reader, big.NewInt(1<<62))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: serial, Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		KeyUsage:    x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.ca, &key.PublicKey, p.caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
-}
-
 // mutualTLS is the configuration a node (and a well-behaved peer or
 // client) uses: present cert, trust only the pool, require client certs.
 func mutualTLS(cert tls.Certificate, pool *x509.CertPool) *tls.Config {
@@ -217,16 +154,16 @@ func mutualTLS(cert tls.Certificate, pool *x509.CertPool) *tls.Config {
 }
 
 func TestTLSRefusesUncertifiedPeersAndClients(t *testing.T) {
-	pki := newTestPKI(t, "raftpipe test CA")
-	rogue := newTestPKI(t, "rogue CA")
-	nodeTLS := mutualTLS(pki.leaf(t, "node"), pki.pool)
+	pki := testutil.NewCA(t, "raftpipe test CA")
+	rogue := testutil.NewCA(t, "rogue CA")
+	nodeTLS := mutualTLS(pki.KeyPair(t, "node"), pki.Pool())
 	c := newChaosCluster(t, 3, 0, 2, func(cfg *node.Config) { cfg.TLS = nodeTLS })
 	// The nodes elected a leader over TLS peer links (through the proxies).
 	if c.waitLeader(convergeDeadline) == 0 {
 		t.Fatal("no leader over TLS")
 	}
 	good, err := client.New(client.Config{Addrs: c.clientAddrs(), ClusterID: chaosClusterID,
-		TLS: &tls.Config{Certificates: []tls.Certificate{pki.leaf(t, "client")}, RootCAs: pki.pool, MinVersion: tls.VersionTLS13}})
+		TLS: &tls.Config{Certificates: []tls.Certificate{pki.KeyPair(t, "client")}, RootCAs: pki.Pool(), MinVersion: tls.VersionTLS13}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -234,8 +171,8 @@ func TestTLSRefusesUncertifiedPeersAndClients(t *testing.T) {
 	putGet(t, good, "tls", "ok")
 
 	bad := map[string]*tls.Config{
-		"no certificate":   {RootCAs: pki.pool, MinVersion: tls.VersionTLS13},
-		"rogue CA's cert":  {Certificates: []tls.Certificate{rogue.leaf(t, "intruder")}, RootCAs: pki.pool, MinVersion: tls.VersionTLS13},
+		"no certificate":   {RootCAs: pki.Pool(), MinVersion: tls.VersionTLS13},
+		"rogue CA's cert":  {Certificates: []tls.Certificate{rogue.KeyPair(t, "intruder")}, RootCAs: pki.Pool(), MinVersion: tls.VersionTLS13},
 		"plain TCP client": nil,
 	}
 	for name, cfg := range bad {
@@ -255,8 +192,8 @@ func TestTLSRefusesUncertifiedPeersAndClients(t *testing.T) {
 	// Peers: a TLS peer with no or a rogue certificate, and a plain TCP
 	// peer, each sending a valid handshake, are all cut off.
 	peerBad := map[string]*tls.Config{
-		"no certificate":  {RootCAs: pki.pool, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS13},
-		"rogue CA's cert": {Certificates: []tls.Certificate{rogue.leaf(t, "intruder")}, RootCAs: pki.pool, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS13},
+		"no certificate":  {RootCAs: pki.Pool(), ServerName: "127.0.0.1", MinVersion: tls.VersionTLS13},
+		"rogue CA's cert": {Certificates: []tls.Certificate{rogue.KeyPair(t, "intruder")}, RootCAs: pki.Pool(), ServerName: "127.0.0.1", MinVersion: tls.VersionTLS13},
 	}
 	addr := c.slots[0].member.PeerAddr
 	for name, cfg := range peerBad {

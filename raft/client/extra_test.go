@@ -3,52 +3,23 @@ package client
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"fmt"
-	"math/big"
-	"net"
+	"github.com/raftpipe/raftpipe/internal/testutil"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/raftpipe/raftpipe/wire"
 )
 
 // selfSignedTLS returns a server config with a certificate for 127.0.0.1
-// and a client config that trusts it.
+// from a throwaway CA and a client config that trusts that CA.
 func selfSignedTLS(t *testing.T) (server, client *tls.Config) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "raftpipe-test"},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	server = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
-	client = &tls.Config{RootCAs: pool} // ServerName left empty: the client fills it from the address
+	ca := testutil.NewCA(t, "raftpipe-test CA")
+	server = &tls.Config{Certificates: []tls.Certificate{ca.KeyPair(t, "raftpipe-test")}}
+	client = &tls.Config{RootCAs: ca.Pool()} // ServerName left empty: the client fills it from the address
 	return server, client
 }
 

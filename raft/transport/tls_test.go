@@ -1,104 +1,20 @@
 package transport
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
-	"net"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/raftpipe/raftpipe/internal/testutil"
 	"github.com/raftpipe/raftpipe/wire"
 )
 
-// testCA is a throwaway certificate authority.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pem  []byte
-}
-
-func newTestCA(t *testing.T, name string) *testCA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: name},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IsCA:                  true,
-		KeyUsage:              x509.KeyUsageCertSign,
-		BasicConstraintsValid: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &testCA{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
-}
-
-// issue writes a node certificate (for 127.0.0.1, usable as server and
-// client) and its key, plus the CA, into dir and returns their paths.
-func (ca *testCA) issue(t *testing.T, dir, name string) (certFile, keyFile, caFile string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
-	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: name},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile = filepath.Join(dir, name+".crt")
-	keyFile = filepath.Join(dir, name+".key")
-	caFile = filepath.Join(dir, name+"-ca.crt")
-	for _, f := range []struct {
-		path string
-		data []byte
-	}{
-		{certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})},
-		{keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})},
-		{caFile, ca.pem},
-	} {
-		if err := os.WriteFile(f.path, f.data, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return certFile, keyFile, caFile
-}
-
 // loadTLS issues a certificate for name from ca and loads it.
-func loadTLS(t *testing.T, ca *testCA, dir, name string) *tls.Config {
+func loadTLS(t *testing.T, ca *testutil.CA, dir, name string) *tls.Config {
 	t.Helper()
-	certFile, keyFile, caFile := ca.issue(t, dir, name)
+	certFile, keyFile, caFile := ca.WriteFiles(t, dir, name)
 	c, err := LoadTLSConfig(certFile, keyFile, caFile)
 	if err != nil {
 		t.Fatal(err)
@@ -111,7 +27,7 @@ func loadTLS(t *testing.T, ca *testCA, dir, name string) *tls.Config {
 // refused while the good link keeps working.
 func TestTLS(t *testing.T) {
 	dir := t.TempDir()
-	ca := newTestCA(t, "raftpipe test CA")
+	ca := testutil.NewCA(t, "raftpipe test CA")
 	inA, inB := newInbox(), newInbox()
 	cfgA := testConfig(1, inA.handle)
 	cfgA.TLS = loadTLS(t, ca, dir, "node1")
@@ -146,7 +62,7 @@ func TestTLS(t *testing.T) {
 	waitFor(t, "certificate-less client to be refused", func() bool { return b.Stats().InboundRefused > before })
 
 	// A node whose certificate another CA signed: refused in both roles.
-	other := newTestCA(t, "some other CA")
+	other := testutil.NewCA(t, "some other CA")
 	inM := newInbox()
 	cfgM := testConfig(3, inM.handle)
 	cfgM.TLS = loadTLS(t, other, dir, "mallory")
@@ -176,8 +92,8 @@ func TestTLS(t *testing.T) {
 // TestLoadTLSConfigErrors covers missing and malformed files.
 func TestLoadTLSConfigErrors(t *testing.T) {
 	dir := t.TempDir()
-	ca := newTestCA(t, "ca")
-	certFile, keyFile, caFile := ca.issue(t, dir, "n")
+	ca := testutil.NewCA(t, "ca")
+	certFile, keyFile, caFile := ca.WriteFiles(t, dir, "n")
 	junk := filepath.Join(dir, "junk")
 	os.WriteFile(junk, []byte("not pem"), 0o600)
 	for _, files := range [][3]string{
