@@ -98,7 +98,9 @@ type Config struct {
 	// the commit path whenever both followers ack first (any two of three
 	// are a quorum), so a short delay there costs little latency and saves
 	// fsyncs: a leader otherwise syncs about three times as often as each
-	// follower, in smaller batches. 0 disables it.
+	// follower, in smaller batches. It applies only while at least
+	// leaderSyncDelayMinPending writes are pending: with few in flight the
+	// leader's fsync is on the commit path. 0 disables it.
 	LeaderSyncDelay time.Duration
 	// FS is the one file system every durable write of the node goes
 	// through: the WAL, the state machine (Pebble, its CURRENT switch and

@@ -185,6 +185,35 @@ func (n *Node) propose(data [][]byte, ws []*proposal) {
 	}
 	n.ap.register(ws)
 	n.metrics.sampler.proposed(last, term)
+	n.adjustLeaderSyncDelay()
+}
+
+// leaderSyncDelayMinPending is how many writes must be waiting before a
+// leader delays its fsyncs (Config.LeaderSyncDelay). With few writes in
+// flight the leader's own fsync is often the faster half of the quorum,
+// and the delay then adds straight to every write: measured at 1 client,
+// 300 µs took the p50 from 328 to 629 µs, while at 64 and 256 clients it
+// saved 5-6% CPU per write and raised throughput by about 8% (medians of
+// 3, scripts/ab.sh, raftbench -mode direct).
+const leaderSyncDelayMinPending = 64
+
+// adjustLeaderSyncDelay turns the leader's fsync delay on while enough
+// writes are pending for batching to pay, and off otherwise. Owned by the
+// loop; SetSyncDelay is an atomic store, done only on a change.
+func (n *Node) adjustLeaderSyncDelay() {
+	if n.cfg.LeaderSyncDelay <= 0 || !n.isLeader.Load() {
+		return
+	}
+	on := n.ap.pending.Load() >= leaderSyncDelayMinPending
+	if on == n.leaderDelayOn {
+		return
+	}
+	n.leaderDelayOn = on
+	if on {
+		n.wal.SetSyncDelay(n.cfg.LeaderSyncDelay)
+	} else {
+		n.wal.SetSyncDelay(n.cfg.WAL.SyncDelay)
+	}
 }
 
 // proposalRefused maps a core refusal to the answer a client sees. Every
@@ -346,12 +375,9 @@ func (n *Node) hardStateToPersist(rd *raft.Ready) *wire.HardState {
 func (n *Node) onSoftState(ss raft.SoftState) {
 	wasLeader := n.isLeader.Load()
 	n.isLeader.Store(ss.Role == raft.RoleLeader)
-	if isLeader := ss.Role == raft.RoleLeader; isLeader != wasLeader {
-		if isLeader {
-			n.wal.SetSyncDelay(n.cfg.LeaderSyncDelay)
-		} else {
-			n.wal.SetSyncDelay(n.cfg.WAL.SyncDelay)
-		}
+	if wasLeader && ss.Role != raft.RoleLeader && n.leaderDelayOn {
+		n.leaderDelayOn = false
+		n.wal.SetSyncDelay(n.cfg.WAL.SyncDelay)
 	}
 	n.leaderID.Store(ss.Lead)
 	addr := ""

@@ -107,6 +107,9 @@ type Node struct {
 	snaps snapshotState
 	// lastHanded is the (index, term) of the last entry handed to the WAL.
 	lastHanded struct{ index, term uint64 }
+	// leaderDelayOn says the WAL currently runs with LeaderSyncDelay (see
+	// adjustLeaderSyncDelay). Owned by the loop.
+	leaderDelayOn bool
 	// hardState tracks, for the loop, the core's latest hard state and the
 	// last one handed to the WAL (see hardStateToPersist).
 	hardState struct{ latest, handed wire.HardState }
