@@ -26,15 +26,7 @@ func TestProcessDrainOnSIGTERM(t *testing.T) {
 	bin := raftnodeBinary(t)
 	procs := startProcCluster(t, bin, func(p *proc) []string { return []string{"-drain-timeout", "5s"} })
 	leader := waitLeader(t, procs, 0)
-	var addrs []string
-	for _, p := range procs {
-		addrs = append(addrs, p.clientAddr)
-	}
-	cl, err := client.New(client.Config{Addrs: addrs, ClusterID: procClusterID})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	cl := procClient(t, procs)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 

@@ -323,15 +323,7 @@ func TestProcessCluster(t *testing.T) {
 	leader := waitLeader(t, procs, 0)
 	t.Logf("leader is node %d", leader.id)
 
-	var addrs []string
-	for _, p := range procs {
-		addrs = append(addrs, p.clientAddr)
-	}
-	cl, err := client.New(client.Config{Addrs: addrs, ClusterID: procClusterID})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	cl := procClient(t, procs)
 	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
 	defer cancel()
 
@@ -468,4 +460,20 @@ func TestProcessCluster(t *testing.T) {
 
 	// SIGTERM everything: each process shuts down cleanly and exits 0.
 	stopProcCluster(t, procs)
+}
+
+// procClient is a client of every process's client port; closed when the
+// test ends.
+func procClient(t *testing.T, procs []*proc) *client.Client {
+	t.Helper()
+	var addrs []string
+	for _, p := range procs {
+		addrs = append(addrs, p.clientAddr)
+	}
+	cl, err := client.New(client.Config{Addrs: addrs, ClusterID: procClusterID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Close() })
+	return cl
 }
