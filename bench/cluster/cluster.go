@@ -9,7 +9,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/raftpipe/raftpipe/raft/kv"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -156,9 +155,8 @@ func (c *Cluster) WALNotes() []string {
 			continue
 		}
 		mean := st.SyncLatency.Sum / time.Duration(max(st.SyncLatency.Count, 1))
-		out = append(out, fmt.Sprintf("node %d WAL: %d fsyncs, %.1f entries/fsync, mean fsync %v; %d peer messages dropped at a full inbox",
-			n.ID(), st.Syncs, float64(st.Entries)/float64(st.Syncs), mean.Round(time.Microsecond), n.InboxDropped()))
+		out = append(out, fmt.Sprintf("node %d WAL: %d fsyncs, %.1f entries/fsync, mean fsync %v; %d peer messages dropped at a full inbox; %d Pebble write stalls",
+			n.ID(), st.Syncs, float64(st.Entries)/float64(st.Syncs), mean.Round(time.Microsecond), n.InboxDropped(), n.StateMachineWriteStalls()))
 	}
-	out = append(out, fmt.Sprintf("pebble write stalls in this process: %d", kv.WriteStalls()))
 	return out
 }

@@ -437,7 +437,7 @@ func (s *Store) buildFromSnapshot(r io.Reader, path string) (db *pebbleDB, info 
 	if err := vfsutil.SyncDir(s.fs, s.dir); err != nil {
 		return nil, SnapshotInfo{}, err
 	}
-	if db, err = openPebble(path, s.opts, true); err != nil {
+	if db, err = openPebble(path, s.opts, true, s.writeStalls); err != nil {
 		return nil, SnapshotInfo{}, fmt.Errorf("%w: %w", ErrBadSnapshot, err)
 	}
 	got, err := loadState(db.DB)

@@ -166,6 +166,10 @@ type Store struct {
 	// closed is set by Close.
 	closed bool
 
+	// writeStalls counts Pebble write stalls (its event listener adds to
+	// it); shared by every database the store opens.
+	writeStalls *atomic.Int64
+
 	// applied and appliedTerm mirror the applied record stored in Pebble,
 	// readable without a lock. Invariant: equal appliedKey's value in db
 	// after every Apply. They are stored one after the other, so a reader
@@ -197,6 +201,7 @@ func Open(dir string, o Options) (*Store, error) {
 		return nil, err
 	}
 	var db *pebbleDB
+	stalls := new(atomic.Int64)
 	if !ok {
 		// A fresh store, or a crash before the first CURRENT was written (in
 		// which case db-1 holds nothing that was ever applied).
@@ -204,7 +209,7 @@ func Open(dir string, o Options) (*Store, error) {
 		if err := removeLeftovers(fsys, dir, 0); err != nil {
 			return nil, err
 		}
-		if db, err = openPebble(dbPath(fsys, dir, num), o, false); err != nil {
+		if db, err = openPebble(dbPath(fsys, dir, num), o, false, stalls); err != nil {
 			return nil, err
 		}
 		if err := writeCurrent(fsys, dir, num); err != nil {
@@ -215,11 +220,11 @@ func Open(dir string, o Options) (*Store, error) {
 		if err := removeLeftovers(fsys, dir, num); err != nil {
 			return nil, err
 		}
-		if db, err = openPebble(dbPath(fsys, dir, num), o, true); err != nil {
+		if db, err = openPebble(dbPath(fsys, dir, num), o, true, stalls); err != nil {
 			return nil, err
 		}
 	}
-	s := &Store{dir: dir, fs: fsys, opts: o, dbNum: num}
+	s := &Store{dir: dir, fs: fsys, opts: o, dbNum: num, writeStalls: stalls}
 	if err := s.install(db); err != nil {
 		_ = db.Close()
 		return nil, err
@@ -299,16 +304,10 @@ func (d *pebbleDB) Close() error {
 	return err
 }
 
-// writeStalls counts Pebble write stalls in this process (diagnostics).
-var writeStalls atomic.Int64
-
-// WriteStalls is the number of Pebble write stalls in this process.
-func WriteStalls() int64 { return writeStalls.Load() }
-
 // openPebble opens the Pebble database at path. mustExist makes a missing
 // database an error instead of creating an empty one (a snapshot or a
 // CURRENT that names nothing must not silently become an empty store).
-func openPebble(path string, o Options, mustExist bool) (*pebbleDB, error) {
+func openPebble(path string, o Options, mustExist bool, stalls *atomic.Int64) (*pebbleDB, error) {
 	cacheBytes := o.CacheBytes
 	if cacheBytes <= 0 {
 		cacheBytes = defaultCacheBytes
@@ -325,7 +324,7 @@ func openPebble(path string, o Options, mustExist bool) (*pebbleDB, error) {
 	defer cache.Unref() // the DB holds its own reference
 	el := &pebble.EventListener{
 		WriteStallBegin: func(info pebble.WriteStallBeginInfo) {
-			writeStalls.Add(1)
+			stalls.Add(1)
 			logger.Infof("pebble write stall: %s", info.Reason)
 		},
 	}
@@ -351,6 +350,10 @@ func openPebble(path string, o Options, mustExist bool) (*pebbleDB, error) {
 	}
 	return &pebbleDB{DB: db, fsCloser: fsCloser}, nil
 }
+
+// WriteStalls is how many times Pebble delayed this store's writes
+// (memtables or L0 full), over every database it has had since Open.
+func (s *Store) WriteStalls() int64 { return s.writeStalls.Load() }
 
 // AppliedIndex is the index of the last entry applied, as restored from
 // Pebble on Open and advanced by Apply and Restore.

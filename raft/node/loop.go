@@ -169,9 +169,10 @@ func (n *Node) ackPersisted() {
 func (n *Node) propose(data [][]byte, ws []*proposal) {
 	err := n.rn.Propose(data...)
 	if err != nil {
-		n.metrics.proposalFailed(failReasonOf(proposalRefused(err, n).status), len(ws))
+		res := proposalRefused(err, n)
+		n.metrics.proposalFailed(failReasonOf(res.status), len(ws))
 		for _, w := range ws {
-			w.finish(proposalRefused(err, n))
+			w.finish(res)
 		}
 		return
 	}

@@ -507,6 +507,10 @@ func (n *Node) addPeer(m Member) {
 // inbox was full.
 func (n *Node) InboxDropped() uint64 { return n.metrics.inboxDropped.Load() }
 
+// StateMachineWriteStalls is how many times Pebble delayed the state
+// machine's writes (diagnostics for benchmarks).
+func (n *Node) StateMachineWriteStalls() int64 { return n.kv.WriteStalls() }
+
 // WALStats reports the WAL's group-commit counters (batches, entries,
 // fsyncs and their latency), e.g. for entries-per-fsync in benchmarks.
 func (n *Node) WALStats() wal.Stats { return n.wal.Stats() }
