@@ -143,26 +143,26 @@ func (n *Node) onRemovedSelf(why string, args ...any) {
 	n.stopOnce.Do(func() { close(n.stopc) })
 }
 
-// onAppliedOwnRemoval stops the node once the state machine has applied
-// the change at index that removes it, and its waiter (the RemoveMember
-// call, on a leader that removed itself) has been answered. Runs on the
-// loop, before the entry is handed to the apply goroutine; the wait runs
-// on its own goroutine, which ends with the node (Stop waits for it).
-func (n *Node) onAppliedOwnRemoval(index uint64) {
+// stopAfterApplied stops the node once every apply task queued so far
+// (among them the batch holding the change that removes this node) has
+// been applied and has answered its writers, so that a leader that
+// removed itself answers the RemoveMember call first. Runs on the loop,
+// right after that batch is queued: a barrier task queued behind it closes
+// when it is done. The wait runs on its own goroutine, which ends with the
+// node (Stop waits for it), and hands the stop to the loop without ever
+// dropping it.
+func (n *Node) stopAfterApplied(index uint64) {
+	done := make(chan struct{})
+	n.ap.enqueue(applyTask{barrier: done})
 	n.wg.Add(1) // the loop is in wg, so Stop's Wait has not returned
 	go func() {
 		defer n.wg.Done()
-		t := time.NewTicker(drainPollInterval)
-		defer t.Stop()
-		for n.kv.AppliedIndex() < index {
-			select {
-			case <-t.C:
-			case <-n.stopc:
-				return
-			}
+		select {
+		case <-done:
+		case <-n.stopc:
+			return
 		}
-		n.ap.barrier() // the batch holding index has answered its writers
-		n.submitEventAsync(func() {
+		n.submitEvent(context.Background(), func() {
 			n.onRemovedSelf("applied the configuration change removing this node", "index", index)
 		})
 	}()

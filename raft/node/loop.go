@@ -325,6 +325,10 @@ func (n *Node) handleReady() error {
 		meta := n.applyConfChanges(rd.CommittedEntries)
 		sampled := n.stages.following() && n.stages.committed(rd.CommittedEntries)
 		n.ap.enqueue(applyTask{entries: rd.CommittedEntries, meta: meta, sampled: sampled})
+		if idx := n.removedAt; idx != 0 {
+			n.removedAt = 0
+			n.stopAfterApplied(idx)
+		}
 	}
 	// 3d. Reads confirmed by a heartbeat round are served once applied.
 	for _, rs := range rd.ReadStates {
@@ -488,7 +492,7 @@ func (n *Node) applyConfChanges(ents []wire.Entry) []byte {
 		case cc.Type == wire.ConfRemove && cc.NodeID != n.cfg.ID:
 			n.onRemovedPeer(cc.NodeID)
 		case cc.Type == wire.ConfRemove:
-			n.onAppliedOwnRemoval(ents[i].Index)
+			n.removedAt = ents[i].Index // handleReady stops the node once it applied
 		}
 		changed = true
 	}

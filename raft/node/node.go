@@ -107,6 +107,10 @@ type Node struct {
 	snaps snapshotState
 	// lastHanded is the (index, term) of the last entry handed to the WAL.
 	lastHanded struct{ index, term uint64 }
+	// removedAt is the index of a committed change removing this node,
+	// set by applyConfChanges until handleReady has queued its batch.
+	// Owned by the loop.
+	removedAt uint64
 	// leaderDelayOn says the WAL currently runs with LeaderSyncDelay (see
 	// adjustLeaderSyncDelay). Owned by the loop.
 	leaderDelayOn bool
