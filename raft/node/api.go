@@ -119,7 +119,10 @@ func (n *Node) staleGet(req *wire.ClientRequest, cb func(*wire.ClientResponse)) 
 // first, writes report ErrUnknownOutcome (the write may still apply).
 func (n *Node) Do(ctx context.Context, req *wire.ClientRequest) (*wire.ClientResponse, error) {
 	ch := make(chan *wire.ClientResponse, 1)
-	n.Submit(req, func(r *wire.ClientResponse) { n.metrics.clientAnswered(opLabel(req.Op, req.Flags), r.Status); ch <- r })
+	// The label is taken now: the caller may reuse req once Do returns on
+	// ctx, before the answer arrives.
+	op := opLabel(req.Op, req.Flags)
+	n.Submit(req, func(r *wire.ClientResponse) { n.metrics.clientAnswered(op, r.Status); ch <- r })
 	select {
 	case r := <-ch:
 		return r, nil
