@@ -139,7 +139,7 @@
 // default os.TempDir()), -chaos.report (append a Markdown row per
 // schedule), -chaos.process. A long run:
 //
-//	go test ./raft/chaos -run Chaos -chaos.duration 10m -chaos.process -timeout 0 -v
+//	go test ./internal/chaos -run Chaos -chaos.duration 10m -chaos.process -timeout 0 -v
 //
 // # Determinism
 //

@@ -49,7 +49,7 @@ func fuzzSeeds() [][]byte {
 // a linearizable get. A crash, a hang, a stuck state machine or a node
 // that stopped accepting connections all fail.
 //
-//	go test ./raft/chaos -run '^$' -fuzz FuzzLiveNodePorts -fuzztime 60s
+//	go test ./internal/chaos -run '^$' -fuzz FuzzLiveNodePorts -fuzztime 60s
 func FuzzLiveNodePorts(f *testing.F) {
 	for _, s := range fuzzSeeds() {
 		for _, hs := range []bool{false, true} {

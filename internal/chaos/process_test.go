@@ -269,7 +269,7 @@ func TestChaosProcess(t *testing.T) {
 	}
 	const name = "process-kill-pause"
 	seed := scheduleSeed(name)
-	replay := fmt.Sprintf("seed %d; replay: go test ./raft/chaos -run 'TestChaosProcess$' -chaos.process -chaos.seed %d", seed, baseSeed())
+	replay := fmt.Sprintf("seed %d; replay: go test ./internal/chaos -run 'TestChaosProcess$' -chaos.process -chaos.seed %d", seed, baseSeed())
 	t.Logf("%s", replay)
 	pc := newProcCluster(t, 3)
 	if pc.waitLeader(convergeDeadline) == nil {

@@ -34,7 +34,7 @@ var (
 
 // Bounds of the cluster harness.
 const (
-	// defaultScheduleDuration keeps `go test -race ./raft/chaos` within its
+	// defaultScheduleDuration keeps `go test -race ./internal/chaos` within its
 	// budget: eight schedules of this length plus setup and checks take
 	// well under three minutes. -chaos.duration lengthens it.
 	defaultScheduleDuration = 8 * time.Second

@@ -372,7 +372,7 @@ func TestChaos(t *testing.T) {
 // runSchedule runs one schedule end to end.
 func runSchedule(t *testing.T, sc schedule) {
 	seed := scheduleSeed(sc.name)
-	replay := fmt.Sprintf("seed %d; replay: go test ./raft/chaos -run 'TestChaos/%s$' -chaos.seed %d", seed, sc.name, baseSeed())
+	replay := fmt.Sprintf("seed %d; replay: go test ./internal/chaos -run 'TestChaos/%s$' -chaos.seed %d", seed, sc.name, baseSeed())
 	t.Logf("%s", replay)
 	c := newChaosCluster(t, sc.voters, sc.spare, seed, nil)
 	if c.waitLeader(convergeDeadline) == 0 {
