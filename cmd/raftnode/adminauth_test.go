@@ -98,7 +98,7 @@ func TestRunAdminUnconfiguredAndInsecure(t *testing.T) {
 		codec := make(chan int, 1)
 		go func() { codec <- realMain(args, &logs, &logs, func() <-chan os.Signal { return sigc }) }()
 		p := &proc{id: 1, admin: adm}
-		waitUntil(t, procLeaderWait, "the single node to lead", func() bool {
+		testutil.WaitFor(t, procLeaderWait, "the single node to lead", func() bool {
 			st, err := p.status()
 			return err == nil && st.Role == "leader"
 		})

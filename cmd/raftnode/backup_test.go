@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/raftpipe/raftpipe/internal/testutil"
 	"github.com/raftpipe/raftpipe/raft/client"
 )
 
@@ -72,7 +73,7 @@ func TestProcessBackupRestore(t *testing.T) {
 		}
 	}()
 	count := func() int { mu.Lock(); defer mu.Unlock(); return len(acked) }
-	waitUntil(t, procCatchUpWait, "300 acknowledged writes", func() bool { return count() >= 300 })
+	testutil.WaitFor(t, procCatchUpWait, "300 acknowledged writes", func() bool { return count() >= 300 })
 
 	dir := t.TempDir()
 	backup := filepath.Join(dir, "cluster.rpbackup")
@@ -193,7 +194,7 @@ func TestProcessBackupRestore(t *testing.T) {
 	// A second node joins the restored cluster the usual way.
 	r2.start(t, bin)
 	admin(t, bin, r1, "add-learner", "2", r2.peer, r2.clientAddr)
-	waitUntil(t, procCatchUpWait, "learner 2 to catch up", func() bool {
+	testutil.WaitFor(t, procCatchUpWait, "learner 2 to catch up", func() bool {
 		st, err := r1.status()
 		f, ok := st.Followers[2]
 		return err == nil && ok && f.State == "replicate" && f.LagEntries == 0
@@ -203,7 +204,7 @@ func TestProcessBackupRestore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, procCatchUpWait, "node 2 to apply the leader's commit", func() bool {
+	testutil.WaitFor(t, procCatchUpWait, "node 2 to apply the leader's commit", func() bool {
 		s, err := r2.status()
 		return err == nil && s.Applied >= st.Commit && len(s.Voters) == 2
 	})

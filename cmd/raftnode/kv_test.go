@@ -12,6 +12,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/raftpipe/raftpipe/internal/testutil"
 	"github.com/raftpipe/raftpipe/raft/kv"
 	"github.com/raftpipe/raftpipe/wire"
 )
@@ -99,7 +100,7 @@ func TestProcessKV(t *testing.T) {
 	// A stale read is served by whichever node is reached and may trail;
 	// once it has applied the write it returns it. Flags may follow the
 	// command.
-	waitUntil(t, procCatchUpWait, "a stale read to see the put", func() bool {
+	testutil.WaitFor(t, procCatchUpWait, "a stale read to see the put", func() bool {
 		r := runKVProc(t, bin, nil, append(common, "get", "-stale", "dash")...)
 		return r.code == exitOK && r.stdout == "-5"
 	})

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/raftpipe/raftpipe/internal/loopback"
+	"github.com/raftpipe/raftpipe/internal/testutil"
 	"github.com/raftpipe/raftpipe/raft/client"
 	"github.com/raftpipe/raftpipe/raft/node"
 )
@@ -29,7 +30,6 @@ const (
 	procLeaderWait  = 20 * time.Second
 	procCatchUpWait = 20 * time.Second
 	procExitWait    = 20 * time.Second
-	procPollEvery   = 20 * time.Millisecond
 	procClusterID   = 7
 )
 
@@ -180,24 +180,12 @@ func freePort(t *testing.T) string {
 	return addr
 }
 
-// waitUntil polls cond until it holds or d passes.
-func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(procPollEvery)
-	}
-}
-
 // waitLeader waits until every running process reports the same leader,
 // which is itself running and says it leads. It returns that process.
 func waitLeader(t *testing.T, procs []*proc, notID uint64) *proc {
 	t.Helper()
 	var leader *proc
-	waitUntil(t, procLeaderWait, "an agreed leader", func() bool {
+	testutil.WaitFor(t, procLeaderWait, "an agreed leader", func() bool {
 		leader = nil
 		var lead uint64
 		for _, p := range procs {
@@ -439,7 +427,7 @@ func TestProcessCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	target := st.Commit
-	waitUntil(t, procCatchUpWait, fmt.Sprintf("node %d to apply index %d", killed.id, target), func() bool {
+	testutil.WaitFor(t, procCatchUpWait, fmt.Sprintf("node %d to apply index %d", killed.id, target), func() bool {
 		s, err := killed.status()
 		return err == nil && s.Applied >= target
 	})

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/raftpipe/raftpipe/internal/testutil"
 	"github.com/raftpipe/raftpipe/raft/client"
 )
 
@@ -72,7 +73,7 @@ func TestProcessReplaceHost(t *testing.T) {
 	all := append(slices.Clone(procs), p4)
 
 	admin(t, bin, leader, "add-learner", "4", p4.peer, p4.clientAddr)
-	waitUntil(t, procCatchUpWait, "learner 4 to catch up", func() bool {
+	testutil.WaitFor(t, procCatchUpWait, "learner 4 to catch up", func() bool {
 		st, err := leader.status()
 		f, ok := st.Followers[4]
 		return err == nil && ok && f.Learner && f.State == "replicate" && f.LagEntries == 0

@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/raftpipe/raftpipe/internal/testutil"
 )
 
 // syncBuffer is a bytes.Buffer safe for the logger and the test to share.
@@ -43,7 +45,7 @@ func TestRunSignalShutdown(t *testing.T) {
 	codec := make(chan int, 1)
 	go func() { codec <- realMain(args, &logs, &logs, func() <-chan os.Signal { return sigc }) }()
 	p := &proc{id: 1, admin: admin}
-	waitUntil(t, procLeaderWait, "the single node to lead", func() bool {
+	testutil.WaitFor(t, procLeaderWait, "the single node to lead", func() bool {
 		st, err := p.status()
 		return err == nil && st.Role == "leader"
 	})

@@ -13,6 +13,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/raftpipe/raftpipe/internal/loopback"
+	"github.com/raftpipe/raftpipe/internal/testutil"
 	"github.com/raftpipe/raftpipe/raft/kv"
 	"github.com/raftpipe/raftpipe/raft/node"
 	"github.com/raftpipe/raftpipe/wal"
@@ -56,8 +57,6 @@ const (
 	// appear, a node to catch up) inside a schedule. Missing it is not a
 	// failure: the nemesis moves on and the final checks judge the run.
 	nemesisWaitDeadline = 10 * time.Second
-	// pollInterval is how often waits re-check their condition.
-	pollInterval = 5 * time.Millisecond
 )
 
 // scheduleDuration is the fault-injection time of one schedule.
@@ -69,18 +68,6 @@ func scheduleDuration() time.Duration {
 		return defaultScheduleDuration / 2
 	}
 	return defaultScheduleDuration
-}
-
-// pollUntil polls cond until it holds (true) or d passes (false).
-func pollUntil(d time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(pollInterval)
-	}
-	return true
 }
 
 // freeLoopbackAddr reserves a loopback port for a node to bind later
@@ -353,7 +340,7 @@ func (c *chaosCluster) leader() uint64 {
 // waitLeader waits up to d for a leader and returns it, or 0.
 func (c *chaosCluster) waitLeader(d time.Duration) uint64 {
 	var l uint64
-	pollUntil(d, func() bool { l = c.leader(); return l != 0 })
+	testutil.Poll(d, func() bool { l = c.leader(); return l != 0 })
 	return l
 }
 
@@ -407,7 +394,7 @@ func (c *chaosCluster) converge(members []uint64) (uint64, error) {
 		}
 	}
 	for _, id := range members {
-		ok := pollUntil(time.Until(deadline), func() bool {
+		ok := testutil.Poll(time.Until(deadline), func() bool {
 			return c.caughtUp(leader, id) && c.slots[id-1].n.Leader() == leader
 		})
 		if !ok {

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/raftpipe/raftpipe/internal/testutil"
 )
 
 // checkTimeout bounds porcupine on one schedule's history. A timeout is
@@ -204,7 +206,7 @@ func nemesisRollingRestart(nm *nemesis) {
 			// Restart the next node only once this one is back in step,
 			// as an operator would; give up waiting at the deadline (the
 			// final checks judge the run).
-			pollUntil(nemesisWaitDeadline, func() bool {
+			testutil.Poll(nemesisWaitDeadline, func() bool {
 				l := nm.c.leader()
 				return l != 0 && nm.c.caughtUp(l, id)
 			})
@@ -224,7 +226,7 @@ func nemesisWipeFollower(nm *nemesis) {
 			nm.t.Fatalf("%v", err)
 		}
 		nm.note("wipe", "follower %d lost its disk and restarted empty (leader %d)", f, l)
-		pollUntil(nemesisWaitDeadline, func() bool {
+		testutil.Poll(nemesisWaitDeadline, func() bool {
 			l := nm.c.leader()
 			return l != 0 && nm.c.caughtUp(l, f)
 		})
@@ -279,7 +281,7 @@ func nemesisMembership(nm *nemesis) {
 		return c.slots[l-1].n.AddMember(ctx, m, true)
 	})
 	nm.note("member", "node %d added as learner", newID)
-	pollUntil(nemesisWaitDeadline, func() bool {
+	testutil.Poll(nemesisWaitDeadline, func() bool {
 		l := c.leader()
 		return l != 0 && c.caughtUp(l, newID)
 	})

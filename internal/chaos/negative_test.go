@@ -6,6 +6,8 @@ import (
 	"os"
 	"testing"
 	"time"
+
+	"github.com/raftpipe/raftpipe/internal/testutil"
 )
 
 // TestChaosCheckCatchesStaleRead is the harness's negative control on a
@@ -42,7 +44,7 @@ func TestChaosCheckCatchesStaleRead(t *testing.T) {
 			break
 		}
 	}
-	if !pollUntil(convergeDeadline, func() bool { return c.caughtUp(l, f) }) {
+	if !testutil.Poll(convergeDeadline, func() bool { return c.caughtUp(l, f) }) {
 		t.Fatalf("follower %d did not apply v1", f)
 	}
 	var others []int

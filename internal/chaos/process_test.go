@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/raftpipe/raftpipe/internal/testutil"
 	"github.com/raftpipe/raftpipe/raft/client"
 	"github.com/raftpipe/raftpipe/raft/node"
 )
@@ -196,7 +197,7 @@ func (pc *procCluster) leader() *chaosProc {
 
 func (pc *procCluster) waitLeader(d time.Duration) *chaosProc {
 	var l *chaosProc
-	pollUntil(d, func() bool { l = pc.leader(); return l != nil })
+	testutil.Poll(d, func() bool { l = pc.leader(); return l != nil })
 	return l
 }
 
@@ -235,7 +236,7 @@ func (pc *procCluster) converge(t *testing.T) error {
 	}
 	var l *chaosProc
 	var lst node.Status
-	ok := pollUntil(time.Until(deadline), func() bool {
+	ok := testutil.Poll(time.Until(deadline), func() bool {
 		if l = pc.leader(); l == nil {
 			return false
 		}
@@ -247,7 +248,7 @@ func (pc *procCluster) converge(t *testing.T) error {
 		return fmt.Errorf("converge: no leader")
 	}
 	for _, p := range pc.procs {
-		ok := pollUntil(time.Until(deadline), func() bool {
+		ok := testutil.Poll(time.Until(deadline), func() bool {
 			st, err := p.status()
 			return err == nil && st.Applied >= lst.Commit && st.Leader == l.id
 		})
