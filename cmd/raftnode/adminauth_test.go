@@ -89,7 +89,7 @@ func TestRunAdminUnconfiguredAndInsecure(t *testing.T) {
 		extra []string
 		ok    bool
 	}{{nil, false}, {[]string{"-admin-insecure"}, true}} {
-		peer, cl, adm := freePort(t), freePort(t), freePort(t)
+		peer, cl, adm := testutil.ReserveAddr(t), testutil.ReserveAddr(t), testutil.ReserveAddr(t)
 		sigc := make(chan os.Signal, 2)
 		var logs syncBuffer
 		args := append([]string{"run", "-id", "1", "-cluster-id", "3", "-data-dir", t.TempDir(),

@@ -111,7 +111,7 @@ func TestProcessBackupRestore(t *testing.T) {
 	flipped := slices.Clone(data)
 	flipped[len(flipped)/2] ^= 0x01
 	truncated := data[:len(data)-1000]
-	r1 := &proc{id: 1, peer: freePort(t), clientAddr: freePort(t), admin: freePort(t), logPath: filepath.Join(dir, "r1.log")}
+	r1 := &proc{id: 1, peer: testutil.ReserveAddr(t), clientAddr: testutil.ReserveAddr(t), admin: testutil.ReserveAddr(t), logPath: filepath.Join(dir, "r1.log")}
 	self := fmt.Sprintf("1=%s/%s", r1.peer, r1.clientAddr)
 	newDir := filepath.Join(dir, "restored1")
 	restore := func(from, dataDir, members string) (string, int) {
@@ -156,7 +156,7 @@ func TestProcessBackupRestore(t *testing.T) {
 	r1.adminArgs = []string{"-admin-token-file", token}
 	r1.args = append([]string{"run", "-id", "1", "-cluster-id", "8", "-data-dir", newDir, "-peer-addr", r1.peer,
 		"-client-addr", r1.clientAddr, "-admin-addr", r1.admin, "-members", self, "-tick", "20ms"}, r1.adminArgs...)
-	r2 := &proc{id: 2, peer: freePort(t), clientAddr: freePort(t), admin: freePort(t), logPath: filepath.Join(dir, "r2.log"), adminArgs: r1.adminArgs}
+	r2 := &proc{id: 2, peer: testutil.ReserveAddr(t), clientAddr: testutil.ReserveAddr(t), admin: testutil.ReserveAddr(t), logPath: filepath.Join(dir, "r2.log"), adminArgs: r1.adminArgs}
 	r2.args = append([]string{"run", "-id", "2", "-cluster-id", "8", "-data-dir", filepath.Join(dir, "new2"), "-peer-addr", r2.peer,
 		"-client-addr", r2.clientAddr, "-admin-addr", r2.admin, "-members", self, "-tick", "20ms"}, r2.adminArgs...)
 	fresh := []*proc{r1, r2}

@@ -152,7 +152,7 @@ func TestProcessKV(t *testing.T) {
 	}
 
 	// Nothing listens: the request was never sent (exit 4, not 3).
-	dead := freePort(t)
+	dead := testutil.ReserveAddr(t)
 	r := runKVProc(t, bin, nil, "-cluster", dead, "-cluster-id", fmt.Sprint(procClusterID), "-timeout", "2s", "put", "k", "v")
 	if r.code != kvExitFailed || !strings.Contains(r.stderr, "not applied") {
 		t.Fatalf("put to a dead address: %v; want exit %d", r, kvExitFailed)

@@ -18,7 +18,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/raftpipe/raftpipe/internal/loopback"
 	"github.com/raftpipe/raftpipe/internal/testutil"
 	"github.com/raftpipe/raftpipe/raft/client"
 	"github.com/raftpipe/raftpipe/raft/node"
@@ -168,18 +167,6 @@ func (p *proc) status() (node.Status, error) {
 	return st, json.NewDecoder(resp.Body).Decode(&st)
 }
 
-// freePort reserves a loopback port below the ephemeral range, so that no
-// outgoing connection can take it between the reservation and the node's
-// bind (see internal/loopback).
-func freePort(t *testing.T) string {
-	t.Helper()
-	addr, err := loopback.Reserve()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return addr
-}
-
 // waitLeader waits until every running process reports the same leader,
 // which is itself running and says it leads. It returns that process.
 func waitLeader(t *testing.T, procs []*proc, notID uint64) *proc {
@@ -235,7 +222,7 @@ func startProcCluster(t *testing.T, bin string, extra func(p *proc) []string) []
 	procs := make([]*proc, 3)
 	var members []string
 	for i := range procs {
-		p := &proc{id: uint64(i + 1), peer: freePort(t), clientAddr: freePort(t), admin: freePort(t)}
+		p := &proc{id: uint64(i + 1), peer: testutil.ReserveAddr(t), clientAddr: testutil.ReserveAddr(t), admin: testutil.ReserveAddr(t)}
 		p.logPath = filepath.Join(base, fmt.Sprintf("node%d.log", p.id))
 		procs[i] = p
 		members = append(members, fmt.Sprintf("%d=%s/%s", p.id, p.peer, p.clientAddr))

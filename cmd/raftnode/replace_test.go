@@ -56,7 +56,7 @@ func TestProcessReplaceHost(t *testing.T) {
 	}
 
 	// The new host: a new ID, empty, no -bootstrap, -members = the cluster.
-	p4 := &proc{id: 4, peer: freePort(t), clientAddr: freePort(t), admin: freePort(t)}
+	p4 := &proc{id: 4, peer: testutil.ReserveAddr(t), clientAddr: testutil.ReserveAddr(t), admin: testutil.ReserveAddr(t)}
 	dir := t.TempDir()
 	p4.logPath = filepath.Join(dir, "node4.log")
 	p4.adminArgs = procs[0].adminArgs

@@ -114,7 +114,7 @@ func (nm *nemesis) others(id uint64) []int {
 
 // mustStart restarts a node or fails the test.
 func (nm *nemesis) mustStart(id uint64) {
-	if err := nm.c.start(id, false); err != nil {
+	if err := nm.c.StartNode(id, false); err != nil {
 		nm.t.Fatalf("%v", err)
 	}
 }
@@ -222,7 +222,7 @@ func nemesisWipeFollower(nm *nemesis) {
 		}
 		others := nm.others(l)
 		f := uint64(others[nm.rng.IntN(len(others))] + 1)
-		if err := nm.c.wipe(f); err != nil {
+		if err := nm.c.Wipe(f); err != nil {
 			nm.t.Fatalf("%v", err)
 		}
 		nm.note("wipe", "follower %d lost its disk and restarted empty (leader %d)", f, l)
@@ -278,7 +278,7 @@ func nemesisMembership(nm *nemesis) {
 	nm.mustStart(newID)
 	m := c.slots[newID-1].member
 	nm.confChange("add learner", func(ctx context.Context, l uint64) error {
-		return c.slots[l-1].n.AddMember(ctx, m, true)
+		return c.Node(l).AddMember(ctx, m, true)
 	})
 	nm.note("member", "node %d added as learner", newID)
 	testutil.Poll(nemesisWaitDeadline, func() bool {
@@ -286,7 +286,7 @@ func nemesisMembership(nm *nemesis) {
 		return l != 0 && c.caughtUp(l, newID)
 	})
 	nm.confChange("promote", func(ctx context.Context, l uint64) error {
-		return c.slots[l-1].n.AddMember(ctx, m, false)
+		return c.Node(l).AddMember(ctx, m, false)
 	})
 	nm.members = append(nm.members, newID)
 	nm.note("member", "node %d promoted to voter (node %d still isolated)", newID, cut)
@@ -322,7 +322,7 @@ func nemesisMembership(nm *nemesis) {
 			// here would then race the next election).
 			return fmt.Errorf("node %d leads; waiting", newID)
 		}
-		return c.slots[l-1].n.RemoveMember(ctx, newID)
+		return c.Node(l).RemoveMember(ctx, newID)
 	})
 	nm.members = slices.DeleteFunc(nm.members, func(id uint64) bool { return id == newID })
 	nm.note("member", "node %d removed", newID)
@@ -380,7 +380,7 @@ func runSchedule(t *testing.T, sc schedule) {
 	if c.waitLeader(convergeDeadline) == 0 {
 		t.Fatalf("no initial leader (%s)", replay)
 	}
-	w := startWorkload(t, c.clientAddrs(), seed)
+	w := startWorkload(t, c.ClientAddrs(), seed)
 	t.Cleanup(w.stop)
 	nm := &nemesis{
 		t: t, c: c, rng: rand.New(rand.NewPCG(seed, 0x6e656d)),
@@ -405,7 +405,7 @@ func runSchedule(t *testing.T, sc schedule) {
 	if got := slices.Sorted(slices.Values(st.Voters)); !slices.Equal(got, nm.members) {
 		t.Errorf("voters after the run = %v, want %v (%s)", got, nm.members, replay)
 	}
-	finals, err := w.finalReads(t, c.clientAddrs())
+	finals, err := w.finalReads(t, c.ClientAddrs())
 	if err != nil {
 		t.Fatalf("%v (%s)", err, replay)
 	}

@@ -62,7 +62,7 @@ func FuzzLiveNodePorts(f *testing.F) {
 	if c.waitLeader(convergeDeadline) == 0 {
 		f.Fatal("single node did not elect itself")
 	}
-	cl := newChaosClient(f, c.clientAddrs())
+	cl := newChaosClient(f, c.ClientAddrs())
 	f.Cleanup(func() { cl.Close() })
 	var seq atomic.Int64
 	f.Fuzz(func(t *testing.T, data []byte, handshake, peer bool) {
@@ -91,11 +91,11 @@ func FuzzLiveNodePorts(f *testing.F) {
 			}
 		}
 		conn.Close()
-		if err := s.n.Err(); err != nil {
+		if err := c.Node(1).Err(); err != nil {
 			t.Fatalf("node failed after input: %v", err)
 		}
 		select {
-		case <-s.n.Done():
+		case <-c.Node(1).Done():
 			t.Fatal("node loop ended after input")
 		default:
 		}

@@ -18,7 +18,7 @@ import (
 // mean nothing.
 func TestChaosCheckCatchesStaleRead(t *testing.T) {
 	c := newChaosCluster(t, 3, 0, 6, nil)
-	cl := newChaosClient(t, c.clientAddrs())
+	cl := newChaosClient(t, c.ClientAddrs())
 	defer cl.Close()
 	h := NewHistory()
 	put := func(v string) {
@@ -38,7 +38,7 @@ func TestChaosCheckCatchesStaleRead(t *testing.T) {
 		t.Fatal("no leader")
 	}
 	var f uint64
-	for _, id := range c.running() {
+	for _, id := range c.Running() {
 		if id != l {
 			f = id
 			break
@@ -48,7 +48,7 @@ func TestChaosCheckCatchesStaleRead(t *testing.T) {
 		t.Fatalf("follower %d did not apply v1", f)
 	}
 	var others []int
-	for _, id := range c.running() {
+	for _, id := range c.Running() {
 		if id != f {
 			others = append(others, int(id-1))
 		}

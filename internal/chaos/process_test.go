@@ -141,7 +141,7 @@ func newProcCluster(t *testing.T, voters int) *procCluster {
 	pc := &procCluster{bin: bin}
 	var members []string
 	for i := 0; i < voters; i++ {
-		p := &chaosProc{id: uint64(i + 1), peer: freeLoopbackAddr(t), cl: freeLoopbackAddr(t), admin: freeLoopbackAddr(t),
+		p := &chaosProc{id: uint64(i + 1), peer: testutil.ReserveAddr(t), cl: testutil.ReserveAddr(t), admin: testutil.ReserveAddr(t),
 			logPath: filepath.Join(base, fmt.Sprintf("node%d.log", i+1)), httpc: &http.Client{Timeout: statusTimeout}}
 		pc.procs = append(pc.procs, p)
 		members = append(members, fmt.Sprintf("%d=%s/%s", p.id, p.peer, p.cl))

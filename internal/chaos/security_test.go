@@ -91,7 +91,7 @@ func dialRaw(t testing.TB, addr string) net.Conn {
 
 func TestPeerWithWrongClusterIDRefused(t *testing.T) {
 	c := newChaosCluster(t, 3, 0, 1, nil)
-	cl := newChaosClient(t, c.clientAddrs())
+	cl := newChaosClient(t, c.ClientAddrs())
 	defer cl.Close()
 	putGet(t, cl, "before", "1")
 	l := c.waitLeader(convergeDeadline)
@@ -119,7 +119,7 @@ func TestPeerWithWrongClusterIDRefused(t *testing.T) {
 		}
 	}
 	// A client of another cluster is refused too.
-	wrong, err := client.New(client.Config{Addrs: c.clientAddrs(), ClusterID: chaosClusterID + 1, MaxRetries: 2})
+	wrong, err := client.New(client.Config{Addrs: c.ClientAddrs(), ClusterID: chaosClusterID + 1, MaxRetries: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,7 +162,7 @@ func TestTLSRefusesUncertifiedPeersAndClients(t *testing.T) {
 	if c.waitLeader(convergeDeadline) == 0 {
 		t.Fatal("no leader over TLS")
 	}
-	good, err := client.New(client.Config{Addrs: c.clientAddrs(), ClusterID: chaosClusterID,
+	good, err := client.New(client.Config{Addrs: c.ClientAddrs(), ClusterID: chaosClusterID,
 		TLS: &tls.Config{Certificates: []tls.Certificate{pki.KeyPair(t, "client")}, RootCAs: pki.Pool(), MinVersion: tls.VersionTLS13}})
 	if err != nil {
 		t.Fatal(err)
@@ -176,7 +176,7 @@ func TestTLSRefusesUncertifiedPeersAndClients(t *testing.T) {
 		"plain TCP client": nil,
 	}
 	for name, cfg := range bad {
-		cl, err := client.New(client.Config{Addrs: c.clientAddrs(), ClusterID: chaosClusterID, TLS: cfg, MaxRetries: 2, RequestTimeout: time.Second})
+		cl, err := client.New(client.Config{Addrs: c.ClientAddrs(), ClusterID: chaosClusterID, TLS: cfg, MaxRetries: 2, RequestTimeout: time.Second})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -224,7 +224,7 @@ func TestTLSRefusesUncertifiedPeersAndClients(t *testing.T) {
 
 func TestOversizedFramesDisconnectOnlyTheSender(t *testing.T) {
 	c := newChaosCluster(t, 3, 0, 3, nil)
-	cl := newChaosClient(t, c.clientAddrs())
+	cl := newChaosClient(t, c.ClientAddrs())
 	defer cl.Close()
 	putGet(t, cl, "k", "before")
 	l := c.waitLeader(convergeDeadline)

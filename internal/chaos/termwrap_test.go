@@ -19,7 +19,7 @@ import (
 // it has never heard of; this test keeps it that way.
 func TestTermWrapRefused(t *testing.T) {
 	c := newChaosCluster(t, 1, 0, 5, nil)
-	cl := newChaosClient(t, c.clientAddrs())
+	cl := newChaosClient(t, c.ClientAddrs())
 	defer cl.Close()
 	putGet(t, cl, "a", "1")
 	o := wire.DefaultOptions()
