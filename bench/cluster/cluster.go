@@ -62,10 +62,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Cluster{Nodes: local.Nodes(), ClusterID: opts.ClusterID, local: local}
-	for id := 1; id <= local.Size(); id++ {
-		c.Members = append(c.Members, local.Member(uint64(id)))
-	}
+	c := &Cluster{Nodes: local.Nodes(), Members: local.Members(), ClusterID: opts.ClusterID, local: local}
 	wctx, cancel := context.WithTimeout(ctx, opts.LeaderTimeout)
 	defer cancel()
 	if _, err := c.WaitLeader(wctx); err != nil {

@@ -124,16 +124,6 @@ func (f slowFile) SyncData() error {
 	return f.File.SyncData()
 }
 
-// chaosNode is what the chaos harness keeps per node slot beside what
-// testcluster keeps.
-type chaosNode struct {
-	// member is the node's ID and real (unproxied) listen addresses.
-	member node.Member
-	// syncDelayNs is the WAL sync delay injected into this node, read by
-	// its slowFS across restarts.
-	syncDelayNs atomic.Int64
-}
-
 // chaosCluster is an in-process cluster whose peer links all go through a
 // fault-injecting Network: node i dials node j at nw.Addr(i, j). Clients
 // reach the nodes' client ports directly (faults are on peer links only).
@@ -145,9 +135,10 @@ type chaosCluster struct {
 	t testing.TB
 	// nw holds one proxy per directed pair of slots.
 	nw *Network
-	// slots are indexed by node ID - 1; slots beyond the initial voters
-	// are spares for membership changes.
-	slots []*chaosNode
+	// syncDelayNs[id-1] is the WAL sync delay in nanoseconds injected into
+	// node id (0 is none), read by its slowFS across restarts. Allocated
+	// once: the atomics must not move.
+	syncDelayNs []atomic.Int64
 }
 
 // newChaosCluster starts voters bootstrapped nodes, with spare extra
@@ -156,10 +147,7 @@ type chaosCluster struct {
 // t.Cleanup stops everything.
 func newChaosCluster(t testing.TB, voters, spare int, seed uint64, opts func(*node.Config)) *chaosCluster {
 	t.Helper()
-	c := &chaosCluster{t: t}
-	for range voters + spare {
-		c.slots = append(c.slots, &chaosNode{})
-	}
+	c := &chaosCluster{t: t, syncDelayNs: make([]atomic.Int64, voters+spare)}
 	tc, err := testcluster.Start(testcluster.Options{
 		Voters: voters, Spares: spare, Dir: t.TempDir(), ClusterID: chaosClusterID,
 		Network: func(peers []string) (testcluster.Network, error) {
@@ -174,7 +162,7 @@ func newChaosCluster(t testing.TB, voters, spare int, seed uint64, opts func(*no
 			cfg.TickInterval = chaosTick
 			cfg.SnapshotEntries = chaosSnapshotEntries
 			cfg.RetainEntries = chaosRetainEntries
-			cfg.WAL = wal.Options{FS: slowFS{FS: vfs.Default, delayNs: &c.slots[cfg.ID-1].syncDelayNs}}
+			cfg.WAL = wal.Options{FS: slowFS{FS: vfs.Default, delayNs: &c.syncDelayNs[cfg.ID-1]}}
 			if opts != nil {
 				opts(cfg)
 			}
@@ -184,9 +172,6 @@ func newChaosCluster(t testing.TB, voters, spare int, seed uint64, opts func(*no
 		t.Fatalf("chaos cluster: %v", err)
 	}
 	c.Cluster = tc
-	for i, s := range c.slots {
-		s.member = tc.Member(uint64(i + 1))
-	}
 	t.Cleanup(func() {
 		if err := tc.Close(); err != nil {
 			t.Logf("close chaos cluster: %v", err)
@@ -263,8 +248,8 @@ const fenceKey = "chaos-fence"
 // the leader's commit index. It returns the leader.
 func (c *chaosCluster) converge(members []uint64) (uint64, error) {
 	c.nw.Heal()
-	for _, s := range c.slots {
-		s.syncDelayNs.Store(0)
+	for i := range c.syncDelayNs {
+		c.syncDelayNs[i].Store(0)
 	}
 	for _, id := range members {
 		if c.Node(id) == nil {

@@ -268,7 +268,7 @@ func nemesisMembership(nm *nemesis) {
 	// Cut one follower off; the change must go through with the rest.
 	cut := uint64(nm.others(l)[0] + 1)
 	rest := []int{}
-	for i := range c.slots {
+	for i := range c.Size() {
 		if i != int(cut-1) {
 			rest = append(rest, i)
 		}
@@ -276,7 +276,7 @@ func nemesisMembership(nm *nemesis) {
 	c.nw.Partition([]int{int(cut - 1)}, rest)
 	nm.note("partition", "follower %d isolated before adding node %d", cut, newID)
 	nm.mustStart(newID)
-	m := c.slots[newID-1].member
+	m := c.Member(newID)
 	nm.confChange("add learner", func(ctx context.Context, l uint64) error {
 		return c.Node(l).AddMember(ctx, m, true)
 	})
@@ -307,7 +307,7 @@ func nemesisMembership(nm *nemesis) {
 	}
 	if cut2 != 0 && cut2 != l {
 		rest = rest[:0]
-		for i := range c.slots {
+		for i := range c.Size() {
 			if i != int(cut2-1) {
 				rest = append(rest, i)
 			}
@@ -352,10 +352,10 @@ func nemesisSlowDisk(nm *nemesis) {
 			target = uint64(others[nm.rng.IntN(len(others))] + 1)
 		}
 		d := nm.between(20*time.Millisecond, 300*time.Millisecond)
-		nm.c.slots[target-1].syncDelayNs.Store(int64(d))
+		nm.c.syncDelayNs[target-1].Store(int64(d))
 		nm.note("slow-disk", "node %d (leader %d) fsync +%v", target, l, d)
 		nm.hold(nm.between(1500*time.Millisecond, 3*time.Second))
-		nm.c.slots[target-1].syncDelayNs.Store(0)
+		nm.c.syncDelayNs[target-1].Store(0)
 		nm.hold(nm.between(200*time.Millisecond, 700*time.Millisecond))
 	}
 }

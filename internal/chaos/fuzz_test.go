@@ -66,10 +66,10 @@ func FuzzLiveNodePorts(f *testing.F) {
 	f.Cleanup(func() { cl.Close() })
 	var seq atomic.Int64
 	f.Fuzz(func(t *testing.T, data []byte, handshake, peer bool) {
-		s := c.slots[0]
-		addr, kind, id := s.member.ClientAddr, wire.ConnClient, uint64(0)
+		m := c.Member(1)
+		addr, kind, id := m.ClientAddr, wire.ConnClient, uint64(0)
 		if peer {
-			addr, kind, id = s.member.PeerAddr, wire.ConnPeer, 2
+			addr, kind, id = m.PeerAddr, wire.ConnPeer, 2
 		}
 		conn, err := net.DialTimeout("tcp", addr, refuseDeadline)
 		if err != nil {

@@ -99,22 +99,22 @@ func TestPeerWithWrongClusterIDRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range c.slots {
+	for _, m := range c.Members() {
 		for _, kind := range []wire.ConnKind{wire.ConnPeer, wire.ConnSnapshot} {
-			conn := dialRaw(t, s.member.PeerAddr)
+			conn := dialRaw(t, m.PeerAddr)
 			// Claim to be another member, but of another cluster, then
 			// send a heartbeat whose term the node would adopt if it
 			// read it.
-			from := s.member.ID%3 + 1
+			from := m.ID%3 + 1
 			msg, err := wire.AppendMessage(handshakeFrame(chaosClusterID+1, from, kind),
-				&wire.Message{Type: wire.MsgHeartbeat, From: from, To: s.member.ID, Term: before.Term + 100}, &wire.Options{MaxFrameBytes: wire.DefaultMaxFrameBytes})
+				&wire.Message{Type: wire.MsgHeartbeat, From: from, To: m.ID, Term: before.Term + 100}, &wire.Options{MaxFrameBytes: wire.DefaultMaxFrameBytes})
 			if err != nil {
 				t.Fatal(err)
 			}
 			if _, err := conn.Write(msg); err != nil {
 				t.Fatal(err)
 			}
-			waitClosed(t, conn, fmt.Sprintf("node %d, kind %d, wrong cluster ID", s.member.ID, kind))
+			waitClosed(t, conn, fmt.Sprintf("node %d, kind %d, wrong cluster ID", m.ID, kind))
 			conn.Close()
 		}
 	}
@@ -195,7 +195,7 @@ func TestTLSRefusesUncertifiedPeersAndClients(t *testing.T) {
 		"no certificate":  {RootCAs: pki.Pool(), ServerName: "127.0.0.1", MinVersion: tls.VersionTLS13},
 		"rogue CA's cert": {Certificates: []tls.Certificate{rogue.KeyPair(t, "intruder")}, RootCAs: pki.Pool(), ServerName: "127.0.0.1", MinVersion: tls.VersionTLS13},
 	}
-	addr := c.slots[0].member.PeerAddr
+	addr := c.Member(1).PeerAddr
 	for name, cfg := range peerBad {
 		raw := dialRaw(t, addr)
 		conn := tls.Client(raw, cfg)
@@ -228,7 +228,7 @@ func TestOversizedFramesDisconnectOnlyTheSender(t *testing.T) {
 	defer cl.Close()
 	putGet(t, cl, "k", "before")
 	l := c.waitLeader(convergeDeadline)
-	s := c.slots[l-1]
+	m := c.Member(l)
 
 	// Keep a stream of writes going on the good client while the bad
 	// frames arrive; none of them may fail.
@@ -260,10 +260,10 @@ func TestOversizedFramesDisconnectOnlyTheSender(t *testing.T) {
 		t    wire.MsgType
 		n    uint32
 	}{
-		{"client one over the limit", s.member.ClientAddr, wire.ConnClient, wire.MsgClientRequest, over},
-		{"client 4 GiB", s.member.ClientAddr, wire.ConnClient, wire.MsgClientRequest, ^uint32(0)},
-		{"peer one over the limit", s.member.PeerAddr, wire.ConnPeer, wire.MsgApp, over},
-		{"peer 4 GiB", s.member.PeerAddr, wire.ConnPeer, wire.MsgApp, ^uint32(0)},
+		{"client one over the limit", m.ClientAddr, wire.ConnClient, wire.MsgClientRequest, over},
+		{"client 4 GiB", m.ClientAddr, wire.ConnClient, wire.MsgClientRequest, ^uint32(0)},
+		{"peer one over the limit", m.PeerAddr, wire.ConnPeer, wire.MsgApp, over},
+		{"peer 4 GiB", m.PeerAddr, wire.ConnPeer, wire.MsgApp, ^uint32(0)},
 	}
 	for _, tc := range cases {
 		conn := dialRaw(t, tc.addr)

@@ -28,7 +28,7 @@ func TestTermWrapRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn, err := net.Dial("tcp", c.slots[0].member.PeerAddr)
+	conn, err := net.Dial("tcp", c.Member(1).PeerAddr)
 	if err != nil {
 		t.Fatal(err)
 	}

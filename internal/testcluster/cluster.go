@@ -130,6 +130,9 @@ func (c *Cluster) Size() int { return len(c.members) }
 // Member is slot id's identity and real (unproxied) listen addresses.
 func (c *Cluster) Member(id uint64) node.Member { return c.members[id-1] }
 
+// Members lists every slot's identity and addresses, in ID order.
+func (c *Cluster) Members() []node.Member { return append([]node.Member(nil), c.members...) }
+
 // Node is node id, or nil while it is stopped.
 func (c *Cluster) Node(id uint64) *node.Node { return c.nodes[id-1] }
 
