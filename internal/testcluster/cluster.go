@@ -63,7 +63,7 @@ type Options struct {
 	// Configure, if set, adjusts a node's Config (cfg.ID says which) each
 	// time the node starts, after everything above was applied.
 	Configure func(cfg *node.Config)
-	// Logger receives the nodes' logs (nil: raft/node's default).
+	// Logger receives the nodes' logs (nil discards them, as raft/node does).
 	Logger *slog.Logger
 }
 
