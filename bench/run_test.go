@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/raftpipe/raftpipe/internal/testutil"
 )
 
 func TestClosedLoopCountsAndConcurrency(t *testing.T) {
@@ -269,10 +271,7 @@ func TestRunStopsWhenCallerCancels(t *testing.T) {
 		close(done)
 	}()
 	// Cancel once the run has demonstrably started.
-	deadline := time.Now().Add(10 * time.Second)
-	for ft.calls.Load() < 100 && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
+	testutil.Poll(10*time.Second, func() bool { return ft.calls.Load() >= 100 })
 	cancel()
 	<-done
 	if !errors.Is(err, context.Canceled) {

@@ -15,6 +15,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 	"golang.org/x/sys/unix"
 
+	"github.com/raftpipe/raftpipe/internal/testutil"
 	"github.com/raftpipe/raftpipe/wire"
 )
 
@@ -100,7 +101,7 @@ func benchAppend(b *testing.B, n, size int, o Options, waitPrepared bool) {
 	}
 	defer l.Close()
 	if waitPrepared {
-		waitFor(b, "the first prepared segment", l.prep.isReady)
+		testutil.WaitFor(b, walWait, "the first prepared segment", l.prep.isReady)
 	}
 	data := make([]byte, size)
 	var mu sync.Mutex

@@ -14,8 +14,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/raftpipe/raftpipe/wire"
 	"go.uber.org/goleak"
+
+	"github.com/raftpipe/raftpipe/internal/testutil"
+	"github.com/raftpipe/raftpipe/wire"
 )
 
 // Environment variables that turn the test binary into a crash-test child.
@@ -159,11 +161,7 @@ func TestCrashKill(t *testing.T) {
 					lines.Add(1)
 				}
 			}()
-			deadline := time.Now().Add(20 * time.Second)
-			for lines.Load() < 20 && time.Now().Before(deadline) {
-				time.Sleep(time.Millisecond)
-			}
-			if lines.Load() < 20 {
+			if !testutil.Poll(20*time.Second, func() bool { return lines.Load() >= 20 }) {
 				cmd.Process.Kill()
 				cmd.Wait()
 				t.Fatalf("%s: child reported nothing; stderr: %s", where, stderr.String())

@@ -12,20 +12,15 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 
+	"github.com/raftpipe/raftpipe/internal/testutil"
 	"github.com/raftpipe/raftpipe/wire"
 )
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
+// walWait bounds the tests' waits for a condition (a prepared segment,
+// completed appends). It is kept at the minute these tests always had:
+// preparing a segment writes the whole file, which on a disk shared with
+// other test runs can be slow.
+const walWait = time.Minute
 
 // TestInjectedErrors: after a write or sync fault, the failing batch's
 // waiter gets the error, every later call gets the same error, the log
@@ -176,7 +171,7 @@ func TestGroupCommit(t *testing.T) {
 	mu.Unlock()
 	in.set(nil)
 	hold.release <- struct{}{}
-	waitFor(t, "all appends to complete", func() bool { mu.Lock(); defer mu.Unlock(); return completed == 1+queued })
+	testutil.WaitFor(t, walWait, "all appends to complete", func() bool { mu.Lock(); defer mu.Unlock(); return completed == 1+queued })
 	st := l.Stats()
 	if st.Batches != 2 || st.Syncs != 2 || st.Entries != 1+queued {
 		t.Fatalf("stats %+v: want 2 batches, 2 syncs, %d entries", st, 1+queued)
@@ -206,7 +201,7 @@ func TestSyncErrorFailsQueued(t *testing.T) {
 	hold.fail.Store(&fail)
 	in.set(failOn(errorfs.OpFileSyncData, errInjected))
 	hold.release <- struct{}{}
-	waitFor(t, "all waiters", func() bool { mu.Lock(); defer mu.Unlock(); return len(errs) == 29 })
+	testutil.WaitFor(t, walWait, "all waiters", func() bool { mu.Lock(); defer mu.Unlock(); return len(errs) == 29 })
 	for i, e := range errs {
 		if !errors.Is(e, errInjected) {
 			t.Fatalf("waiter %d acknowledged (%v) after a sync error", i, e)

@@ -9,6 +9,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 
+	"github.com/raftpipe/raftpipe/internal/testutil"
 	"github.com/raftpipe/raftpipe/wire"
 )
 
@@ -59,7 +60,7 @@ func TestRollWithAndWithoutPreparedSegment(t *testing.T) {
 	fall := l.Stats().SegmentsFallocated
 	want = append(want, appendUntil(t, l, 1, "a retrying roll", func(s Stats) bool { return s.SegmentsFallocated > fall || s.SegmentsZeroFilled > 0 })...)
 	for k := uint64(1); k <= 3; k++ {
-		waitFor(t, "a prepared segment", l.prep.isReady)
+		testutil.WaitFor(t, walWait, "a prepared segment", l.prep.isReady)
 		zf := l.Stats().SegmentsZeroFilled
 		want = append(want, appendUntil(t, l, 1, "a zero-filled roll", func(s Stats) bool { return s.SegmentsZeroFilled > zf })...)
 		if st := l.Stats(); st.SegmentsZeroFilled != zf+1 {
@@ -76,7 +77,7 @@ func TestRollWithAndWithoutPreparedSegment(t *testing.T) {
 	}
 
 	// Both again: the ready one is taken, its successor cannot be made.
-	waitFor(t, "a prepared segment", l.prep.isReady)
+	testutil.WaitFor(t, walWait, "a prepared segment", l.prep.isReady)
 	in.set(failPrep)
 	st0 := l.Stats()
 	want = append(want, appendUntil(t, l, 1, "a zero-filled then a fallocated roll", func(s Stats) bool { return s.SegmentsFallocated > st0.SegmentsFallocated })...)
@@ -88,7 +89,7 @@ func TestRollWithAndWithoutPreparedSegment(t *testing.T) {
 	// Close removes a prepared file nobody used.
 	in.set(nil)
 	want = append(want, appendUntil(t, l, 1, "a retrying roll", func(s Stats) bool { return s.SegmentsFallocated > st0.SegmentsFallocated+1 })...)
-	waitFor(t, "a prepared segment", l.prep.isReady)
+	testutil.WaitFor(t, walWait, "a prepared segment", l.prep.isReady)
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -191,7 +192,7 @@ func TestPreparerPaced(t *testing.T) {
 	l := mustOpen(t, testDir, o)
 	defer l.Close()
 	// Before the first roll nothing is written: unpaced.
-	waitFor(t, "the first prepared segment", l.prep.isReady)
+	testutil.WaitFor(t, walWait, "the first prepared segment", l.prep.isReady)
 	if err := l.Append(mkEntries(1, 2, 1), nil); err != nil {
 		t.Fatal(err)
 	}
@@ -199,7 +200,7 @@ func TestPreparerPaced(t *testing.T) {
 		t.Fatalf("stats %+v: the first roll did not take the prepared segment", st)
 	}
 	// The next one gets its head start, and no more.
-	waitFor(t, "the head start", func() bool { return l.prep.filledBytes.Load() >= prepHeadStartBytes })
+	testutil.WaitFor(t, walWait, "the head start", func() bool { return l.prep.filledBytes.Load() >= prepHeadStartBytes })
 	if filled, limit := l.prep.filledBytes.Load(), prepHeadStartBytes+prepPaceFactor*l.prep.activeBytes.Load()+prepChunkBytes; filled > limit || l.prep.isReady() {
 		t.Fatalf("preparer at %d bytes (ready %v), pace allows %d", filled, l.prep.isReady(), limit)
 	}
@@ -213,7 +214,7 @@ func TestPreparerPaced(t *testing.T) {
 			t.Fatalf("preparer at %d bytes, pace allows %d", filled, limit)
 		}
 	}
-	waitFor(t, "the paced preparation to finish", l.prep.isReady)
+	testutil.WaitFor(t, walWait, "the paced preparation to finish", l.prep.isReady)
 	if st := l.Stats(); st.SegmentsZeroFilled != 1 || st.SegmentsFallocated != 0 {
 		t.Fatalf("stats %+v: no roll expected yet", st)
 	}

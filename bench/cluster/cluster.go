@@ -7,14 +7,11 @@ package cluster
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"time"
 
-	"github.com/raftpipe/raftpipe/internal/loopback"
+	"github.com/raftpipe/raftpipe/internal/testcluster"
 	"github.com/raftpipe/raftpipe/raft/node"
 )
 
@@ -42,7 +39,8 @@ type Cluster struct {
 	Members []node.Member
 	// ClusterID is the cluster's handshake ID.
 	ClusterID uint64
-	dir       string
+	// local owns the nodes and their directory.
+	local *testcluster.Cluster
 }
 
 // Start starts opts.Nodes nodes with -bootstrap semantics and waits for a
@@ -57,36 +55,14 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	if opts.LeaderTimeout <= 0 {
 		opts.LeaderTimeout = 30 * time.Second
 	}
-	dir, err := os.MkdirTemp(opts.Dir, "raftpipe-bench-")
+	local, err := testcluster.Start(testcluster.Options{
+		Voters: opts.Nodes, Dir: opts.Dir, ClusterID: opts.ClusterID,
+		Configure: opts.Tune, Logger: opts.Logger,
+	})
 	if err != nil {
 		return nil, err
 	}
-	c := &Cluster{dir: dir, ClusterID: opts.ClusterID}
-	for i := 1; i <= opts.Nodes; i++ {
-		peer, err1 := loopback.Reserve()
-		client, err2 := loopback.Reserve()
-		if err := errors.Join(err1, err2); err != nil {
-			c.Close()
-			return nil, err
-		}
-		c.Members = append(c.Members, node.Member{ID: uint64(i), PeerAddr: peer, ClientAddr: client})
-	}
-	for _, m := range c.Members {
-		cfg := node.Config{
-			ID: m.ID, ClusterID: opts.ClusterID, DataDir: filepath.Join(dir, fmt.Sprintf("n%d", m.ID)),
-			PeerAddr: m.PeerAddr, ClientAddr: m.ClientAddr, Members: c.Members, Bootstrap: true,
-			Logger: opts.Logger,
-		}
-		if opts.Tune != nil {
-			opts.Tune(&cfg)
-		}
-		n, err := node.Start(cfg)
-		if err != nil {
-			c.Close()
-			return nil, fmt.Errorf("start node %d: %w", m.ID, err)
-		}
-		c.Nodes = append(c.Nodes, n)
-	}
+	c := &Cluster{Nodes: local.Nodes(), Members: local.Members(), ClusterID: opts.ClusterID, local: local}
 	wctx, cancel := context.WithTimeout(ctx, opts.LeaderTimeout)
 	defer cancel()
 	if _, err := c.WaitLeader(wctx); err != nil {
@@ -96,53 +72,25 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	return c, nil
 }
 
-// Leader returns the current leader, or nil if none is known.
-func (c *Cluster) Leader() *node.Node {
-	for _, n := range c.Nodes {
-		if n.IsLeader() {
-			return n
-		}
-	}
-	return nil
-}
+// Leader returns the current leader, or nil if none is known. It is cheap
+// enough to call per request.
+func (c *Cluster) Leader() *node.Node { return c.local.Leader() }
 
 // WaitLeader polls until a leader exists or ctx ends.
 func (c *Cluster) WaitLeader(ctx context.Context) (*node.Node, error) {
-	t := time.NewTicker(5 * time.Millisecond)
-	defer t.Stop()
-	for {
-		if l := c.Leader(); l != nil {
-			return l, nil
-		}
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("no leader elected: %w", ctx.Err())
-		case <-t.C:
-		}
-	}
+	return c.local.WaitLeader(ctx)
 }
 
 // ClientAddrs lists the nodes' client addresses.
-func (c *Cluster) ClientAddrs() []string {
-	out := make([]string, len(c.Members))
-	for i, m := range c.Members {
-		out[i] = m.ClientAddr
-	}
-	return out
-}
+func (c *Cluster) ClientAddrs() []string { return c.local.ClientAddrs() }
 
 // Dir is the cluster's temporary data directory.
-func (c *Cluster) Dir() string { return c.dir }
+func (c *Cluster) Dir() string { return c.local.Dir() }
 
 // Close stops every node and removes the data directory.
 func (c *Cluster) Close() error {
-	var errs []error
-	for _, n := range c.Nodes {
-		errs = append(errs, n.Stop())
-	}
 	c.Nodes = nil
-	errs = append(errs, os.RemoveAll(c.dir))
-	return errors.Join(errs...)
+	return c.local.Close()
 }
 
 // WALNotes describes each node's group commit since start (cumulative, so

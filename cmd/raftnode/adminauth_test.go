@@ -89,7 +89,7 @@ func TestRunAdminUnconfiguredAndInsecure(t *testing.T) {
 		extra []string
 		ok    bool
 	}{{nil, false}, {[]string{"-admin-insecure"}, true}} {
-		peer, cl, adm := freePort(t), freePort(t), freePort(t)
+		peer, cl, adm := testutil.ReserveAddr(t), testutil.ReserveAddr(t), testutil.ReserveAddr(t)
 		sigc := make(chan os.Signal, 2)
 		var logs syncBuffer
 		args := append([]string{"run", "-id", "1", "-cluster-id", "3", "-data-dir", t.TempDir(),
@@ -98,7 +98,7 @@ func TestRunAdminUnconfiguredAndInsecure(t *testing.T) {
 		codec := make(chan int, 1)
 		go func() { codec <- realMain(args, &logs, &logs, func() <-chan os.Signal { return sigc }) }()
 		p := &proc{id: 1, admin: adm}
-		waitUntil(t, procLeaderWait, "the single node to lead", func() bool {
+		testutil.WaitFor(t, procLeaderWait, "the single node to lead", func() bool {
 			st, err := p.status()
 			return err == nil && st.Role == "leader"
 		})

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/raftpipe/raftpipe/internal/testutil"
 	"github.com/raftpipe/raftpipe/raft/client"
 )
 
@@ -72,7 +73,7 @@ func TestProcessBackupRestore(t *testing.T) {
 		}
 	}()
 	count := func() int { mu.Lock(); defer mu.Unlock(); return len(acked) }
-	waitUntil(t, procCatchUpWait, "300 acknowledged writes", func() bool { return count() >= 300 })
+	testutil.WaitFor(t, procCatchUpWait, "300 acknowledged writes", func() bool { return count() >= 300 })
 
 	dir := t.TempDir()
 	backup := filepath.Join(dir, "cluster.rpbackup")
@@ -110,7 +111,7 @@ func TestProcessBackupRestore(t *testing.T) {
 	flipped := slices.Clone(data)
 	flipped[len(flipped)/2] ^= 0x01
 	truncated := data[:len(data)-1000]
-	r1 := &proc{id: 1, peer: freePort(t), clientAddr: freePort(t), admin: freePort(t), logPath: filepath.Join(dir, "r1.log")}
+	r1 := &proc{id: 1, peer: testutil.ReserveAddr(t), clientAddr: testutil.ReserveAddr(t), admin: testutil.ReserveAddr(t), logPath: filepath.Join(dir, "r1.log")}
 	self := fmt.Sprintf("1=%s/%s", r1.peer, r1.clientAddr)
 	newDir := filepath.Join(dir, "restored1")
 	restore := func(from, dataDir, members string) (string, int) {
@@ -155,7 +156,7 @@ func TestProcessBackupRestore(t *testing.T) {
 	r1.adminArgs = []string{"-admin-token-file", token}
 	r1.args = append([]string{"run", "-id", "1", "-cluster-id", "8", "-data-dir", newDir, "-peer-addr", r1.peer,
 		"-client-addr", r1.clientAddr, "-admin-addr", r1.admin, "-members", self, "-tick", "20ms"}, r1.adminArgs...)
-	r2 := &proc{id: 2, peer: freePort(t), clientAddr: freePort(t), admin: freePort(t), logPath: filepath.Join(dir, "r2.log"), adminArgs: r1.adminArgs}
+	r2 := &proc{id: 2, peer: testutil.ReserveAddr(t), clientAddr: testutil.ReserveAddr(t), admin: testutil.ReserveAddr(t), logPath: filepath.Join(dir, "r2.log"), adminArgs: r1.adminArgs}
 	r2.args = append([]string{"run", "-id", "2", "-cluster-id", "8", "-data-dir", filepath.Join(dir, "new2"), "-peer-addr", r2.peer,
 		"-client-addr", r2.clientAddr, "-admin-addr", r2.admin, "-members", self, "-tick", "20ms"}, r2.adminArgs...)
 	fresh := []*proc{r1, r2}
@@ -193,7 +194,7 @@ func TestProcessBackupRestore(t *testing.T) {
 	// A second node joins the restored cluster the usual way.
 	r2.start(t, bin)
 	admin(t, bin, r1, "add-learner", "2", r2.peer, r2.clientAddr)
-	waitUntil(t, procCatchUpWait, "learner 2 to catch up", func() bool {
+	testutil.WaitFor(t, procCatchUpWait, "learner 2 to catch up", func() bool {
 		st, err := r1.status()
 		f, ok := st.Followers[2]
 		return err == nil && ok && f.State == "replicate" && f.LagEntries == 0
@@ -203,7 +204,7 @@ func TestProcessBackupRestore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, procCatchUpWait, "node 2 to apply the leader's commit", func() bool {
+	testutil.WaitFor(t, procCatchUpWait, "node 2 to apply the leader's commit", func() bool {
 		s, err := r2.status()
 		return err == nil && s.Applied >= st.Commit && len(s.Voters) == 2
 	})

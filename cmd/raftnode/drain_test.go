@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/raftpipe/raftpipe/internal/testutil"
 	"github.com/raftpipe/raftpipe/raft/client"
 )
 
@@ -59,7 +60,7 @@ func TestProcessDrainOnSIGTERM(t *testing.T) {
 			}
 		}()
 	}
-	waitUntil(t, 20*time.Second, "writes under load", func() bool { return n.Load() >= 200 })
+	testutil.WaitFor(t, 20*time.Second, "writes under load", func() bool { return n.Load() >= 200 })
 	start := time.Now()
 	if err := leader.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -70,7 +71,7 @@ func TestProcessDrainOnSIGTERM(t *testing.T) {
 		t.Fatalf("leader exited %d after SIGTERM, want 0", code)
 	}
 	before := n.Load()
-	waitUntil(t, 20*time.Second, "writes to continue on the new leader", func() bool { return n.Load() >= before+100 })
+	testutil.WaitFor(t, 20*time.Second, "writes to continue on the new leader", func() bool { return n.Load() >= before+100 })
 	stop.Store(true)
 	wg.Wait()
 	log, _ := os.ReadFile(leader.logPath)

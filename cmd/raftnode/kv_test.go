@@ -12,6 +12,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/raftpipe/raftpipe/internal/testutil"
 	"github.com/raftpipe/raftpipe/raft/kv"
 	"github.com/raftpipe/raftpipe/wire"
 )
@@ -99,7 +100,7 @@ func TestProcessKV(t *testing.T) {
 	// A stale read is served by whichever node is reached and may trail;
 	// once it has applied the write it returns it. Flags may follow the
 	// command.
-	waitUntil(t, procCatchUpWait, "a stale read to see the put", func() bool {
+	testutil.WaitFor(t, procCatchUpWait, "a stale read to see the put", func() bool {
 		r := runKVProc(t, bin, nil, append(common, "get", "-stale", "dash")...)
 		return r.code == exitOK && r.stdout == "-5"
 	})
@@ -151,7 +152,7 @@ func TestProcessKV(t *testing.T) {
 	}
 
 	// Nothing listens: the request was never sent (exit 4, not 3).
-	dead := freePort(t)
+	dead := testutil.ReserveAddr(t)
 	r := runKVProc(t, bin, nil, "-cluster", dead, "-cluster-id", fmt.Sprint(procClusterID), "-timeout", "2s", "put", "k", "v")
 	if r.code != kvExitFailed || !strings.Contains(r.stderr, "not applied") {
 		t.Fatalf("put to a dead address: %v; want exit %d", r, kvExitFailed)

@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/raftpipe/raftpipe/internal/loopback"
+	"github.com/raftpipe/raftpipe/internal/testutil"
 	"github.com/raftpipe/raftpipe/raft/client"
 	"github.com/raftpipe/raftpipe/raft/node"
 )
@@ -29,7 +29,6 @@ const (
 	procLeaderWait  = 20 * time.Second
 	procCatchUpWait = 20 * time.Second
 	procExitWait    = 20 * time.Second
-	procPollEvery   = 20 * time.Millisecond
 	procClusterID   = 7
 )
 
@@ -168,36 +167,12 @@ func (p *proc) status() (node.Status, error) {
 	return st, json.NewDecoder(resp.Body).Decode(&st)
 }
 
-// freePort reserves a loopback port below the ephemeral range, so that no
-// outgoing connection can take it between the reservation and the node's
-// bind (see internal/loopback).
-func freePort(t *testing.T) string {
-	t.Helper()
-	addr, err := loopback.Reserve()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return addr
-}
-
-// waitUntil polls cond until it holds or d passes.
-func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(procPollEvery)
-	}
-}
-
 // waitLeader waits until every running process reports the same leader,
 // which is itself running and says it leads. It returns that process.
 func waitLeader(t *testing.T, procs []*proc, notID uint64) *proc {
 	t.Helper()
 	var leader *proc
-	waitUntil(t, procLeaderWait, "an agreed leader", func() bool {
+	testutil.WaitFor(t, procLeaderWait, "an agreed leader", func() bool {
 		leader = nil
 		var lead uint64
 		for _, p := range procs {
@@ -247,7 +222,7 @@ func startProcCluster(t *testing.T, bin string, extra func(p *proc) []string) []
 	procs := make([]*proc, 3)
 	var members []string
 	for i := range procs {
-		p := &proc{id: uint64(i + 1), peer: freePort(t), clientAddr: freePort(t), admin: freePort(t)}
+		p := &proc{id: uint64(i + 1), peer: testutil.ReserveAddr(t), clientAddr: testutil.ReserveAddr(t), admin: testutil.ReserveAddr(t)}
 		p.logPath = filepath.Join(base, fmt.Sprintf("node%d.log", p.id))
 		procs[i] = p
 		members = append(members, fmt.Sprintf("%d=%s/%s", p.id, p.peer, p.clientAddr))
@@ -439,7 +414,7 @@ func TestProcessCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	target := st.Commit
-	waitUntil(t, procCatchUpWait, fmt.Sprintf("node %d to apply index %d", killed.id, target), func() bool {
+	testutil.WaitFor(t, procCatchUpWait, fmt.Sprintf("node %d to apply index %d", killed.id, target), func() bool {
 		s, err := killed.status()
 		return err == nil && s.Applied >= target
 	})

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/raftpipe/raftpipe/internal/testutil"
 	"github.com/raftpipe/raftpipe/raft/client"
 )
 
@@ -55,7 +56,7 @@ func TestProcessReplaceHost(t *testing.T) {
 	}
 
 	// The new host: a new ID, empty, no -bootstrap, -members = the cluster.
-	p4 := &proc{id: 4, peer: freePort(t), clientAddr: freePort(t), admin: freePort(t)}
+	p4 := &proc{id: 4, peer: testutil.ReserveAddr(t), clientAddr: testutil.ReserveAddr(t), admin: testutil.ReserveAddr(t)}
 	dir := t.TempDir()
 	p4.logPath = filepath.Join(dir, "node4.log")
 	p4.adminArgs = procs[0].adminArgs
@@ -72,7 +73,7 @@ func TestProcessReplaceHost(t *testing.T) {
 	all := append(slices.Clone(procs), p4)
 
 	admin(t, bin, leader, "add-learner", "4", p4.peer, p4.clientAddr)
-	waitUntil(t, procCatchUpWait, "learner 4 to catch up", func() bool {
+	testutil.WaitFor(t, procCatchUpWait, "learner 4 to catch up", func() bool {
 		st, err := leader.status()
 		f, ok := st.Followers[4]
 		return err == nil && ok && f.Learner && f.State == "replicate" && f.LagEntries == 0

@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/raftpipe/raftpipe/internal/testutil"
 )
 
 // syncBuffer is a bytes.Buffer safe for the logger and the test to share.
@@ -34,7 +36,7 @@ func (s *syncBuffer) String() string {
 // detector sees the run/shutdown code) and checks that a signal stops it
 // with exit 0 after it has led.
 func TestRunSignalShutdown(t *testing.T) {
-	peer, cl, admin := freePort(t), freePort(t), freePort(t)
+	peer, cl, admin := testutil.ReserveAddr(t), testutil.ReserveAddr(t), testutil.ReserveAddr(t)
 	sigc := make(chan os.Signal, 2)
 	var logs syncBuffer
 	args := []string{"run", "-id", "1", "-cluster-id", "3", "-data-dir", t.TempDir(),
@@ -43,7 +45,7 @@ func TestRunSignalShutdown(t *testing.T) {
 	codec := make(chan int, 1)
 	go func() { codec <- realMain(args, &logs, &logs, func() <-chan os.Signal { return sigc }) }()
 	p := &proc{id: 1, admin: admin}
-	waitUntil(t, procLeaderWait, "the single node to lead", func() bool {
+	testutil.WaitFor(t, procLeaderWait, "the single node to lead", func() bool {
 		st, err := p.status()
 		return err == nil && st.Role == "leader"
 	})
@@ -68,10 +70,10 @@ func TestRunStartFailure(t *testing.T) {
 	if err := os.WriteFile(file, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	peer := freePort(t)
+	peer := testutil.ReserveAddr(t)
 	var logs syncBuffer
 	code := realMain([]string{"-id", "1", "-cluster-id", "3", "-data-dir", file, "-peer-addr", peer,
-		"-client-addr", freePort(t), "-admin-addr", "", "-members", "1=" + peer, "-bootstrap"},
+		"-client-addr", testutil.ReserveAddr(t), "-admin-addr", "", "-members", "1=" + peer, "-bootstrap"},
 		&logs, &logs, func() <-chan os.Signal { return make(chan os.Signal) })
 	if code != exitFailure || !strings.Contains(logs.String(), "node failed to start") {
 		t.Fatalf("exit %d, logs:\n%s", code, logs.String())

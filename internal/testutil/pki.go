@@ -1,5 +1,3 @@
-// Package testutil holds scaffolding shared by tests of several packages,
-// written once: today a throw-away PKI for TLS tests.
 package testutil
 
 import (

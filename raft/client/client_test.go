@@ -12,6 +12,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/raftpipe/raftpipe/internal/testutil"
 	"github.com/raftpipe/raftpipe/wire"
 )
 
@@ -20,19 +21,6 @@ func TestMain(m *testing.M) {
 }
 
 const testClusterID = 42
-
-// waitFor polls cond until it holds or a generous deadline passes. Tests
-// wait on conditions, never on fixed sleeps.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
 
 func newTestClient(t *testing.T, cfg Config) *Client {
 	t.Helper()
@@ -386,7 +374,7 @@ func TestContextCancel(t *testing.T) {
 	getErr := make(chan error, 1)
 	go func() { _, err := c.Put(ctx, []byte("k"), []byte("v")); putErr <- err }()
 	go func() { _, _, err := c.Get(ctx, []byte("k")); getErr <- err }()
-	waitFor(t, "both requests at the server", func() bool { return s.received.Load() == 2 })
+	testutil.Wait(t, "both requests at the server", func() bool { return s.received.Load() == 2 })
 	cancel()
 	if err := <-putErr; !errors.Is(err, context.Canceled) || !errors.Is(err, ErrUnknownOutcome) {
 		t.Fatalf("Put: got %v, want context.Canceled and ErrUnknownOutcome", err)
@@ -417,7 +405,7 @@ func TestMaxInflightBlocks(t *testing.T) {
 	for i := 0; i < 2; i++ {
 		go func() { _, err := c.Put(context.Background(), []byte("k"), []byte("v")); errs <- err }()
 	}
-	waitFor(t, "two requests in flight", func() bool { return s.received.Load() == 2 })
+	testutil.Wait(t, "two requests in flight", func() bool { return s.received.Load() == 2 })
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
 	_, err := c.Put(ctx, []byte("k"), []byte("v"))
@@ -449,7 +437,7 @@ func TestCloseFailsOutstandingCalls(t *testing.T) {
 		go func() { _, err := c.Put(context.Background(), []byte("k"), []byte("v")); putErrs <- err }()
 		go func() { _, _, err := c.Get(context.Background(), []byte("k")); getErrs <- err }()
 	}
-	waitFor(t, "all requests at the server", func() bool { return s.received.Load() == 2*n })
+	testutil.Wait(t, "all requests at the server", func() bool { return s.received.Load() == 2*n })
 	if err := c.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -467,7 +455,7 @@ func TestCloseFailsOutstandingCalls(t *testing.T) {
 	if err := c.Close(); err != nil {
 		t.Fatalf("second Close: %v", err)
 	}
-	waitFor(t, "server to see the connection closed", func() bool { return s.openConns() == 0 })
+	testutil.Wait(t, "server to see the connection closed", func() bool { return s.openConns() == 0 })
 }
 
 func TestCloseDuringDial(t *testing.T) {
@@ -484,7 +472,7 @@ func TestCloseDuringDial(t *testing.T) {
 	}
 	errc := make(chan error, 1)
 	go func() { _, err := c.Put(context.Background(), []byte("k"), []byte("v")); errc <- err }()
-	waitFor(t, "dial to start", func() bool {
+	testutil.Wait(t, "dial to start", func() bool {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		return len(c.mu.conns) == 1

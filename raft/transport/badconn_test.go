@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/raftpipe/raftpipe/internal/testutil"
 	"github.com/raftpipe/raftpipe/wire"
 )
 
@@ -87,7 +88,7 @@ func TestBadClientsAreDisconnected(t *testing.T) {
 	stillDelivering := func(what string) {
 		t.Helper()
 		n := inB.count(1)
-		waitFor(t, "delivery after "+what, func() bool { return inB.count(1) > n+100 })
+		testutil.Wait(t, "delivery after "+what, func() bool { return inB.count(1) > n+100 })
 	}
 
 	good := func(mut func(*wire.Handshake)) *wire.Handshake {
@@ -121,7 +122,7 @@ func TestBadClientsAreDisconnected(t *testing.T) {
 			tc.send(c)
 		}
 		expectClosed(t, c)
-		waitFor(t, tc.name+" to be counted", func() bool { return b.Stats().InboundRefused > before })
+		testutil.Wait(t, tc.name+" to be counted", func() bool { return b.Stats().InboundRefused > before })
 		stillDelivering(tc.name)
 	}
 
@@ -134,7 +135,7 @@ func TestBadClientsAreDisconnected(t *testing.T) {
 		hs[2]++ // the header's version byte (see wire's frame layout)
 		c.Write(hs)
 		expectClosed(t, c)
-		waitFor(t, "wrong version to be counted", func() bool { return b.Stats().InboundRefused > before })
+		testutil.Wait(t, "wrong version to be counted", func() bool { return b.Stats().InboundRefused > before })
 		stillDelivering("wrong version")
 	}
 
@@ -169,7 +170,7 @@ func TestBadClientsAreDisconnected(t *testing.T) {
 		} else {
 			expectClosed(t, c)
 		}
-		waitFor(t, tc.name+" to be counted", func() bool { return b.Stats().InboundBadFrames > before })
+		testutil.Wait(t, tc.name+" to be counted", func() bool { return b.Stats().InboundBadFrames > before })
 		stillDelivering(tc.name)
 	}
 
@@ -180,13 +181,13 @@ func TestBadClientsAreDisconnected(t *testing.T) {
 		c := rawClient(t, b, good(nil))
 		spoof, _ := wire.AppendMessage(nil, &wire.Message{Type: wire.MsgHeartbeat, From: 1, To: 2, Commit: 1 << 40}, nil)
 		c.Write(spoof)
-		waitFor(t, "spoofed message to be dropped", func() bool { return b.Stats().DroppedMisrouted > before })
+		testutil.Wait(t, "spoofed message to be dropped", func() bool { return b.Stats().DroppedMisrouted > before })
 		c.Close()
 	}
 
 	close(stop)
 	wg.Wait()
-	waitFor(t, "last heartbeat", func() bool { l, _ := inB.last(1); return l == last })
+	testutil.Wait(t, "last heartbeat", func() bool { l, _ := inB.last(1); return l == last })
 	checkContiguous(t, inB.copySeqs(1), 1, last)
 }
 
@@ -199,7 +200,7 @@ func TestInboundConnCap(t *testing.T) {
 	b := newNode(t, cfgB)
 	idle1 := rawClient(t, b, nil)
 	idle2 := rawClient(t, b, nil)
-	waitFor(t, "both slots taken", func() bool { return len(b.inboundSlots) == 2 })
+	testutil.Wait(t, "both slots taken", func() bool { return len(b.inboundSlots) == 2 })
 	extra := rawClient(t, b, nil)
 	expectClosed(t, extra)
 	if got := b.Stats().InboundRefused; got != 1 {
@@ -210,5 +211,5 @@ func TestInboundConnCap(t *testing.T) {
 	a := newNode(t, testConfig(1, func(*wire.Message) {}))
 	connect(t, a, b)
 	sendRetry(t, a, appMsg(1, 2, 1, nil))
-	waitFor(t, "delivery", func() bool { return inB.count(1) == 1 })
+	testutil.Wait(t, "delivery", func() bool { return inB.count(1) == 1 })
 }

@@ -1,7 +1,6 @@
 package transport
 
 import (
-	"fmt"
 	"runtime"
 	"sync"
 	"testing"
@@ -9,6 +8,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/raftpipe/raftpipe/internal/testutil"
 	"github.com/raftpipe/raftpipe/wire"
 )
 
@@ -23,27 +23,6 @@ const testDeadline = 30 * time.Second
 
 // testClusterID is the cluster all test transports belong to.
 const testClusterID = 0xC1
-
-// waitFor polls cond until it holds, failing the test at testDeadline.
-// Call it from the test goroutine only; elsewhere use waitCond.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	if err := waitCond(what, cond); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// waitCond polls cond until it holds, or returns an error at testDeadline.
-func waitCond(what string, cond func() bool) error {
-	deadline := time.Now().Add(testDeadline)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return fmt.Errorf("timed out after %v waiting for %s", testDeadline, what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-	return nil
-}
 
 // inbox records what a transport's Handler received, per sender.
 type inbox struct {
@@ -114,7 +93,7 @@ func newNode(t testing.TB, cfg Config) *Transport {
 func connect(t testing.TB, from, to *Transport) {
 	t.Helper()
 	from.AddPeer(to.cfg.NodeID, to.Addr().String())
-	waitFor(t, "link to come up", func() bool { return from.PeerStats(to.cfg.NodeID).Connected })
+	testutil.Wait(t, "link to come up", func() bool { return from.PeerStats(to.cfg.NodeID).Connected })
 }
 
 // sendRetry sends m, retrying while the queue is full or the link is down.

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/raftpipe/raftpipe/internal/testutil"
 	"github.com/raftpipe/raftpipe/wire"
 )
 
@@ -35,7 +36,7 @@ func TestSnapshotWhileHeartbeatsFlow(t *testing.T) {
 			return err
 		}
 		n := inB.count(1)
-		if err := waitCond("heartbeats during the snapshot", func() bool { return inB.count(1) >= n+200 }); err != nil {
+		if err := testutil.Await(testDeadline, "heartbeats during the snapshot", func() bool { return inB.count(1) >= n+200 }); err != nil {
 			return err
 		}
 		rest, err := io.ReadAll(body)
@@ -187,7 +188,7 @@ func TestSnapshotCancelAndClose(t *testing.T) {
 	// connection, and the next write fails with ErrClosed.
 	closed := make(chan error)
 	go func() { closed <- a.Close() }()
-	waitFor(t, "transport to be marked closed", a.isClosed)
+	testutil.Wait(t, "transport to be marked closed", a.isClosed)
 	close(body2.unblock)
 	if err := <-done; !errors.Is(err, ErrClosed) {
 		t.Fatalf("SendSnapshot during Close = %v, want ErrClosed", err)

@@ -41,7 +41,7 @@ func TestTLS(t *testing.T) {
 		sendRetry(t, a, appMsg(1, 2, i, []byte("over tls")))
 		sendRetry(t, b, appMsg(2, 1, i, []byte("over tls")))
 	}
-	waitFor(t, "delivery over TLS", func() bool { return inB.count(1) == 1000 && inA.count(2) == 1000 })
+	testutil.Wait(t, "delivery over TLS", func() bool { return inB.count(1) == 1000 && inA.count(2) == 1000 })
 	checkContiguous(t, inB.copySeqs(1), 1, 1000)
 	checkContiguous(t, inA.copySeqs(2), 1, 1000)
 
@@ -59,7 +59,7 @@ func TestTLS(t *testing.T) {
 	if err == nil {
 		t.Fatal("client without a certificate was served")
 	}
-	waitFor(t, "certificate-less client to be refused", func() bool { return b.Stats().InboundRefused > before })
+	testutil.Wait(t, "certificate-less client to be refused", func() bool { return b.Stats().InboundRefused > before })
 
 	// A node whose certificate another CA signed: refused in both roles.
 	other := testutil.NewCA(t, "some other CA")
@@ -69,7 +69,7 @@ func TestTLS(t *testing.T) {
 	m := newNode(t, cfgM)
 	m.AddPeer(2, b.Addr().String())
 	b.AddPeer(3, m.Addr().String())
-	waitFor(t, "both dials to fail", func() bool {
+	testutil.Wait(t, "both dials to fail", func() bool {
 		return m.PeerStats(2).DialFailures > 0 && b.PeerStats(3).DialFailures > 0
 	})
 	if m.PeerStats(2).Connected || b.PeerStats(3).Connected {
@@ -79,11 +79,11 @@ func TestTLS(t *testing.T) {
 	// A plain-TCP node cannot talk to a TLS one.
 	plain := newNode(t, testConfig(4, func(*wire.Message) {}))
 	plain.AddPeer(2, b.Addr().String())
-	waitFor(t, "plain dial to fail", func() bool { return plain.PeerStats(2).DialFailures > 0 })
+	testutil.Wait(t, "plain dial to fail", func() bool { return plain.PeerStats(2).DialFailures > 0 })
 
 	// The good link still works.
 	sendRetry(t, a, appMsg(1, 2, 1001, nil))
-	waitFor(t, "delivery after the refusals", func() bool { return inB.count(1) == 1001 })
+	testutil.Wait(t, "delivery after the refusals", func() bool { return inB.count(1) == 1001 })
 	if inB.count(3) != 0 {
 		t.Fatal("messages from a refused node were delivered")
 	}

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/raftpipe/raftpipe/internal/testutil"
 	"github.com/raftpipe/raftpipe/wire"
 )
 
@@ -47,7 +48,7 @@ func TestInOrderBothWays(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	waitFor(t, "all messages to arrive", func() bool { return inB.count(1) >= n && inA.count(2) >= n })
+	testutil.Wait(t, "all messages to arrive", func() bool { return inB.count(1) >= n && inA.count(2) >= n })
 	checkContiguous(t, inB.copySeqs(1), 1, n)
 	checkContiguous(t, inA.copySeqs(2), 1, n)
 	if st := a.PeerStats(2); st.Sent != n || st.Reconnects != 0 {
@@ -86,7 +87,7 @@ func TestDataIntact(t *testing.T) {
 			}
 			// The data is highly compressible: the negotiated codec shows in
 			// the bytes on the wire.
-			waitFor(t, "the send to be counted", func() bool { return a.PeerStats(2).Sent == 1 })
+			testutil.Wait(t, "the send to be counted", func() bool { return a.PeerStats(2).Sent == 1 })
 			sentBytes := a.PeerStats(2).SentBytes
 			if compressed := sentBytes < 5_000; compressed != (comp != wire.CompressionNone) {
 				t.Fatalf("%d bytes on the wire with compression %v", sentBytes, comp)
@@ -128,7 +129,7 @@ func TestReconnectAfterRestart(t *testing.T) {
 		}
 	}()
 
-	waitFor(t, "first receiver to get 1000 messages", func() bool { return inB.count(1) >= 1000 })
+	testutil.Wait(t, "first receiver to get 1000 messages", func() bool { return inB.count(1) >= 1000 })
 	if err := b.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -137,10 +138,10 @@ func TestReconnectAfterRestart(t *testing.T) {
 	cfg.ListenAddr = addr
 	b2 := newNode(t, cfg)
 
-	waitFor(t, "restarted receiver to get 1000 messages", func() bool { return inB2.count(1) >= 1000 })
+	testutil.Wait(t, "restarted receiver to get 1000 messages", func() bool { return inB2.count(1) >= 1000 })
 	close(stop)
 	last := <-lastSent
-	waitFor(t, "last message", func() bool { l, _ := inB2.last(1); return l == last })
+	testutil.Wait(t, "last message", func() bool { l, _ := inB2.last(1); return l == last })
 	seqs := inB2.copySeqs(1)
 	checkContiguous(t, seqs, seqs[0], last)
 	if firstB, _ := inB.last(1); seqs[0] <= firstB {
@@ -172,7 +173,7 @@ func TestDropsAreCounted(t *testing.T) {
 	ln.Close()
 	a.AddPeer(3, dead)
 	a.AddPeer(3, dead) // idempotent
-	waitFor(t, "a failed dial", func() bool { return a.PeerStats(3).DialFailures > 0 })
+	testutil.Wait(t, "a failed dial", func() bool { return a.PeerStats(3).DialFailures > 0 })
 	if a.Send(appMsg(1, 3, 1, nil)) {
 		t.Fatal("Send to a disconnected peer succeeded")
 	}
@@ -192,7 +193,7 @@ func TestDropsAreCounted(t *testing.T) {
 	connect(t, a4, b)
 	payload := make([]byte, 64<<10)
 	accepted := 0
-	waitFor(t, "a full queue", func() bool {
+	testutil.Wait(t, "a full queue", func() bool {
 		if a4.Send(&wire.Message{Type: wire.MsgApp, From: 4, To: 2, Entries: []wire.Entry{{Data: payload}}}) {
 			accepted++
 			return false
@@ -213,9 +214,9 @@ func TestAddPeerNewAddress(t *testing.T) {
 	b2 := newNode(t, testConfig(2, in2.handle)) // node 2 "moved"
 	connect(t, a, b1)
 	sendRetry(t, a, appMsg(1, 2, 1, nil))
-	waitFor(t, "delivery to the old address", func() bool { return in1.count(1) == 1 })
+	testutil.Wait(t, "delivery to the old address", func() bool { return in1.count(1) == 1 })
 	a.AddPeer(2, b2.Addr().String())
-	waitFor(t, "delivery to the new address", func() bool {
+	testutil.Wait(t, "delivery to the new address", func() bool {
 		a.Send(appMsg(1, 2, 2, nil))
 		return in2.count(1) > 0
 	})
@@ -231,7 +232,7 @@ func TestWrongNodeAtAddress(t *testing.T) {
 	a := newNode(t, testConfig(1, func(*wire.Message) {}))
 	b := newNode(t, testConfig(2, func(*wire.Message) {}))
 	a.AddPeer(3, b.Addr().String())
-	waitFor(t, "a refused dial", func() bool { return a.PeerStats(3).DialFailures > 0 })
+	testutil.Wait(t, "a refused dial", func() bool { return a.PeerStats(3).DialFailures > 0 })
 	if a.PeerStats(3).Connected {
 		t.Fatal("connected to node 2 as node 3")
 	}
@@ -291,7 +292,7 @@ func TestCloseUnderLoad(t *testing.T) {
 			}
 		}()
 	}
-	waitFor(t, "traffic", func() bool { return a.PeerStats(2).Sent > 1000 && b.PeerStats(1).Sent > 1000 })
+	testutil.Wait(t, "traffic", func() bool { return a.PeerStats(2).Sent > 1000 && b.PeerStats(1).Sent > 1000 })
 	a.RemovePeer(3)
 	if err := b.Close(); err != nil {
 		t.Fatal(err)

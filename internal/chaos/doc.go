@@ -101,9 +101,11 @@
 // node.Config.ResolvePeerAddr maps peer j to Addr(i, j). Clients use
 // raft/client against the nodes' client ports directly.
 //
-//   - cluster_helpers_test.go: the cluster (start, stop, wipe, converge,
-//     per-node store digests) and slowFS, a WAL file system whose Sync
-//     sleeps for a per-node, changeable delay (a slow disk).
+//   - cluster_helpers_test.go: the cluster, built with internal/testcluster
+//     (which starts, stops and wipes nodes) plus what only chaos needs:
+//     converge, per-node store digests, the highest-term leader, and
+//     slowFS, a WAL file system whose Sync sleeps for a per-node,
+//     changeable delay (a slow disk).
 //   - workload_test.go: six logical clients doing linearizable get, put and
 //     CAS on five keys with unique values. A write that ends with
 //     client.ErrUnknownOutcome (or any error but the "certainly not
@@ -139,7 +141,7 @@
 // default os.TempDir()), -chaos.report (append a Markdown row per
 // schedule), -chaos.process. A long run:
 //
-//	go test ./raft/chaos -run Chaos -chaos.duration 10m -chaos.process -timeout 0 -v
+//	go test ./internal/chaos -run Chaos -chaos.duration 10m -chaos.process -timeout 0 -v
 //
 // # Determinism
 //

@@ -91,7 +91,7 @@ func dialRaw(t testing.TB, addr string) net.Conn {
 
 func TestPeerWithWrongClusterIDRefused(t *testing.T) {
 	c := newChaosCluster(t, 3, 0, 1, nil)
-	cl := newChaosClient(t, c.clientAddrs())
+	cl := newChaosClient(t, c.ClientAddrs())
 	defer cl.Close()
 	putGet(t, cl, "before", "1")
 	l := c.waitLeader(convergeDeadline)
@@ -99,27 +99,27 @@ func TestPeerWithWrongClusterIDRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range c.slots {
+	for _, m := range c.Members() {
 		for _, kind := range []wire.ConnKind{wire.ConnPeer, wire.ConnSnapshot} {
-			conn := dialRaw(t, s.member.PeerAddr)
+			conn := dialRaw(t, m.PeerAddr)
 			// Claim to be another member, but of another cluster, then
 			// send a heartbeat whose term the node would adopt if it
 			// read it.
-			from := s.member.ID%3 + 1
+			from := m.ID%3 + 1
 			msg, err := wire.AppendMessage(handshakeFrame(chaosClusterID+1, from, kind),
-				&wire.Message{Type: wire.MsgHeartbeat, From: from, To: s.member.ID, Term: before.Term + 100}, &wire.Options{MaxFrameBytes: wire.DefaultMaxFrameBytes})
+				&wire.Message{Type: wire.MsgHeartbeat, From: from, To: m.ID, Term: before.Term + 100}, &wire.Options{MaxFrameBytes: wire.DefaultMaxFrameBytes})
 			if err != nil {
 				t.Fatal(err)
 			}
 			if _, err := conn.Write(msg); err != nil {
 				t.Fatal(err)
 			}
-			waitClosed(t, conn, fmt.Sprintf("node %d, kind %d, wrong cluster ID", s.member.ID, kind))
+			waitClosed(t, conn, fmt.Sprintf("node %d, kind %d, wrong cluster ID", m.ID, kind))
 			conn.Close()
 		}
 	}
 	// A client of another cluster is refused too.
-	wrong, err := client.New(client.Config{Addrs: c.clientAddrs(), ClusterID: chaosClusterID + 1, MaxRetries: 2})
+	wrong, err := client.New(client.Config{Addrs: c.ClientAddrs(), ClusterID: chaosClusterID + 1, MaxRetries: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,7 +162,7 @@ func TestTLSRefusesUncertifiedPeersAndClients(t *testing.T) {
 	if c.waitLeader(convergeDeadline) == 0 {
 		t.Fatal("no leader over TLS")
 	}
-	good, err := client.New(client.Config{Addrs: c.clientAddrs(), ClusterID: chaosClusterID,
+	good, err := client.New(client.Config{Addrs: c.ClientAddrs(), ClusterID: chaosClusterID,
 		TLS: &tls.Config{Certificates: []tls.Certificate{pki.KeyPair(t, "client")}, RootCAs: pki.Pool(), MinVersion: tls.VersionTLS13}})
 	if err != nil {
 		t.Fatal(err)
@@ -176,7 +176,7 @@ func TestTLSRefusesUncertifiedPeersAndClients(t *testing.T) {
 		"plain TCP client": nil,
 	}
 	for name, cfg := range bad {
-		cl, err := client.New(client.Config{Addrs: c.clientAddrs(), ClusterID: chaosClusterID, TLS: cfg, MaxRetries: 2, RequestTimeout: time.Second})
+		cl, err := client.New(client.Config{Addrs: c.ClientAddrs(), ClusterID: chaosClusterID, TLS: cfg, MaxRetries: 2, RequestTimeout: time.Second})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -195,7 +195,7 @@ func TestTLSRefusesUncertifiedPeersAndClients(t *testing.T) {
 		"no certificate":  {RootCAs: pki.Pool(), ServerName: "127.0.0.1", MinVersion: tls.VersionTLS13},
 		"rogue CA's cert": {Certificates: []tls.Certificate{rogue.KeyPair(t, "intruder")}, RootCAs: pki.Pool(), ServerName: "127.0.0.1", MinVersion: tls.VersionTLS13},
 	}
-	addr := c.slots[0].member.PeerAddr
+	addr := c.Member(1).PeerAddr
 	for name, cfg := range peerBad {
 		raw := dialRaw(t, addr)
 		conn := tls.Client(raw, cfg)
@@ -224,11 +224,11 @@ func TestTLSRefusesUncertifiedPeersAndClients(t *testing.T) {
 
 func TestOversizedFramesDisconnectOnlyTheSender(t *testing.T) {
 	c := newChaosCluster(t, 3, 0, 3, nil)
-	cl := newChaosClient(t, c.clientAddrs())
+	cl := newChaosClient(t, c.ClientAddrs())
 	defer cl.Close()
 	putGet(t, cl, "k", "before")
 	l := c.waitLeader(convergeDeadline)
-	s := c.slots[l-1]
+	m := c.Member(l)
 
 	// Keep a stream of writes going on the good client while the bad
 	// frames arrive; none of them may fail.
@@ -260,10 +260,10 @@ func TestOversizedFramesDisconnectOnlyTheSender(t *testing.T) {
 		t    wire.MsgType
 		n    uint32
 	}{
-		{"client one over the limit", s.member.ClientAddr, wire.ConnClient, wire.MsgClientRequest, over},
-		{"client 4 GiB", s.member.ClientAddr, wire.ConnClient, wire.MsgClientRequest, ^uint32(0)},
-		{"peer one over the limit", s.member.PeerAddr, wire.ConnPeer, wire.MsgApp, over},
-		{"peer 4 GiB", s.member.PeerAddr, wire.ConnPeer, wire.MsgApp, ^uint32(0)},
+		{"client one over the limit", m.ClientAddr, wire.ConnClient, wire.MsgClientRequest, over},
+		{"client 4 GiB", m.ClientAddr, wire.ConnClient, wire.MsgClientRequest, ^uint32(0)},
+		{"peer one over the limit", m.PeerAddr, wire.ConnPeer, wire.MsgApp, over},
+		{"peer 4 GiB", m.PeerAddr, wire.ConnPeer, wire.MsgApp, ^uint32(0)},
 	}
 	for _, tc := range cases {
 		conn := dialRaw(t, tc.addr)

@@ -19,7 +19,7 @@ import (
 // it has never heard of; this test keeps it that way.
 func TestTermWrapRefused(t *testing.T) {
 	c := newChaosCluster(t, 1, 0, 5, nil)
-	cl := newChaosClient(t, c.clientAddrs())
+	cl := newChaosClient(t, c.ClientAddrs())
 	defer cl.Close()
 	putGet(t, cl, "a", "1")
 	o := wire.DefaultOptions()
@@ -28,7 +28,7 @@ func TestTermWrapRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn, err := net.Dial("tcp", c.slots[0].member.PeerAddr)
+	conn, err := net.Dial("tcp", c.Member(1).PeerAddr)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,8 @@ import (
 	"os"
 	"testing"
 	"time"
+
+	"github.com/raftpipe/raftpipe/internal/testutil"
 )
 
 // TestChaosCheckCatchesStaleRead is the harness's negative control on a
@@ -16,7 +18,7 @@ import (
 // mean nothing.
 func TestChaosCheckCatchesStaleRead(t *testing.T) {
 	c := newChaosCluster(t, 3, 0, 6, nil)
-	cl := newChaosClient(t, c.clientAddrs())
+	cl := newChaosClient(t, c.ClientAddrs())
 	defer cl.Close()
 	h := NewHistory()
 	put := func(v string) {
@@ -36,17 +38,17 @@ func TestChaosCheckCatchesStaleRead(t *testing.T) {
 		t.Fatal("no leader")
 	}
 	var f uint64
-	for _, id := range c.running() {
+	for _, id := range c.Running() {
 		if id != l {
 			f = id
 			break
 		}
 	}
-	if !pollUntil(convergeDeadline, func() bool { return c.caughtUp(l, f) }) {
+	if !testutil.Poll(convergeDeadline, func() bool { return c.caughtUp(l, f) }) {
 		t.Fatalf("follower %d did not apply v1", f)
 	}
 	var others []int
-	for _, id := range c.running() {
+	for _, id := range c.Running() {
 		if id != f {
 			others = append(others, int(id-1))
 		}

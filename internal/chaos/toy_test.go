@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/anishathalye/porcupine"
+
+	"github.com/raftpipe/raftpipe/internal/testutil"
 )
 
 // toyReplyTimeout is how long a toy client waits for an answer before it
@@ -178,7 +180,7 @@ func TestToyAsyncReplicationIsCaught(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.Return(id, ack)
-	waitFor(t, "the replication bytes to be lost", func() bool {
+	testutil.Wait(t, "the replication bytes to be lost", func() bool {
 		return nw.Proxy(0, 1).Stats().Forward.DroppedBytes >= int64(len("SET x 1\n"))
 	})
 	id = h.Invoke(1, get("x"))
@@ -256,13 +258,13 @@ func TestToySyncReplicationSurvivesFaults(t *testing.T) {
 	// it bit before moving on.
 	p := nw.Proxy(0, 1)
 	nw.Partition([]int{0}, []int{1})
-	waitFor(t, "the partition to drop a write", func() bool { return p.Stats().Forward.DroppedBytes > 0 })
+	testutil.Wait(t, "the partition to drop a write", func() bool { return p.Stats().Forward.DroppedBytes > 0 })
 	nw.Heal()
 	p.Delay(Both, time.Millisecond, 2*time.Millisecond)
 	before := p.Stats().Accepted
-	waitFor(t, "clients to reconnect", func() bool { return p.Stats().Accepted > before })
+	testutil.Wait(t, "clients to reconnect", func() bool { return p.Stats().Accepted > before })
 	p.Sever()
-	waitFor(t, "a refused reconnect", func() bool { return p.Stats().Refused > 0 })
+	testutil.Wait(t, "a refused reconnect", func() bool { return p.Stats().Refused > 0 })
 	p.Heal()
 	close(faultsDone)
 	wg.Wait()

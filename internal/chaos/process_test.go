@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/raftpipe/raftpipe/internal/testutil"
 	"github.com/raftpipe/raftpipe/raft/client"
 	"github.com/raftpipe/raftpipe/raft/node"
 )
@@ -140,7 +141,7 @@ func newProcCluster(t *testing.T, voters int) *procCluster {
 	pc := &procCluster{bin: bin}
 	var members []string
 	for i := 0; i < voters; i++ {
-		p := &chaosProc{id: uint64(i + 1), peer: freeLoopbackAddr(t), cl: freeLoopbackAddr(t), admin: freeLoopbackAddr(t),
+		p := &chaosProc{id: uint64(i + 1), peer: testutil.ReserveAddr(t), cl: testutil.ReserveAddr(t), admin: testutil.ReserveAddr(t),
 			logPath: filepath.Join(base, fmt.Sprintf("node%d.log", i+1)), httpc: &http.Client{Timeout: statusTimeout}}
 		pc.procs = append(pc.procs, p)
 		members = append(members, fmt.Sprintf("%d=%s/%s", p.id, p.peer, p.cl))
@@ -196,7 +197,7 @@ func (pc *procCluster) leader() *chaosProc {
 
 func (pc *procCluster) waitLeader(d time.Duration) *chaosProc {
 	var l *chaosProc
-	pollUntil(d, func() bool { l = pc.leader(); return l != nil })
+	testutil.Poll(d, func() bool { l = pc.leader(); return l != nil })
 	return l
 }
 
@@ -235,7 +236,7 @@ func (pc *procCluster) converge(t *testing.T) error {
 	}
 	var l *chaosProc
 	var lst node.Status
-	ok := pollUntil(time.Until(deadline), func() bool {
+	ok := testutil.Poll(time.Until(deadline), func() bool {
 		if l = pc.leader(); l == nil {
 			return false
 		}
@@ -247,7 +248,7 @@ func (pc *procCluster) converge(t *testing.T) error {
 		return fmt.Errorf("converge: no leader")
 	}
 	for _, p := range pc.procs {
-		ok := pollUntil(time.Until(deadline), func() bool {
+		ok := testutil.Poll(time.Until(deadline), func() bool {
 			st, err := p.status()
 			return err == nil && st.Applied >= lst.Commit && st.Leader == l.id
 		})
@@ -269,7 +270,7 @@ func TestChaosProcess(t *testing.T) {
 	}
 	const name = "process-kill-pause"
 	seed := scheduleSeed(name)
-	replay := fmt.Sprintf("seed %d; replay: go test ./raft/chaos -run 'TestChaosProcess$' -chaos.process -chaos.seed %d", seed, baseSeed())
+	replay := fmt.Sprintf("seed %d; replay: go test ./internal/chaos -run 'TestChaosProcess$' -chaos.process -chaos.seed %d", seed, baseSeed())
 	t.Logf("%s", replay)
 	pc := newProcCluster(t, 3)
 	if pc.waitLeader(convergeDeadline) == nil {

@@ -5,6 +5,8 @@ import (
 	"net"
 	"testing"
 	"time"
+
+	"github.com/raftpipe/raftpipe/internal/testutil"
 )
 
 // testMesh starts n echo servers and a Network over them.
@@ -33,7 +35,7 @@ func expectCut(t *testing.T, nw *Network, c net.Conn, from, to int, dir Directio
 	if _, err := c.Write([]byte("x")); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the link to discard the byte", func() bool {
+	testutil.Wait(t, "the link to discard the byte", func() bool {
 		st := p.Stats()
 		if dir == Forward {
 			return st.Forward.DroppedBytes > before.Forward.DroppedBytes
@@ -140,7 +142,7 @@ func TestNetworkStallModeDeliversAfterHeal(t *testing.T) {
 	if _, err := c.Write([]byte(msg)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the stalled bytes to be held", func() bool {
+	testutil.Wait(t, "the stalled bytes to be held", func() bool {
 		return nw.Proxy(0, 1).Stats().HeldBytes == len(msg)
 	})
 	expectSilence(t, c)
@@ -169,7 +171,7 @@ func TestNetworkFlapStopsOnHeal(t *testing.T) {
 	_, nw := testMesh(t, 3, NetworkConfig{Seed: 6})
 	nw.Flap(0, 1, 5*time.Millisecond)
 	nw.Flap(1, 0, 5*time.Millisecond) // replaces the first
-	waitFor(t, "several flap transitions", func() bool { return nw.FlapTransitions() >= 4 })
+	testutil.Wait(t, "several flap transitions", func() bool { return nw.FlapTransitions() >= 4 })
 	nw.Heal()
 	n := nw.FlapTransitions()
 	for _, p := range []*Proxy{nw.Proxy(0, 1), nw.Proxy(1, 0)} {

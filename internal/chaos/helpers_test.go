@@ -28,18 +28,6 @@ const waitDeadline = 10 * time.Second
 // event: the event it would catch is known to be impossible by then.
 const silenceWindow = 50 * time.Millisecond
 
-// waitFor polls cond until it holds, failing the test at waitDeadline.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitDeadline)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", waitDeadline, what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 // echoServer is a loopback TCP server that echoes every byte and counts
 // what it received, standing in for a Raft node.
 type echoServer struct {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"os"
 	"path/filepath"
 	"sync/atomic"
 	"testing"
@@ -12,7 +11,8 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 
-	"github.com/raftpipe/raftpipe/internal/loopback"
+	"github.com/raftpipe/raftpipe/internal/testcluster"
+	"github.com/raftpipe/raftpipe/internal/testutil"
 	"github.com/raftpipe/raftpipe/raft/kv"
 	"github.com/raftpipe/raftpipe/raft/node"
 	"github.com/raftpipe/raftpipe/wal"
@@ -34,7 +34,7 @@ var (
 
 // Bounds of the cluster harness.
 const (
-	// defaultScheduleDuration keeps `go test -race ./raft/chaos` within its
+	// defaultScheduleDuration keeps `go test -race ./internal/chaos` within its
 	// budget: eight schedules of this length plus setup and checks take
 	// well under three minutes. -chaos.duration lengthens it.
 	defaultScheduleDuration = 8 * time.Second
@@ -56,8 +56,6 @@ const (
 	// appear, a node to catch up) inside a schedule. Missing it is not a
 	// failure: the nemesis moves on and the final checks judge the run.
 	nemesisWaitDeadline = 10 * time.Second
-	// pollInterval is how often waits re-check their condition.
-	pollInterval = 5 * time.Millisecond
 )
 
 // scheduleDuration is the fault-injection time of one schedule.
@@ -69,30 +67,6 @@ func scheduleDuration() time.Duration {
 		return defaultScheduleDuration / 2
 	}
 	return defaultScheduleDuration
-}
-
-// pollUntil polls cond until it holds (true) or d passes (false).
-func pollUntil(d time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(pollInterval)
-	}
-	return true
-}
-
-// freeLoopbackAddr reserves a loopback port for a node to bind later
-// (internal/loopback explains why not ":0": ephemeral ports collide with
-// the source ports of outgoing connections).
-func freeLoopbackAddr(t testing.TB) string {
-	t.Helper()
-	addr, err := loopback.Reserve()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return addr
 }
 
 // slowFS is the WAL file system of a chaos node: the operating system's,
@@ -150,35 +124,21 @@ func (f slowFile) SyncData() error {
 	return f.File.SyncData()
 }
 
-// chaosNode is one node slot of a chaos cluster: its fixed identity and
-// addresses, and the running node if any.
-type chaosNode struct {
-	// member is the node's ID and real (unproxied) listen addresses, which
-	// stay the same across restarts so peers and clients find it again.
-	member node.Member
-	// dir is the node's data directory; a wipe removes it.
-	dir string
-	// syncDelayNs is the WAL sync delay injected into this node.
-	syncDelayNs atomic.Int64
-	// n is the running node, nil while stopped. Owned by the test
-	// goroutine (the nemesis); workload goroutines never touch nodes.
-	n *node.Node
-}
-
 // chaosCluster is an in-process cluster whose peer links all go through a
-// fault-injecting Network: node i dials node j at net.Addr(i, j). Clients
+// fault-injecting Network: node i dials node j at nw.Addr(i, j). Clients
 // reach the nodes' client ports directly (faults are on peer links only).
+// The embedded testcluster.Cluster starts, stops and wipes the nodes; it
+// is used by the test goroutine (the nemesis) only, and workload
+// goroutines never touch nodes.
 type chaosCluster struct {
+	*testcluster.Cluster
 	t testing.TB
 	// nw holds one proxy per directed pair of slots.
 	nw *Network
-	// slots are indexed by node ID - 1; slots beyond the initial voters
-	// are spares for membership changes.
-	slots []*chaosNode
-	// initial is the number of slots bootstrapped as voters.
-	initial int
-	// opts, if set, adjusts every node's configuration (TLS, limits).
-	opts func(*node.Config)
+	// syncDelayNs[id-1] is the WAL sync delay in nanoseconds injected into
+	// node id (0 is none), read by its slowFS across restarts. Allocated
+	// once: the atomics must not move.
+	syncDelayNs []atomic.Int64
 }
 
 // newChaosCluster starts voters bootstrapped nodes, with spare extra
@@ -187,156 +147,65 @@ type chaosCluster struct {
 // t.Cleanup stops everything.
 func newChaosCluster(t testing.TB, voters, spare int, seed uint64, opts func(*node.Config)) *chaosCluster {
 	t.Helper()
-	total := voters + spare
-	c := &chaosCluster{t: t, initial: voters, opts: opts}
-	base := t.TempDir()
-	targets := make([]string, total)
-	for i := 0; i < total; i++ {
-		s := &chaosNode{
-			member: node.Member{ID: uint64(i + 1), PeerAddr: freeLoopbackAddr(t), ClientAddr: freeLoopbackAddr(t)},
-			dir:    filepath.Join(base, fmt.Sprintf("n%d", i+1)),
-		}
-		c.slots = append(c.slots, s)
-		targets[i] = s.member.PeerAddr
-	}
-	nw, err := NewNetwork(targets, NetworkConfig{Seed: seed})
+	c := &chaosCluster{t: t, syncDelayNs: make([]atomic.Int64, voters+spare)}
+	tc, err := testcluster.Start(testcluster.Options{
+		Voters: voters, Spares: spare, Dir: t.TempDir(), ClusterID: chaosClusterID,
+		Network: func(peers []string) (testcluster.Network, error) {
+			nw, err := NewNetwork(peers, NetworkConfig{Seed: seed})
+			if err != nil {
+				return nil, err
+			}
+			c.nw = nw
+			return nw, nil
+		},
+		Configure: func(cfg *node.Config) {
+			cfg.TickInterval = chaosTick
+			cfg.SnapshotEntries = chaosSnapshotEntries
+			cfg.RetainEntries = chaosRetainEntries
+			cfg.WAL = wal.Options{FS: slowFS{FS: vfs.Default, delayNs: &c.syncDelayNs[cfg.ID-1]}}
+			if opts != nil {
+				opts(cfg)
+			}
+		},
+	})
 	if err != nil {
-		t.Fatalf("network: %v", err)
+		t.Fatalf("chaos cluster: %v", err)
 	}
-	c.nw = nw
-	t.Cleanup(c.close)
-	for i := 0; i < voters; i++ {
-		if err := c.start(uint64(i+1), true); err != nil {
-			t.Fatalf("%v", err)
+	c.Cluster = tc
+	t.Cleanup(func() {
+		if err := tc.Close(); err != nil {
+			t.Logf("close chaos cluster: %v", err)
 		}
-	}
+	})
 	return c
 }
 
-// members lists every slot's addresses: a joining node needs them to reach
-// the others, and a bootstrapped one ignores the spares (see bootstrapSet).
-func (c *chaosCluster) members(n int) []node.Member {
-	out := make([]node.Member, 0, n)
-	for _, s := range c.slots[:n] {
-		out = append(out, s.member)
-	}
-	return out
-}
-
-// config builds node id's configuration.
-func (c *chaosCluster) config(id uint64, bootstrap bool) node.Config {
-	s := c.slots[id-1]
-	from := int(id - 1)
-	members := c.members(c.initial)
-	if int(id) > c.initial {
-		members = append(members, s.member)
-	}
-	cfg := node.Config{
-		ID: id, ClusterID: chaosClusterID, DataDir: s.dir,
-		PeerAddr: s.member.PeerAddr, ClientAddr: s.member.ClientAddr,
-		Members: members, Bootstrap: bootstrap,
-		ResolvePeerAddr: func(peer uint64, advertised string) string {
-			if peer == 0 || int(peer) > len(c.slots) || int(peer-1) == from {
-				return advertised
-			}
-			return c.nw.Addr(from, int(peer-1))
-		},
-		TickInterval:    chaosTick,
-		SnapshotEntries: chaosSnapshotEntries,
-		RetainEntries:   chaosRetainEntries,
-		WAL:             wal.Options{FS: slowFS{FS: vfs.Default, delayNs: &s.syncDelayNs}},
-	}
-	if c.opts != nil {
-		c.opts(&cfg)
-	}
-	return cfg
-}
-
-// start starts node id (its stored state wins over bootstrap).
-func (c *chaosCluster) start(id uint64, bootstrap bool) error {
-	s := c.slots[id-1]
-	if s.n != nil {
-		panic(fmt.Sprintf("chaos: invariant violated: node %d started twice", id))
-	}
-	n, err := node.Start(c.config(id, bootstrap))
-	if err != nil {
-		return fmt.Errorf("start node %d: %w", id, err)
-	}
-	s.n = n
-	return nil
-}
-
 // stop stops node id if it runs (a clean crash: the WAL acknowledged
-// only what it had synced, so nothing acknowledged is lost).
+// only what it had synced, so nothing acknowledged is lost). A failing
+// Stop is logged, not fatal: the node is gone either way.
 func (c *chaosCluster) stop(id uint64) {
-	s := c.slots[id-1]
-	if s.n == nil {
-		return
+	if err := c.StopNode(id); err != nil {
+		c.t.Logf("%v", err)
 	}
-	if err := s.n.Stop(); err != nil {
-		c.t.Logf("stop node %d: %v", id, err)
-	}
-	s.n = nil
-}
-
-// wipe stops node id and deletes its data: it restarts empty, without
-// bootstrap, and must be brought back by the leader (log or snapshot).
-func (c *chaosCluster) wipe(id uint64) error {
-	c.stop(id)
-	if err := os.RemoveAll(c.slots[id-1].dir); err != nil {
-		return fmt.Errorf("wipe node %d: %w", id, err)
-	}
-	return c.start(id, false)
-}
-
-// close stops every node and the network.
-func (c *chaosCluster) close() {
-	for _, s := range c.slots {
-		c.stop(s.member.ID)
-	}
-	if err := c.nw.Close(); err != nil {
-		c.t.Logf("close network: %v", err)
-	}
-}
-
-// running lists the IDs of running nodes.
-func (c *chaosCluster) running() []uint64 {
-	var ids []uint64
-	for _, s := range c.slots {
-		if s.n != nil {
-			ids = append(ids, s.member.ID)
-		}
-	}
-	return ids
-}
-
-// clientAddrs lists every slot's client address: clients try them in
-// turn and follow leader hints.
-func (c *chaosCluster) clientAddrs() []string {
-	out := make([]string, len(c.slots))
-	for i, s := range c.slots {
-		out[i] = s.member.ClientAddr
-	}
-	return out
 }
 
 // status returns node id's status, bounded by a short deadline.
 func (c *chaosCluster) status(id uint64) (node.Status, error) {
-	s := c.slots[id-1]
-	if s.n == nil {
+	n := c.Node(id)
+	if n == nil {
 		return node.Status{}, node.ErrStopped
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	return s.n.Status(ctx)
+	return n.Status(ctx)
 }
 
 // leader returns the running node that believes it leads with the highest
 // term (a deposed leader on the minority side may still believe it), or 0.
 func (c *chaosCluster) leader() uint64 {
 	var best, bestTerm uint64
-	for _, id := range c.running() {
-		if !c.slots[id-1].n.IsLeader() {
+	for _, id := range c.Running() {
+		if !c.Node(id).IsLeader() {
 			continue
 		}
 		st, err := c.status(id)
@@ -353,7 +222,7 @@ func (c *chaosCluster) leader() uint64 {
 // waitLeader waits up to d for a leader and returns it, or 0.
 func (c *chaosCluster) waitLeader(d time.Duration) uint64 {
 	var l uint64
-	pollUntil(d, func() bool { l = c.leader(); return l != 0 })
+	testutil.Poll(d, func() bool { l = c.leader(); return l != 0 })
 	return l
 }
 
@@ -379,12 +248,12 @@ const fenceKey = "chaos-fence"
 // the leader's commit index. It returns the leader.
 func (c *chaosCluster) converge(members []uint64) (uint64, error) {
 	c.nw.Heal()
-	for _, s := range c.slots {
-		s.syncDelayNs.Store(0)
+	for i := range c.syncDelayNs {
+		c.syncDelayNs[i].Store(0)
 	}
 	for _, id := range members {
-		if c.slots[id-1].n == nil {
-			if err := c.start(id, false); err != nil {
+		if c.Node(id) == nil {
+			if err := c.StartNode(id, false); err != nil {
 				return 0, err
 			}
 		}
@@ -400,15 +269,15 @@ func (c *chaosCluster) converge(members []uint64) (uint64, error) {
 			continue
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_, err := c.slots[leader-1].n.Put(ctx, []byte(fenceKey), []byte(fmt.Sprint(time.Now().UnixNano())))
+		_, err := c.Node(leader).Put(ctx, []byte(fenceKey), []byte(fmt.Sprint(time.Now().UnixNano())))
 		cancel()
 		if err == nil {
 			break
 		}
 	}
 	for _, id := range members {
-		ok := pollUntil(time.Until(deadline), func() bool {
-			return c.caughtUp(leader, id) && c.slots[id-1].n.Leader() == leader
+		ok := testutil.Poll(time.Until(deadline), func() bool {
+			return c.caughtUp(leader, id) && c.Node(id).Leader() == leader
 		})
 		if !ok {
 			st, _ := c.status(id)
@@ -424,7 +293,7 @@ func (c *chaosCluster) converge(members []uint64) (uint64, error) {
 func (c *chaosCluster) staleGet(id uint64, key string) (string, bool, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	r, err := c.slots[id-1].n.Do(ctx, &wire.ClientRequest{Op: wire.OpGet, Flags: wire.FlagStale, Key: []byte(key)})
+	r, err := c.Node(id).Do(ctx, &wire.ClientRequest{Op: wire.OpGet, Flags: wire.FlagStale, Key: []byte(key)})
 	if err != nil {
 		return "", false, err
 	}
@@ -451,7 +320,7 @@ func (c *chaosCluster) stopAndDigest(ids []uint64) (map[uint64]storeDigest, erro
 	out := map[uint64]storeDigest{}
 	for _, id := range ids {
 		c.stop(id)
-		st, err := kv.Open(filepath.Join(c.slots[id-1].dir, "kv"), kv.Options{DisableWAL: true})
+		st, err := kv.Open(filepath.Join(c.NodeDir(id), "kv"), kv.Options{DisableWAL: true})
 		if err != nil {
 			return nil, fmt.Errorf("open node %d's store: %w", id, err)
 		}

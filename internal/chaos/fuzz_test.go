@@ -49,7 +49,7 @@ func fuzzSeeds() [][]byte {
 // a linearizable get. A crash, a hang, a stuck state machine or a node
 // that stopped accepting connections all fail.
 //
-//	go test ./raft/chaos -run '^$' -fuzz FuzzLiveNodePorts -fuzztime 60s
+//	go test ./internal/chaos -run '^$' -fuzz FuzzLiveNodePorts -fuzztime 60s
 func FuzzLiveNodePorts(f *testing.F) {
 	for _, s := range fuzzSeeds() {
 		for _, hs := range []bool{false, true} {
@@ -62,14 +62,14 @@ func FuzzLiveNodePorts(f *testing.F) {
 	if c.waitLeader(convergeDeadline) == 0 {
 		f.Fatal("single node did not elect itself")
 	}
-	cl := newChaosClient(f, c.clientAddrs())
+	cl := newChaosClient(f, c.ClientAddrs())
 	f.Cleanup(func() { cl.Close() })
 	var seq atomic.Int64
 	f.Fuzz(func(t *testing.T, data []byte, handshake, peer bool) {
-		s := c.slots[0]
-		addr, kind, id := s.member.ClientAddr, wire.ConnClient, uint64(0)
+		m := c.Member(1)
+		addr, kind, id := m.ClientAddr, wire.ConnClient, uint64(0)
 		if peer {
-			addr, kind, id = s.member.PeerAddr, wire.ConnPeer, 2
+			addr, kind, id = m.PeerAddr, wire.ConnPeer, 2
 		}
 		conn, err := net.DialTimeout("tcp", addr, refuseDeadline)
 		if err != nil {
@@ -91,11 +91,11 @@ func FuzzLiveNodePorts(f *testing.F) {
 			}
 		}
 		conn.Close()
-		if err := s.n.Err(); err != nil {
+		if err := c.Node(1).Err(); err != nil {
 			t.Fatalf("node failed after input: %v", err)
 		}
 		select {
-		case <-s.n.Done():
+		case <-c.Node(1).Done():
 			t.Fatal("node loop ended after input")
 		default:
 		}

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/raftpipe/raftpipe/internal/testutil"
 )
 
 // pump writes data to c in random-sized pieces and reads the echo back
@@ -80,7 +82,7 @@ func TestProxyForwardsFaithfully(t *testing.T) {
 			// counted (seen: Backward 2075090 of 2097152, HeldBytes 22062):
 			// wait for the counters to settle.
 			var st Stats
-			pollUntil(5*time.Second, func() bool {
+			testutil.Poll(5*time.Second, func() bool {
 				st = p.Stats()
 				return st.HeldBytes == 0 && st.Backward.ForwardedBytes == int64(len(data))
 			})
@@ -112,7 +114,7 @@ func TestProxyHalfCloseIsForwarded(t *testing.T) {
 	if string(got) != "last words" {
 		t.Fatalf("got %q", got)
 	}
-	waitFor(t, "the proxy to drop the finished connection", func() bool { return p.Stats().Open == 0 })
+	testutil.Wait(t, "the proxy to drop the finished connection", func() bool { return p.Stats().Open == 0 })
 }
 
 func TestProxyDropBothWaysAndHeal(t *testing.T) {
@@ -126,7 +128,7 @@ func TestProxyDropBothWaysAndHeal(t *testing.T) {
 	if _, err := c.Write([]byte(msg)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the proxy to discard the message", func() bool {
+	testutil.Wait(t, "the proxy to discard the message", func() bool {
 		return p.Stats().Forward.DroppedBytes == int64(len(msg))
 	})
 	expectSilence(t, c)
@@ -138,7 +140,7 @@ func TestProxyDropBothWaysAndHeal(t *testing.T) {
 	// the old connection is closed and a new one works.
 	p.Heal()
 	expectClosed(t, c)
-	waitFor(t, "exactly one connection closed for lost bytes", func() bool { return p.Stats().TaintClosed == 1 })
+	testutil.Wait(t, "exactly one connection closed for lost bytes", func() bool { return p.Stats().TaintClosed == 1 })
 	c2 := dial(t, p.Addr())
 	roundTrip(t, c2, "after heal")
 }
@@ -154,10 +156,10 @@ func TestProxyDropOneWay(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Forward still flows: the server gets the bytes; its echo is lost.
-	waitFor(t, "the server to receive through the open direction", func() bool {
+	testutil.Wait(t, "the server to receive through the open direction", func() bool {
 		return srv.received.Load() == int64(len("hi")+len("ping"))
 	})
-	waitFor(t, "the echo to be discarded", func() bool {
+	testutil.Wait(t, "the echo to be discarded", func() bool {
 		return p.Stats().Backward.DroppedBytes == int64(len("ping"))
 	})
 	expectSilence(t, c)
@@ -180,7 +182,7 @@ func TestProxyStallHoldsThenDelivers(t *testing.T) {
 		done <- err
 	}()
 	// The proxy fills its bounded buffer and then stops reading.
-	waitFor(t, "the stalled direction to fill its buffer", func() bool {
+	testutil.Wait(t, "the stalled direction to fill its buffer", func() bool {
 		return p.Stats().HeldBytes == limit
 	})
 	if got := srv.received.Load(); got != int64(len("warm")) {
@@ -264,11 +266,11 @@ func TestProxySeverAndHeal(t *testing.T) {
 
 	p.Sever()
 	expectClosed(t, c)
-	waitFor(t, "exactly one severed connection", func() bool { return p.Stats().Severed == 1 })
+	testutil.Wait(t, "exactly one severed connection", func() bool { return p.Stats().Severed == 1 })
 	// New connections are accepted by the kernel and closed at once.
 	c2 := dial(t, p.Addr())
 	expectClosed(t, c2)
-	waitFor(t, "the refusal to be counted", func() bool { return p.Stats().Refused >= 1 })
+	testutil.Wait(t, "the refusal to be counted", func() bool { return p.Stats().Refused >= 1 })
 
 	p.Heal()
 	c3 := dial(t, p.Addr())
@@ -285,7 +287,7 @@ func TestProxyTargetDownClosesClient(t *testing.T) {
 	p := newTestProxy(t, ProxyConfig{Target: target})
 	c := dial(t, p.Addr())
 	expectClosed(t, c)
-	waitFor(t, "the failed dial to be counted", func() bool { return p.Stats().Refused == 1 })
+	testutil.Wait(t, "the failed dial to be counted", func() bool { return p.Stats().Refused == 1 })
 }
 
 func TestProxyRefusesNonLoopbackTargets(t *testing.T) {
@@ -312,16 +314,16 @@ func TestProxyCloseStopsEverything(t *testing.T) {
 	stalled := dial(t, p.Addr())
 	delayed := dial(t, p.Addr())
 	idle := dial(t, p.Addr())
-	waitFor(t, "three connections", func() bool { return p.Stats().Open == 3 })
+	testutil.Wait(t, "three connections", func() bool { return p.Stats().Open == 3 })
 	p.Set(Backward, Faults{Delay: time.Hour, BandwidthBytesPerSec: 1})
 	msg := []byte("echo me in an hour")
 	if _, err := delayed.Write(msg); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the echo to be held by the delay", func() bool { return p.Stats().HeldBytes == len(msg) })
+	testutil.Wait(t, "the echo to be held by the delay", func() bool { return p.Stats().HeldBytes == len(msg) })
 	p.Stall(Forward)
 	go func() { _, _ = stalled.Write(randomBytes(4<<20, 1)) }()
-	waitFor(t, "the stall buffer to fill", func() bool {
+	testutil.Wait(t, "the stall buffer to fill", func() bool {
 		return p.Stats().HeldBytes == len(msg)+DefaultMaxBufferedBytes
 	})
 	if err := p.Close(); err != nil {
@@ -347,7 +349,7 @@ func TestProxyFaultChangeAppliesToQueuedBytes(t *testing.T) {
 	if _, err := c.Write([]byte(msg)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the bytes to be held", func() bool { return p.Stats().HeldBytes == len(msg) })
+	testutil.Wait(t, "the bytes to be held", func() bool { return p.Stats().HeldBytes == len(msg) })
 	p.Pass(Forward)
 	roundTripRead(t, c, msg)
 
@@ -356,9 +358,9 @@ func TestProxyFaultChangeAppliesToQueuedBytes(t *testing.T) {
 	if _, err := c.Write([]byte(msg)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the bytes to be held", func() bool { return p.Stats().HeldBytes == len(msg) })
+	testutil.Wait(t, "the bytes to be held", func() bool { return p.Stats().HeldBytes == len(msg) })
 	p.Drop(Forward)
-	waitFor(t, "the held bytes to be dropped", func() bool {
+	testutil.Wait(t, "the held bytes to be dropped", func() bool {
 		return p.Stats().Forward.DroppedBytes == int64(len(msg))
 	})
 	expectSilence(t, c)

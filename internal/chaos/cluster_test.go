@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/raftpipe/raftpipe/internal/testutil"
 )
 
 // checkTimeout bounds porcupine on one schedule's history. A timeout is
@@ -112,7 +114,7 @@ func (nm *nemesis) others(id uint64) []int {
 
 // mustStart restarts a node or fails the test.
 func (nm *nemesis) mustStart(id uint64) {
-	if err := nm.c.start(id, false); err != nil {
+	if err := nm.c.StartNode(id, false); err != nil {
 		nm.t.Fatalf("%v", err)
 	}
 }
@@ -204,7 +206,7 @@ func nemesisRollingRestart(nm *nemesis) {
 			// Restart the next node only once this one is back in step,
 			// as an operator would; give up waiting at the deadline (the
 			// final checks judge the run).
-			pollUntil(nemesisWaitDeadline, func() bool {
+			testutil.Poll(nemesisWaitDeadline, func() bool {
 				l := nm.c.leader()
 				return l != 0 && nm.c.caughtUp(l, id)
 			})
@@ -220,11 +222,11 @@ func nemesisWipeFollower(nm *nemesis) {
 		}
 		others := nm.others(l)
 		f := uint64(others[nm.rng.IntN(len(others))] + 1)
-		if err := nm.c.wipe(f); err != nil {
+		if err := nm.c.Wipe(f); err != nil {
 			nm.t.Fatalf("%v", err)
 		}
 		nm.note("wipe", "follower %d lost its disk and restarted empty (leader %d)", f, l)
-		pollUntil(nemesisWaitDeadline, func() bool {
+		testutil.Poll(nemesisWaitDeadline, func() bool {
 			l := nm.c.leader()
 			return l != 0 && nm.c.caughtUp(l, f)
 		})
@@ -266,7 +268,7 @@ func nemesisMembership(nm *nemesis) {
 	// Cut one follower off; the change must go through with the rest.
 	cut := uint64(nm.others(l)[0] + 1)
 	rest := []int{}
-	for i := range c.slots {
+	for i := range c.Size() {
 		if i != int(cut-1) {
 			rest = append(rest, i)
 		}
@@ -274,17 +276,17 @@ func nemesisMembership(nm *nemesis) {
 	c.nw.Partition([]int{int(cut - 1)}, rest)
 	nm.note("partition", "follower %d isolated before adding node %d", cut, newID)
 	nm.mustStart(newID)
-	m := c.slots[newID-1].member
+	m := c.Member(newID)
 	nm.confChange("add learner", func(ctx context.Context, l uint64) error {
-		return c.slots[l-1].n.AddMember(ctx, m, true)
+		return c.Node(l).AddMember(ctx, m, true)
 	})
 	nm.note("member", "node %d added as learner", newID)
-	pollUntil(nemesisWaitDeadline, func() bool {
+	testutil.Poll(nemesisWaitDeadline, func() bool {
 		l := c.leader()
 		return l != 0 && c.caughtUp(l, newID)
 	})
 	nm.confChange("promote", func(ctx context.Context, l uint64) error {
-		return c.slots[l-1].n.AddMember(ctx, m, false)
+		return c.Node(l).AddMember(ctx, m, false)
 	})
 	nm.members = append(nm.members, newID)
 	nm.note("member", "node %d promoted to voter (node %d still isolated)", newID, cut)
@@ -305,7 +307,7 @@ func nemesisMembership(nm *nemesis) {
 	}
 	if cut2 != 0 && cut2 != l {
 		rest = rest[:0]
-		for i := range c.slots {
+		for i := range c.Size() {
 			if i != int(cut2-1) {
 				rest = append(rest, i)
 			}
@@ -320,7 +322,7 @@ func nemesisMembership(nm *nemesis) {
 			// here would then race the next election).
 			return fmt.Errorf("node %d leads; waiting", newID)
 		}
-		return c.slots[l-1].n.RemoveMember(ctx, newID)
+		return c.Node(l).RemoveMember(ctx, newID)
 	})
 	nm.members = slices.DeleteFunc(nm.members, func(id uint64) bool { return id == newID })
 	nm.note("member", "node %d removed", newID)
@@ -350,10 +352,10 @@ func nemesisSlowDisk(nm *nemesis) {
 			target = uint64(others[nm.rng.IntN(len(others))] + 1)
 		}
 		d := nm.between(20*time.Millisecond, 300*time.Millisecond)
-		nm.c.slots[target-1].syncDelayNs.Store(int64(d))
+		nm.c.syncDelayNs[target-1].Store(int64(d))
 		nm.note("slow-disk", "node %d (leader %d) fsync +%v", target, l, d)
 		nm.hold(nm.between(1500*time.Millisecond, 3*time.Second))
-		nm.c.slots[target-1].syncDelayNs.Store(0)
+		nm.c.syncDelayNs[target-1].Store(0)
 		nm.hold(nm.between(200*time.Millisecond, 700*time.Millisecond))
 	}
 }
@@ -372,13 +374,13 @@ func TestChaos(t *testing.T) {
 // runSchedule runs one schedule end to end.
 func runSchedule(t *testing.T, sc schedule) {
 	seed := scheduleSeed(sc.name)
-	replay := fmt.Sprintf("seed %d; replay: go test ./raft/chaos -run 'TestChaos/%s$' -chaos.seed %d", seed, sc.name, baseSeed())
+	replay := fmt.Sprintf("seed %d; replay: go test ./internal/chaos -run 'TestChaos/%s$' -chaos.seed %d", seed, sc.name, baseSeed())
 	t.Logf("%s", replay)
 	c := newChaosCluster(t, sc.voters, sc.spare, seed, nil)
 	if c.waitLeader(convergeDeadline) == 0 {
 		t.Fatalf("no initial leader (%s)", replay)
 	}
-	w := startWorkload(t, c.clientAddrs(), seed)
+	w := startWorkload(t, c.ClientAddrs(), seed)
 	t.Cleanup(w.stop)
 	nm := &nemesis{
 		t: t, c: c, rng: rand.New(rand.NewPCG(seed, 0x6e656d)),
@@ -403,7 +405,7 @@ func runSchedule(t *testing.T, sc schedule) {
 	if got := slices.Sorted(slices.Values(st.Voters)); !slices.Equal(got, nm.members) {
 		t.Errorf("voters after the run = %v, want %v (%s)", got, nm.members, replay)
 	}
-	finals, err := w.finalReads(t, c.clientAddrs())
+	finals, err := w.finalReads(t, c.ClientAddrs())
 	if err != nil {
 		t.Fatalf("%v (%s)", err, replay)
 	}
