@@ -198,16 +198,25 @@ func (r *raft) stepWaking(m wire.Message) error {
 		// notice quiesces us again).
 		return r.step(m)
 	}
-	// Someone else (a candidate, most likely: it suspects the leader).
+	// Someone else: a candidate, most likely, that suspects the leader.
 	// Step first: the vote checks must see how long ago we really heard
 	// from the leader (electionElapsed kept counting while quiesced).
 	lead, term := r.lead, r.term
 	err := r.step(m)
-	if r.role == RoleFollower && !r.quiesced {
+	if r.role != RoleFollower || r.quiesced {
+		return err
+	}
+	if m.Type == wire.MsgVote || m.Type == wire.MsgPreVote {
+		// Not leader contact: the silence was real, so keep saying so
+		// (a voter that granted the pre-vote must grant the vote that
+		// follows), but cap it at one timeout so that our own campaign,
+		// if the candidate fails, still waits for our jitter.
+		r.electionElapsed = min(r.electionElapsed, r.electionTimeout)
+	} else {
 		r.electionElapsed = 0
-		if r.lead == lead && r.term == term {
-			r.pokeLeader()
-		}
+	}
+	if r.lead == lead && r.term == term {
+		r.pokeLeader()
 	}
 	return err
 }
