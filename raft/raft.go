@@ -349,6 +349,7 @@ func (r *raft) becomePreCandidate() {
 	}
 	// Like etcd, keep term and vote: a pre-candidacy changes nothing durable.
 	r.votes = make(map[uint64]bool)
+	r.quiesced = false // a campaign that fails must be retried on timeout
 	r.lead = 0
 	r.role = RolePreCandidate
 	r.logf("became pre-candidate")
