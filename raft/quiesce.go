@@ -115,8 +115,22 @@ func (r *raft) maybeQuiesce() bool {
 			return false
 		}
 	}
-	r.quiesced = true
+	r.enterQuiescence()
 	return true
+}
+
+// enterQuiescence stops the timers and drops the buffers an idle replica
+// does not need (they are allocated again on the next write): the spare
+// capacity of the unstable log's entry array (a 1024-entry chunk, about
+// 48 KiB) and the in-flight rings.
+func (r *raft) enterQuiescence() {
+	r.quiesced = true
+	if u := &r.log.unstable; len(u.entries) == 0 {
+		u.entries = nil
+	}
+	for _, id := range r.prIDs {
+		r.prs[id].inflights.release()
+	}
 }
 
 // wakeLeader leaves quiescence: heartbeats and CheckQuorum resume. Every

@@ -91,7 +91,7 @@ func (r *raft) handleHeartbeat(m wire.Message) {
 		quiesce = r.quiesceAfterTicks > 0 && m.Commit == last && r.log.committed == last
 	}
 	if quiesce {
-		r.quiesced = true
+		r.enterQuiescence()
 	}
 	if (r.leaseReads || quiesce) && len(ctx) == readRoundBytes {
 		out := append(make([]byte, 0, readRoundBytes+2), ctx...)
