@@ -115,7 +115,7 @@ func BenchmarkTickQuiescedNode(b *testing.B) {
 // reportCPUPerOp reports the process CPU time since cpu0 per op: unlike
 // ns/op it does not grow when the shared machine is busy elsewhere.
 func reportCPUPerOp(b *testing.B, cpu0 time.Duration, unit string) {
-	b.ReportMetric(float64((processCPU() - cpu0).Nanoseconds())/float64(b.N), unit)
+	b.ReportMetric(float64((processCPU()-cpu0).Nanoseconds())/float64(b.N), unit)
 }
 
 // BenchmarkQuiescedReplicaMemory reports the heap held per replica of
