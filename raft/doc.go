@@ -293,15 +293,16 @@
 // acting on it only to decide whether to stop its own timer. Raft's
 // safety never rests on timers or heartbeats arriving: any of them may be
 // delayed or lost. So election safety, log matching, leader completeness
-// and state machine safety hold as before. The two features that do rest
-// on time count time through quiescence: a lease is measured in
-// tickCount, which keeps counting, so a lease that expired while the
-// leader was quiesced is expired when a read wakes it (the read then
-// takes a heartbeat round), and followers' quiet windows expire no
-// earlier than before; CheckQuorum only steps leaders down (liveness),
-// and a woken leader runs it again, stepping down one election timeout
-// later if no quorum answers. ReadIndex needs a fresh quorum round as
-// always. What quiescence costs is detection: a quiesced follower does
+// and state machine safety hold as before. Lease reads, which do rest on
+// time, do not rest on time spent quiesced: a quiesced leader serves no
+// lease read, and a woken one forgets its lease and takes a new one only
+// from heartbeat rounds sent after the wake (lease.restartAfter, as after
+// a voter-set change), so the first read after a wake takes a heartbeat
+// round; followers' quiet windows keep counting in tickCount, and a
+// follower that counted fewer ticks than real time only stays quiet
+// longer. CheckQuorum only steps leaders down (liveness), and a woken
+// leader runs it again, stepping down one election timeout later if no
+// quorum answers. ReadIndex needs a fresh quorum round as always. What quiescence costs is detection: a quiesced follower does
 // not notice on its own that its leader died; the runtime must tell it
 // (ReportUnreachable), or the next client request or candidate does.
 //
@@ -309,9 +310,10 @@
 // never answers 'Q', so its leader keeps heartbeating: safe, not quiet);
 // call ReportUnreachable(p) in every group p belongs to when the
 // connection to p breaks or p is suspected down; keep ticking quiesced
-// groups (about 20 ns each) or stop and account for the skipped ticks
-// with TickQuiesced(n) before their next input. Never drop the ticks:
-// leases and quiet windows count them.
+// groups (a few tens of ns each) or stop and account for the skipped
+// ticks with TickQuiesced(n) before their next input. Dropping them is
+// safe by the argument above, but then a woken node's election and
+// CheckQuorum timers, and its followers' vote checks, run late.
 //
 
 // # Invariants

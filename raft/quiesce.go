@@ -136,9 +136,12 @@ func (r *raft) enterQuiescence() {
 // wakeLeader leaves quiescence: heartbeats and CheckQuorum resume. Every
 // member gets a fresh election timeout to be heard from, as at election:
 // nobody sent anything while all were quiesced, so the old readings say
-// nothing. If heartbeat is set the followers are woken at once.
+// nothing. The lease starts afresh from rounds sent after the wake, so it
+// never rests on ticks counted (or skipped) while quiesced. If heartbeat
+// is set the followers are woken at once.
 func (r *raft) wakeLeader(heartbeat bool) {
 	r.quiesced = false
+	r.readOnly.lease.restartAfter(r.readOnly.lastRound)
 	r.idleTicks = 0
 	r.quiesceFromRound = 0
 	r.heartbeatElapsed = 0

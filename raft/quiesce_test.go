@@ -354,6 +354,29 @@ func TestQuiesceReads(t *testing.T) {
 	}
 }
 
+// TestQuiesceNoLeaseAcrossQuiescence: a lease taken before quiescence is
+// not used after it, even when the leader counted no ticks meanwhile (a
+// runtime that skipped them): the first read after a wake takes a round.
+func TestQuiesceNoLeaseAcrossQuiescence(t *testing.T) {
+	c := newQuiesceCluster(t, 3, func(cfg *Config) { cfg.LeaseReads = true })
+	settleQuiesced(t, c)
+	ld := c.nodes[1].rn
+	// Ticks-wise the lease from the notice rounds is still running.
+	if l := &ld.r.readOnly.lease; !l.held || ld.r.tickCount >= l.start+uint64(ld.r.leaseTicks) {
+		t.Fatalf("test needs a lease that is unexpired by ticks: %+v at tick %d", *l, ld.r.tickCount)
+	}
+	if ld.r.leaseValid() {
+		t.Fatal("quiesced leader holds a valid lease")
+	}
+	if rs := readNow(t, c, 1, "r1"); len(rs) != 0 {
+		t.Fatalf("read after quiescence answered at once: %+v", rs)
+	}
+	c.stabilize()
+	if rs := c.nodes[1].readStates; len(rs) != 1 || rs[0].Lease {
+		t.Fatalf("read states %+v, want one round-confirmed read", rs)
+	}
+}
+
 // TestQuiesceTickQuiesced: skipping ticks and accounting for them later
 // gives the same state as ticking all along.
 func TestQuiesceTickQuiesced(t *testing.T) {

@@ -255,8 +255,9 @@ func (rn *RawNode) Wake() {
 // TickQuiesced(ticks missed) before the group's next input: while
 // quiesced, Tick only counts, and nothing but an input ends quiescence,
 // so the result is the same as ticking all along. Skipping the ticks
-// without accounting for them is unsafe with LeaseReads: leases and quiet
-// windows are measured in ticks.
+// without accounting for them is safe (a woken leader takes a new lease)
+// but delays the timers that measure silence: elections, CheckQuorum and
+// the vote checks.
 func (rn *RawNode) TickQuiesced(n uint64) {
 	r := rn.r
 	if r.quiesced {
