@@ -3,6 +3,7 @@ package raft
 import (
 	"fmt"
 	"runtime"
+	"slices"
 	"syscall"
 	"testing"
 	"time"
@@ -17,6 +18,10 @@ type benchCluster struct {
 	storages []*MemoryStorage
 	inbox    []wire.Message
 	spare    []wire.Message
+	// copyEntries makes the storages copy Ready.Entries instead of keeping
+	// the core's arrays (as a WAL would), so that memory measurements see
+	// what the core itself holds.
+	copyEntries bool
 }
 
 func newBenchCluster(b *testing.B, n int) *benchCluster {
@@ -54,7 +59,11 @@ func (bc *benchCluster) handle(i int) {
 	if rd.Snapshot != nil {
 		_ = st.ApplySnapshot(*rd.Snapshot)
 	}
-	if err := st.Append(rd.Entries); err != nil {
+	ents := rd.Entries
+	if bc.copyEntries {
+		ents = slices.Clone(ents)
+	}
+	if err := st.Append(ents); err != nil {
 		panic(err)
 	}
 	if !rd.HardState.IsEmpty() {

@@ -86,6 +86,15 @@ type Config struct {
 	// ElectionTicks - D ticks. 0 <= D < ElectionTicks; only read with
 	// LeaseReads (its zero value is taken as is: the caller chooses D).
 	LeaseDriftTicks int
+	// QuiesceAfterTicks lets an idle group stop its timers (doc.go,
+	// "Quiescence"): a leader that for this many ticks had nothing in
+	// flight (everything committed and held by every member, no read,
+	// conf change or transfer pending) tells its followers, and once all
+	// of them agreed it stops heartbeating and they stop their election
+	// timers, until client work, Wake, ReportUnreachable or a message
+	// wakes them. 0 never quiesces. Set it on every member: a follower
+	// without it never agrees, so its leader keeps heartbeating.
+	QuiesceAfterTicks int
 	// Rand is the only source of randomness (election jitter). If nil, a
 	// PCG seeded from ID is used, so runs stay reproducible.
 	Rand *rand.Rand
@@ -138,6 +147,9 @@ func (c Config) withDefaults() (Config, error) {
 		if c.LeaseDriftTicks < 0 || c.LeaseDriftTicks >= c.ElectionTicks {
 			return c, fmt.Errorf("LeaseDriftTicks %d must be in [0, ElectionTicks %d): %w", c.LeaseDriftTicks, c.ElectionTicks, ErrInvalidConfig)
 		}
+	}
+	if c.QuiesceAfterTicks < 0 {
+		return c, fmt.Errorf("QuiesceAfterTicks %d: %w", c.QuiesceAfterTicks, ErrInvalidConfig)
 	}
 	if c.Rand == nil {
 		c.Rand = rand.New(rand.NewPCG(c.ID, 0x7261667470697065))

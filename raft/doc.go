@@ -16,7 +16,8 @@
 // log.go + log_unstable.go (durable log + not-yet-durable suffix),
 // progress.go + inflights.go (per-follower flow control), quorum.go (pure
 // majority arithmetic), confchange.go (membership), read_only.go
-// (ReadIndex), lease.go (lease reads), storage.go + storage_memory.go.
+// (ReadIndex), lease.go (lease reads), quiesce.go (idle groups stop their
+// timers), storage.go + storage_memory.go.
 //
 // # Call contract
 //
@@ -29,11 +30,15 @@
 //     does this itself); a node joining an existing cluster starts with an
 //     empty log and an empty ConfState and is added by the leader with
 //     ProposeConfChange (as a learner, then promoted).
-//  1. Feed inputs: Tick() on every timer tick; Step(m) for every message
+//  1. Feed inputs: Tick() on every timer tick (or, for a node that is
+//     Quiesced(), TickQuiesced(n) for the n ticks skipped, before its next
+//     input; see "Quiescence"); Step(m) for every message
 //     received from a peer (for MsgSnap: only after the whole snapshot data
 //     has arrived and been staged); Propose / ProposeConfChange / ReadIndex /
 //     TransferLeadership for client work; ReportUnreachable and
-//     ReportSnapshot for transport outcomes; AckPersisted when the log
+//     ReportSnapshot for transport outcomes (ReportUnreachable also when a
+//     peer's connection breaks), Wake for other reasons to leave
+//     quiescence; AckPersisted when the log
 //     writer reports durability (step 5). Step keeps references to the
 //     Data of the entries in m (it copies the []Entry array, not the
 //     bytes): the transport must not reuse a payload buffer after handing
@@ -241,6 +246,75 @@
 // every read (lease reads included) covers every entry committed before
 // it was issued.
 //
+// # Quiescence
+//
+// With Config.QuiesceAfterTicks = Q > 0 an idle group stops its timers, so
+// that a host can carry many idle groups (quiesce.go). The rules:
+//
+//  1. A leader is idle in a tick if it has committed an entry of its term,
+//     everything in its log is committed, every member (learners too)
+//     holds the whole log durably (Match = last index, replicate state),
+//     and no read, conf change or transfer is pending. Q consecutive idle
+//     ticks start an attempt: from then on its heartbeats are quiesce
+//     notices, each a heartbeat round whose Context ends in 'q', with
+//     Commit = the last index. Any non-idle tick, proposal, read, conf
+//     change or transfer ends the attempt.
+//  2. A follower (with Q > 0) that receives a notice from the leader of
+//     its term and whose log ends at the notice's Commit, all of it
+//     committed, quiesces and answers with the round and 'Q'. A follower
+//     that is behind answers without 'Q' and keeps its timer.
+//  3. The leader quiesces once every other member answered a notice of
+//     the current attempt with 'Q' and it is still idle. Until then it
+//     sends a notice every heartbeat interval: lost notices and answers
+//     are retried.
+//  4. While quiesced, Tick only counts: tickCount (which leases and quiet
+//     windows use) and, on a follower, electionElapsed (the silence the
+//     vote checks look at); no heartbeat, CheckQuorum step-down, or
+//     campaign. HasReady stays false.
+//  5. Waking: client work at the leader; Wake; ReportUnreachable(p) when p
+//     is a member (at a leader) or the leader (at a follower); any message
+//     of our term or newer, except a 'Q' answer (answers to earlier
+//     notices may arrive after the leader quiesced); any role or term
+//     change. A woken leader gives every member a fresh election timeout
+//     for CheckQuorum (nobody sent anything while all were quiesced) and,
+//     unless client work woke it, heartbeats at once. A woken follower
+//     restarts its election timer with a fresh jitter and, if it still
+//     follows the same leader, pokes it with an empty heartbeat answer,
+//     which wakes it: a follower that wrongly suspected the leader thus
+//     gets a heartbeat and no election follows; a dead leader never
+//     answers and an election starts after the usual timeout. A follower
+//     woken by a vote request keeps its real silence (at most one
+//     timeout), so that it grants the vote that follows a pre-vote.
+//
+// Safety. Quiescence changes when timers fire and whether heartbeats are
+// sent, nothing else: no term, vote, log entry or commit index is set by
+// it, a notice is an ordinary heartbeat (its Commit is bounded by the
+// follower's match, as always), and a follower checks a notice before
+// acting on it only to decide whether to stop its own timer. Raft's
+// safety never rests on timers or heartbeats arriving: any of them may be
+// delayed or lost. So election safety, log matching, leader completeness
+// and state machine safety hold as before. Lease reads, which do rest on
+// time, do not rest on time spent quiesced: a quiesced leader serves no
+// lease read, and a woken one forgets its lease and takes a new one only
+// from heartbeat rounds sent after the wake (lease.restartAfter, as after
+// a voter-set change), so the first read after a wake takes a heartbeat
+// round; followers' quiet windows keep counting in tickCount, and a
+// follower that counted fewer ticks than real time only stays quiet
+// longer. CheckQuorum only steps leaders down (liveness), and a woken
+// leader runs it again, stepping down one election timeout later if no
+// quorum answers. ReadIndex needs a fresh quorum round as always. What quiescence costs is detection: a quiesced follower does
+// not notice on its own that its leader died; the runtime must tell it
+// (ReportUnreachable), or the next client request or candidate does.
+//
+// Runtime duties: set the same Q on every member (a follower without it
+// never answers 'Q', so its leader keeps heartbeating: safe, not quiet);
+// call ReportUnreachable(p) in every group p belongs to when the
+// connection to p breaks or p is suspected down; keep ticking quiesced
+// groups (a few tens of ns each) or stop and account for the skipped
+// ticks with TickQuiesced(n) before their next input. Dropping them is
+// safe by the argument above, but then a woken node's election and
+// CheckQuorum timers, and its followers' vote checks, run late.
+//
 
 // # Invariants
 //
@@ -253,8 +327,11 @@
 //	go test ./raft                                  # unit tests, scenarios, ~60 s of simulation
 //	go test ./raft -run TestInteraction -rewrite    # regenerate testdata/*.txt after a deliberate change
 //	go test ./raft -run 'TestSim$' -seed 1234       # replay one simulation seed (failures print theirs)
+//	go test ./raft -run 'TestSimQuiesce$' -seed 12  # replay a seed of the quiescence simulation
 //	go test -tags invariants ./raft -run 'TestSim$' -sim.duration 10m
 //	go test -run '^$' -bench CoreReplicate -benchmem ./raft
+//	go test -run '^$' -bench 'TickIdle|TickQuiesced' -count 5 ./raft  # per-tick cost, idle vs quiesced
+//	go test -run '^$' -bench QuiescedReplicaMemory -benchtime 1x ./raft
 //
 // The simulation (sim_test.go) runs 3- and 5-node clusters whose runtime
 // persists asynchronously and loses everything not yet acked on a crash;
@@ -265,5 +342,10 @@
 // read linearizability and lease exclusivity (in seeds with LeaseReads,
 // whose ticks follow a clock model with drift bounded by
 // LeaseDriftTicks); at the end it heals everything and checks that
-// every accepted proposal was committed or visibly overwritten.
+// every accepted proposal was committed or visibly overwritten. A third
+// of its seeds, and every seed of TestSimQuiesce, run with quiescence:
+// idle stretches, transports that report (or miss) broken connections,
+// false suspicions; at every step a quiesced node must hold its whole log
+// committed (a quiesced leader: nothing in flight), and at the end the
+// settled cluster must quiesce and then send nothing for 100 ticks.
 package raft

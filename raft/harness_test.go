@@ -79,6 +79,9 @@ type cluster struct {
 	snapshotsSent int
 	// snapKeep is how many entries below the snapshot stay uncompacted.
 	snapKeep uint64
+	// sent counts the messages nodes handed to the network (Ready.Messages
+	// and, once durable, Ready.MessagesAfterPersist), cut links included.
+	sent int
 }
 
 // newCluster starts n voters with IDs 1..n.
@@ -149,6 +152,7 @@ func (c *cluster) restart(id uint64) {
 
 // send puts messages on the network unless their link is cut.
 func (c *cluster) send(msgs []wire.Message) {
+	c.sent += len(msgs)
 	for _, m := range msgs {
 		if c.cut[[2]uint64{m.From, m.To}] {
 			c.lost(m)

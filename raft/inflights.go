@@ -18,8 +18,14 @@ type inflight struct {
 //
 // Invariant: entries are stored in increasing lastIndex order.
 type inflights struct {
-	// buf is the ring; its length is the message limit (MaxInflightMsgs).
+	// buf is the ring; its length is maxMsgs once allocated. It is
+	// allocated by the first add and dropped again by release (while
+	// empty): most Progress records (a follower's, a quiesced leader's)
+	// never hold anything, and MaxInflightMsgs entries of 16 bytes each
+	// per member is most of an idle replica's memory.
 	buf []inflight
+	// maxMsgs bounds count (MaxInflightMsgs).
+	maxMsgs int
 	// start is the position of the oldest entry in buf.
 	start int
 	// count is the number of entries in the ring.
@@ -36,7 +42,15 @@ func newInflights(maxMsgs int, maxBytes uint64) *inflights {
 	if maxMsgs <= 0 {
 		panic("raft: inflights: invariant violated: MaxInflightMsgs must be > 0")
 	}
-	return &inflights{buf: make([]inflight, maxMsgs), maxBytes: maxBytes}
+	return &inflights{maxMsgs: maxMsgs, maxBytes: maxBytes}
+}
+
+// release drops the ring's buffer if nothing is in flight; the next add
+// allocates it again.
+func (in *inflights) release() {
+	if in.count == 0 {
+		in.buf, in.start = nil, 0
+	}
 }
 
 // add records a message whose last entry is lastIndex.
@@ -45,6 +59,9 @@ func newInflights(maxMsgs int, maxBytes uint64) *inflights {
 func (in *inflights) add(lastIndex, bytes uint64) {
 	if in.full() {
 		panic("raft: inflights: invariant violated: add to a full ring")
+	}
+	if in.buf == nil {
+		in.buf = make([]inflight, in.maxMsgs)
 	}
 	if in.count > 0 {
 		prev := in.buf[(in.start+in.count-1)%len(in.buf)].lastIndex
@@ -78,7 +95,7 @@ func (in *inflights) freeLE(to uint64) {
 
 // full reports whether no further message may be sent.
 func (in *inflights) full() bool {
-	return in.count == len(in.buf) || (in.maxBytes != 0 && in.bytes >= in.maxBytes)
+	return in.count == in.maxMsgs || (in.maxBytes != 0 && in.bytes >= in.maxBytes)
 }
 
 // len is the number of messages in flight.

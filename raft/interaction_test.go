@@ -18,7 +18,7 @@ import (
 //
 // Commands (ids are node IDs):
 //
-//	add-nodes <n> [prevote=<bool>] [checkquorum=<bool>] [max-msg-bytes=<n>]
+//	add-nodes <n> [prevote=<bool>] [checkquorum=<bool>] [max-msg-bytes=<n>] [quiesce-after=<ticks>]
 //	                      add n nodes; the first call makes them the founding
 //	                      voters, later calls add empty nodes that can join
 //	set-log <id> terms=(t1,t2,...) [term=<t>]
@@ -26,6 +26,7 @@ import (
 //	campaign <id> | tick <id>... [n=<k>] (no ids: all)
 //	propose <id> <data>... | propose-conf-change <id> <add-voter|add-learner|remove> <node>
 //	transfer-leadership <from> <to> | read-index <id> <ctx>
+//	wake <id>... | report-unreachable <id> <peer>
 //	process-ready [<id>...]   handle Readys (persisting synchronously)
 //	deliver [from=<id>] [to=<id>] [type=<MsgApp...>] [n=<k>]   deliver queued messages
 //	drop [from=<id>] [to=<id>]  drop queued messages
@@ -48,6 +49,7 @@ type script struct {
 	// opts for nodes added later.
 	preVote, checkQuorum bool
 	maxMsgBytes          uint64
+	quiesceAfter         int
 }
 
 var msgTypeNames = map[wire.MsgType]string{
@@ -81,6 +83,13 @@ func describeMessage(m wire.Message) string {
 		}
 	case wire.MsgHeartbeat:
 		fmt.Fprintf(&b, " Commit:%d", m.Commit)
+		if n := len(m.Context); n > 0 && m.Context[n-1] == quiesceNoticeMarker {
+			b.WriteString(" (quiesce)")
+		}
+	case wire.MsgHeartbeatResp:
+		if _, _, q, ok := decodeReadRound(m.Context); ok && q {
+			b.WriteString(" (quiesced)")
+		}
 	case wire.MsgVote, wire.MsgPreVote:
 		fmt.Fprintf(&b, " Log:%d/%d", m.LogTerm, m.Index)
 		if len(m.Context) > 0 {
@@ -178,6 +187,13 @@ func (s *script) handle(t *testing.T, d *datadriven.TestData) string {
 	case "transfer-leadership":
 		ids := s.ids(t, d)
 		s.node(t, d, ids[0]).rn.TransferLeadership(ids[1])
+	case "wake":
+		for _, id := range s.ids(t, d) {
+			s.node(t, d, id).rn.Wake()
+		}
+	case "report-unreachable":
+		ids := s.ids(t, d)
+		s.node(t, d, ids[0]).rn.ReportUnreachable(ids[1])
 	case "read-index":
 		id := s.firstID(t, d)
 		if err := s.node(t, d, id).rn.ReadIndex([]byte(d.CmdArgs[1].Key)); err != nil {
@@ -285,8 +301,10 @@ func (s *script) addNodes(t *testing.T, d *datadriven.TestData) {
 	d.MaybeScanArgs(t, "prevote", &s.preVote)
 	d.MaybeScanArgs(t, "checkquorum", &s.checkQuorum)
 	d.MaybeScanArgs(t, "max-msg-bytes", &s.maxMsgBytes)
+	d.MaybeScanArgs(t, "quiesce-after", &s.quiesceAfter)
 	cfgFn := func(cfg *Config) {
 		cfg.PreVote, cfg.CheckQuorum = s.preVote, s.checkQuorum
+		cfg.QuiesceAfterTicks = s.quiesceAfter
 		if s.maxMsgBytes > 0 {
 			cfg.MaxSizePerMsgBytes = s.maxMsgBytes
 		}
@@ -433,6 +451,8 @@ func (s *script) status(nd *testNode) {
 	}
 	if nd.down {
 		role = "down"
+	} else if st.Quiesced {
+		role += " (quiesced)"
 	}
 	fmt.Fprintf(s.out, "%d: %s term=%d lead=%d commit=%d applied=%d last=%d voters=%v", nd.id, role, st.Term, st.Lead, st.Commit, st.Applied, st.LastIndex, st.Conf.Voters)
 	if len(st.Conf.Learners) > 0 {

@@ -40,6 +40,12 @@ func (r *raft) checkInvariants() {
 			panic(fmt.Sprintf("raft: invariant violated: leader counts itself at %d beyond its durable %d", pr.Match, l.durableIndex()))
 		}
 	}
+	if r.quiesced {
+		// Quiescence only stops timers of a node with nothing to do.
+		if l.committed != l.lastIndex() || (r.role == RoleLeader && !r.quiesceEligible()) || (r.role != RoleLeader && r.role != RoleFollower) {
+			panic(fmt.Sprintf("raft: invariant violated: %v quiesced with commit %d, last %d", r.role, l.committed, l.lastIndex()))
+		}
+	}
 	if r.confs.lastIndex() > l.lastIndex() {
 		panic(fmt.Sprintf("raft: invariant violated: membership record at %d beyond last index %d", r.confs.lastIndex(), l.lastIndex()))
 	}

@@ -68,9 +68,10 @@ func (l *leaseState) noteRoundSent(round, tick uint64, leaseTicks int) {
 	l.sent = append(l.sent, roundSent{round: round, tick: tick})
 }
 
-// restartAfter forgets the lease and counts only rounds after lastRound
-// (the voter set changed: a quorum of the old set proves nothing about
-// the new one beyond what doc.go's one-at-a-time rule gives).
+// restartAfter forgets the lease and counts only rounds after lastRound:
+// the voter set changed (a quorum of the old set proves nothing about the
+// new one beyond what doc.go's one-at-a-time rule gives), or the leader
+// woke from quiescence (quiesce.go).
 func (l *leaseState) restartAfter(lastRound uint64) {
 	l.held = false
 	l.minRound = lastRound + 1
@@ -114,7 +115,7 @@ func (r *raft) ackLeaseRound(pr *Progress, round uint64) {
 // heartbeat round, at its commit index.
 func (r *raft) leaseValid() bool {
 	l := &r.readOnly.lease
-	return r.leaseReads && r.role == RoleLeader && r.committedInTerm && !l.revoked && l.held &&
+	return r.leaseReads && r.role == RoleLeader && r.committedInTerm && !l.revoked && l.held && !r.quiesced &&
 		r.tickCount < l.start+uint64(r.leaseTicks)
 }
 

@@ -65,6 +65,9 @@ type Progress struct {
 	// leaseRound is the highest heartbeat round the member answered while
 	// promising to honour the leader's lease (lease.go).
 	leaseRound uint64
+	// quiesceRound is the highest quiesce-notice round the member answered
+	// saying it quiesced (quiesce.go).
+	quiesceRound uint64
 	// inflights bounds the pipeline in replicate state.
 	inflights *inflights
 }

@@ -126,6 +126,19 @@ type raft struct {
 	// at start (a restarted node cannot know when it last heard from one).
 	// Kept apart from electionElapsed and lead, which term changes reset.
 	quietUntilTick uint64
+	// quiesceAfterTicks is Config.QuiesceAfterTicks (0: never quiesce).
+	quiesceAfterTicks int
+	// quiesced says the node's timers are stopped (quiesce.go): a leader
+	// sends no heartbeats and runs no CheckQuorum, a follower does not
+	// campaign. Tick only counts while it is set.
+	quiesced bool
+	// idleTicks counts the leader's consecutive ticks with nothing in
+	// flight (quiesceEligible).
+	idleTicks int
+	// quiesceFromRound is the heartbeat round of the first quiesce notice
+	// of the leader's current attempt (0: no attempt). Answers to it or a
+	// later notice count (Progress.quiesceRound).
+	quiesceFromRound uint64
 	// Limits from Config (see there).
 	maxMsgBytes, maxInflightBytes, maxUncommittedBytes uint64
 	// maxInflightMsgs is Config.MaxInflightMsgs.
@@ -161,6 +174,7 @@ func newRaft(c Config) (*raft, error) {
 		checkQuorum:         c.CheckQuorum,
 		leaseReads:          c.LeaseReads,
 		leaseTicks:          c.ElectionTicks - c.LeaseDriftTicks,
+		quiesceAfterTicks:   c.QuiesceAfterTicks,
 		maxMsgBytes:         c.MaxSizePerMsgBytes,
 		maxInflightBytes:    c.MaxInflightBytes,
 		maxUncommittedBytes: c.MaxUncommittedEntriesBytes,
@@ -301,6 +315,11 @@ func (r *raft) reset(term uint64) {
 	r.uncommittedBytes = 0
 	r.committedInTerm = false
 	r.readOnly.reset()
+	// A new role or term leaves quiescence: a new leader must heartbeat,
+	// a follower of a new leader must time it out.
+	r.quiesced = false
+	r.idleTicks = 0
+	r.quiesceFromRound = 0
 	last := r.log.lastIndex()
 	for _, id := range r.prIDs {
 		pr := r.prs[id]
@@ -330,6 +349,7 @@ func (r *raft) becomePreCandidate() {
 	}
 	// Like etcd, keep term and vote: a pre-candidacy changes nothing durable.
 	r.votes = make(map[uint64]bool)
+	r.quiesced = false // a campaign that fails must be retried on timeout
 	r.lead = 0
 	r.role = RolePreCandidate
 	r.logf("became pre-candidate")
@@ -409,6 +429,16 @@ func (r *raft) send(m wire.Message) {
 // tick advances the logical clock by one tick.
 func (r *raft) tick() {
 	r.tickCount++
+	if r.quiesced {
+		// Timers stopped. tickCount still counts (leases and quiet windows
+		// are measured in it), and so does a follower's electionElapsed:
+		// it is how long ago we heard from the leader, which the vote
+		// checks ask; only the campaign it would trigger is held back.
+		if r.role != RoleLeader {
+			r.electionElapsed++
+		}
+		return
+	}
 	if r.role == RoleLeader {
 		r.tickHeartbeat()
 	} else {
@@ -441,9 +471,10 @@ func (r *raft) tickHeartbeat() {
 			r.abortLeaderTransfer()
 		}
 	}
+	notice := r.tickIdle()
 	if r.heartbeatElapsed >= r.heartbeatTimeout {
 		r.heartbeatElapsed = 0
-		r.bcastHeartbeat()
+		r.bcastHeartbeat(notice)
 	}
 }
 
@@ -477,6 +508,15 @@ func (r *raft) Step(m wire.Message) error {
 		// term 0, and only in answers that carry no information. Ignore.
 		return nil
 	}
+	if r.quiesced && m.Term >= r.term && !isQuiesceAck(&m) {
+		return r.stepWaking(m)
+	}
+	return r.step(m)
+}
+
+// step is Step after the checks that need no state, on a node that is
+// awake or that m does not wake.
+func (r *raft) step(m wire.Message) error {
 	switch {
 	case m.Term > r.term:
 		if m.Type == wire.MsgVote || m.Type == wire.MsgPreVote {

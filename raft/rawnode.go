@@ -227,9 +227,50 @@ func (rn *RawNode) AckPersisted(index, term uint64) {
 // ReportSnapshot reports the end of a snapshot transfer to `to`.
 func (rn *RawNode) ReportSnapshot(to uint64, failed bool) { rn.r.reportSnapshot(to, failed) }
 
-// ReportUnreachable reports that a message to `to` could not be sent: the
-// leader stops pipelining to it and probes.
+// ReportUnreachable reports that a message to `to` could not be sent, or
+// that the transport suspects `to` is down (its connection broke): the
+// leader stops pipelining to it and probes. It also wakes a quiesced node
+// that depends on `to`: a quiesced leader when `to` is a member, a
+// quiesced follower when `to` is its leader (its election timer then runs
+// from zero, so it campaigns after the usual timeout unless the leader
+// answers). Call it for every group `to` is in when its connection breaks:
+// a quiesced group sends nothing, so no failed send would report it.
 func (rn *RawNode) ReportUnreachable(to uint64) { rn.r.reportUnreachable(to) }
+
+// Wake takes the node out of quiescence (Config.QuiesceAfterTicks): a
+// leader heartbeats at once and resumes its timers; a follower restarts
+// its election timer and pokes its leader, which wakes it too. On a leader
+// that is not quiesced it restarts the idle count. Otherwise a no-op.
+// Client work (Propose, ReadIndex, ProposeConfChange, TransferLeadership)
+// and messages wake the node on their own; Wake is for the runtime's
+// other reasons (a peer reconnected, an operator asked).
+func (rn *RawNode) Wake() {
+	rn.r.wake()
+	rn.r.checkInvariants()
+}
+
+// TickQuiesced accounts for n ticks that the runtime skipped while
+// Quiesced() was true, in O(1); on a node that is not quiesced it is n
+// calls of Tick. A runtime may stop ticking a quiesced group and call
+// TickQuiesced(ticks missed) before the group's next input: while
+// quiesced, Tick only counts, and nothing but an input ends quiescence,
+// so the result is the same as ticking all along. Skipping the ticks
+// without accounting for them is safe (a woken leader takes a new lease)
+// but delays the timers that measure silence: elections, CheckQuorum and
+// the vote checks.
+func (rn *RawNode) TickQuiesced(n uint64) {
+	r := rn.r
+	if r.quiesced {
+		r.tickCount += n
+		if r.role != RoleLeader {
+			r.electionElapsed = int(min(uint64(r.electionElapsed)+n, 1<<62))
+		}
+		return
+	}
+	for ; n > 0; n-- {
+		rn.Tick()
+	}
+}
 
 // ApplyConfChange is called by the runtime when it applies a conf-change
 // entry; it returns the membership as of the applied entries, which the
@@ -258,6 +299,8 @@ type Status struct {
 	Conf wire.ConfState
 	// LeadTransferee is the transfer target, if a transfer is under way.
 	LeadTransferee uint64
+	// Quiesced says the node's timers are stopped (Config.QuiesceAfterTicks).
+	Quiesced bool
 	// Progress is the leader's view of each member (leader only).
 	Progress map[uint64]ProgressStatus
 }
@@ -269,7 +312,7 @@ func (rn *RawNode) Status() Status {
 		ID: r.id, Term: r.term, Vote: r.vote, Lead: r.lead, Role: r.role,
 		Commit: r.log.committed, Applied: r.log.applied, LastIndex: r.log.lastIndex(),
 		Durable: r.log.durableIndex(), Conf: cloneConfState(r.confs.current()),
-		LeadTransferee: r.leadTransferee,
+		LeadTransferee: r.leadTransferee, Quiesced: r.quiesced,
 	}
 	if r.role == RoleLeader {
 		s.Progress = make(map[uint64]ProgressStatus, len(r.prIDs))

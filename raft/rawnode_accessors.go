@@ -21,3 +21,11 @@ func (rn *RawNode) IsLeader() bool { return rn.r.role == RoleLeader }
 // ConfStateAt is the membership in effect at log index i, for i at or above
 // the log's base (the runtime records it when it compacts the log at i).
 func (rn *RawNode) ConfStateAt(i uint64) wire.ConfState { return cloneConfState(rn.r.confs.at(i)) }
+
+// Quiesced reports whether the node's timers are stopped
+// (Config.QuiesceAfterTicks): a quiesced leader sends no heartbeats and a
+// quiesced follower does not campaign, so Tick only counts and HasReady
+// stays false until an input arrives. A runtime with many groups may skip
+// ticking quiesced groups if it accounts for the skipped ticks with
+// TickQuiesced before their next input.
+func (rn *RawNode) Quiesced() bool { return rn.r.quiesced }

@@ -81,17 +81,26 @@ func (ro *readOnly) closeRound() []byte {
 	return ro.lastRoundCtx
 }
 
-// decodeReadRound parses a heartbeat context written by closeRound, as a
-// follower echoed it: followers with LeaseReads append leaseMarker.
-func decodeReadRound(ctx []byte) (round uint64, lease, ok bool) {
-	switch {
-	case len(ctx) == readRoundBytes:
-	case len(ctx) == readRoundBytes+1 && ctx[readRoundBytes] == leaseMarker:
-		lease = true
-	default:
-		return 0, false, false
+// decodeReadRound parses a heartbeat answer's context: the round written
+// by closeRound, as the follower echoed it, then leaseMarker if the
+// follower honours our lease (LeaseReads), then quiesceAckMarker if it
+// quiesced on that round's notice (quiesce.go), each at most once and in
+// that order.
+func decodeReadRound(ctx []byte) (round uint64, lease, quiesced, ok bool) {
+	if len(ctx) < readRoundBytes || len(ctx) > readRoundBytes+2 {
+		return 0, false, false, false
 	}
-	return binary.BigEndian.Uint64(ctx), lease, true
+	rest := ctx[readRoundBytes:]
+	if len(rest) > 0 && rest[0] == leaseMarker {
+		lease, rest = true, rest[1:]
+	}
+	if len(rest) > 0 && rest[0] == quiesceAckMarker {
+		quiesced, rest = true, rest[1:]
+	}
+	if len(rest) > 0 {
+		return 0, false, false, false
+	}
+	return binary.BigEndian.Uint64(ctx), lease, quiesced, true
 }
 
 // readIndex queues a read (leader only).
@@ -99,6 +108,7 @@ func (r *raft) readIndex(ctx []byte) error {
 	if r.role != RoleLeader {
 		return r.errNotLeader()
 	}
+	r.noteActivity()
 	if r.readOnly.len() >= r.maxPendingReads {
 		return fmt.Errorf("%d reads pending: %w", r.readOnly.len(), ErrProposalDropped)
 	}
@@ -143,7 +153,7 @@ func (r *raft) releaseWaitingReads() {
 // this loop turn are confirmed together.
 func (r *raft) flushReadRound() {
 	if r.role == RoleLeader && r.readOnly.roundOpen {
-		r.bcastHeartbeat()
+		r.bcastHeartbeat(false)
 	}
 }
 

@@ -3,6 +3,7 @@ package raft
 import (
 	"flag"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
@@ -64,6 +65,44 @@ func TestSim(t *testing.T) {
 	t.Logf("%d seeds passed; totals: %s", seeds, total)
 }
 
+// simQuiesceDefaultBudget bounds TestSimQuiesce's default run (on top of
+// TestSim, a third of whose seeds run with quiescence too).
+const simQuiesceDefaultBudget = 10 * time.Second
+
+// TestSimQuiesce runs seeds with quiescence on in every one: idle
+// stretches amid partitions and crashes, transports that report (or miss)
+// broken connections, false suspicions. -sim.duration and -seed apply as
+// for TestSim (make sim runs both).
+func TestSimQuiesce(t *testing.T) {
+	if *simSeed >= 0 {
+		s, err := runSimQuiesce(uint64(*simSeed), *simSteps, true)
+		if err != nil {
+			t.Fatalf("seed %d: %v", *simSeed, err)
+		}
+		t.Logf("seed %d: %s", *simSeed, s.stats)
+		return
+	}
+	budget := *simDuration
+	if budget == 0 {
+		budget = simQuiesceDefaultBudget
+		if testing.Short() {
+			budget = 2 * time.Second
+		}
+	}
+	deadline := time.Now().Add(budget)
+	seeds := 0
+	var total simStats
+	for seed := uint64(1); time.Now().Before(deadline); seed++ {
+		s, err := runSimQuiesce(seed, *simSteps, true)
+		if err != nil {
+			t.Fatalf("seed %d: %v\nreplay: go test ./raft -run 'TestSimQuiesce$' -seed %d", seed, err, seed)
+		}
+		total.add(s.stats)
+		seeds++
+	}
+	t.Logf("%d seeds passed; totals: %s", seeds, total)
+}
+
 // simProposal is a proposal the leader accepted at (index, term).
 type simProposal struct {
 	index, term uint64
@@ -102,12 +141,27 @@ type sim struct {
 	lease    bool
 	maxAhead int
 	ahead    map[uint64]int
-	stats    simStats
+	// quiesce says the nodes run with QuiesceAfterTicks; qrnd is its own
+	// random stream, so seeds without quiescence run as they always did.
+	// The runtime's part is modelled too: when a node crashes or is cut
+	// off, its peers' transports may report it unreachable, and now and
+	// then a node is woken or a peer reported for no reason.
+	quiesce bool
+	qrnd    *rand.Rand
+	// wasQuiesced is each node's Quiesced() at the last check.
+	wasQuiesced map[uint64]bool
+	// idleUntil: before this step no client work is submitted (no
+	// proposals, reads, conf changes, transfers or campaigns), so groups
+	// get the chance to quiesce amid crashes and partitions.
+	idleUntil int
+	stats     simStats
 }
 
 // simStats shows that a run exercised the protocol (not just idled).
 type simStats struct {
 	applied, terms, confChanges, snapshotsSent, reads, leaseReads, crashes int
+	// quiesces counts nodes entering quiescence.
+	quiesces int
 }
 
 func (a *simStats) add(b simStats) {
@@ -118,16 +172,30 @@ func (a *simStats) add(b simStats) {
 	a.reads += b.reads
 	a.leaseReads += b.leaseReads
 	a.crashes += b.crashes
+	a.quiesces += b.quiesces
 }
 
 func (a simStats) String() string {
-	return fmt.Sprintf("applied=%d terms=%d confChangesApplied=%d snapshotsSent=%d readsConfirmed=%d leaseReads=%d crashes=%d",
-		a.applied, a.terms, a.confChanges, a.snapshotsSent, a.reads, a.leaseReads, a.crashes)
+	return fmt.Sprintf("applied=%d terms=%d confChangesApplied=%d snapshotsSent=%d readsConfirmed=%d leaseReads=%d crashes=%d quiesces=%d",
+		a.applied, a.terms, a.confChanges, a.snapshotsSent, a.reads, a.leaseReads, a.crashes, a.quiesces)
 }
 
-// runSim runs one seed for steps steps and the final heal/check.
+// runSim runs one seed for steps steps and the final heal/check. A third
+// of the seeds run with quiescence.
 func runSim(seed uint64, steps int) (s *sim, err error) {
-	s = &sim{seed: seed, leaders: map[uint64]uint64{}, committed: map[uint64]wire.Entry{}, committedTerm: map[uint64]uint64{}, reads: map[string]uint64{}, ahead: map[uint64]int{}}
+	return runSimQuiesce(seed, steps, false)
+}
+
+// runSimQuiesce is runSim; forceQuiesce turns quiescence on whatever the
+// seed says.
+func runSimQuiesce(seed uint64, steps int, forceQuiesce bool) (s *sim, err error) {
+	s = &sim{seed: seed, leaders: map[uint64]uint64{}, committed: map[uint64]wire.Entry{}, committedTerm: map[uint64]uint64{}, reads: map[string]uint64{}, ahead: map[uint64]int{}, wasQuiesced: map[uint64]bool{}}
+	s.qrnd = rand.New(rand.NewPCG(seed, 0x7175696573636500))
+	s.quiesce = forceQuiesce || s.qrnd.IntN(3) == 0
+	quiesceAfter := 0
+	if s.quiesce {
+		quiesceAfter = 1 + s.qrnd.IntN(6)
+	}
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("panic at step %d: %v\nlast actions:\n%s", s.step, p, s.lastTrace())
@@ -157,6 +225,7 @@ func runSim(seed uint64, steps int) (s *sim, err error) {
 		cfg.ElectionTicks = electionTicks
 		cfg.MaxInflightMsgs = inflight
 		cfg.MaxSizePerMsgBytes = 64
+		cfg.QuiesceAfterTicks = quiesceAfter
 	})
 	c.async = true
 	if c.rnd.IntN(3) != 0 {
@@ -168,11 +237,14 @@ func runSim(seed uint64, steps int) (s *sim, err error) {
 	if c.rnd.IntN(2) == 0 {
 		s.slowDisk = uint64(1 + c.rnd.IntN(n))
 	}
-	s.tracef("n=%d preVote=%v checkQuorum=%v lease=%v maxAhead=%d electionTicks=%d inflight=%d snapEvery=%d",
-		n, preVote, checkQuorum, s.lease, s.maxAhead, electionTicks, inflight, c.snapEvery)
+	s.tracef("n=%d preVote=%v checkQuorum=%v lease=%v maxAhead=%d electionTicks=%d inflight=%d snapEvery=%d quiesceAfter=%d",
+		n, preVote, checkQuorum, s.lease, s.maxAhead, electionTicks, inflight, c.snapEvery, quiesceAfter)
 	for s.step = 0; s.step < steps; s.step++ {
 		s.randomStep()
-		if s.lease && c.rnd.IntN(3) == 0 {
+		if s.quiesce {
+			s.quiesceStep()
+		}
+		if s.lease && c.rnd.IntN(3) == 0 && s.step >= s.idleUntil {
 			// Lease reads are answered at once: read often, so that a
 			// lease that outlives its followers' quiet window is caught.
 			s.read()
@@ -233,7 +305,11 @@ func (s *sim) pick(ids []uint64) uint64 {
 func (s *sim) randomStep() {
 	c := s.c
 	rnd := c.rnd
-	switch k := rnd.IntN(1000); {
+	k := rnd.IntN(1000)
+	if s.step < s.idleUntil && (k >= 800 && k < 907 || k >= 931) {
+		return // client work, held back in an idle stretch
+	}
+	switch {
 	case k < 80: // tick one node
 		if id := s.pick(s.live()); id != 0 && (!s.lease || s.ahead[id] < s.maxAhead) {
 			c.nodes[id].rn.Tick()
@@ -301,6 +377,7 @@ func (s *sim) randomStep() {
 		if rnd.IntN(2) == 0 {
 			c.isolate(id)
 			s.tracef("isolate %d", id)
+			s.maybeReportDown(id)
 		} else {
 			other := s.pick(c.ids)
 			if other != id {
@@ -330,6 +407,7 @@ func (s *sim) randomStep() {
 			s.ahead[id] = 0
 			s.stats.crashes++
 			s.tracef("crash %d", id)
+			s.maybeReportDown(id)
 		}
 	case k < 931: // restart
 		var down []uint64
@@ -360,6 +438,48 @@ func (s *sim) randomStep() {
 		if id := s.pick(s.live()); id != 0 {
 			_ = c.nodes[id].rn.Campaign()
 			s.tracef("campaign %d", id)
+		}
+	}
+}
+
+// maybeReportDown plays the transports of id's peers (and id's own)
+// noticing, or not, that the connections to id broke.
+func (s *sim) maybeReportDown(id uint64) {
+	if !s.quiesce {
+		return
+	}
+	for _, o := range s.live() {
+		if o == id {
+			continue
+		}
+		if s.qrnd.IntN(2) == 0 {
+			s.c.nodes[o].rn.ReportUnreachable(id)
+			s.tracef("report %d unreachable at %d", id, o)
+		}
+		if nd := s.c.nodes[id]; !nd.down && s.qrnd.IntN(2) == 0 {
+			nd.rn.ReportUnreachable(o)
+			s.tracef("report %d unreachable at %d", o, id)
+		}
+	}
+}
+
+// quiesceStep now and then wakes a random node, or reports a random peer
+// unreachable at one (a false suspicion as often as not).
+func (s *sim) quiesceStep() {
+	switch k := s.qrnd.IntN(1000); {
+	case k < 3 && s.step >= s.idleUntil:
+		s.idleUntil = s.step + 100 + s.qrnd.IntN(300)
+		s.tracef("idle until step %d", s.idleUntil)
+	case k < 20:
+		if id := s.pick(s.live()); id != 0 {
+			s.c.nodes[id].rn.Wake()
+			s.tracef("wake %d", id)
+		}
+	case k < 40:
+		id, o := s.pick(s.live()), s.pick(s.c.ids)
+		if id != 0 && o != id {
+			s.c.nodes[id].rn.ReportUnreachable(o)
+			s.tracef("report %d unreachable at %d", o, id)
 		}
 	}
 }
@@ -514,6 +634,24 @@ func (s *sim) check() error {
 		first, ents := nodeLog(nd)
 		views = append(views, view{id, first, ents, nd.rn.r})
 	}
+	// Quiescence stops timers only: a quiesced node holds its whole log
+	// committed, and a quiesced leader has nothing in flight.
+	for _, v := range views {
+		if !v.r.quiesced {
+			s.wasQuiesced[v.id] = false
+			continue
+		}
+		if !s.wasQuiesced[v.id] {
+			s.wasQuiesced[v.id] = true
+			s.stats.quiesces++
+		}
+		if v.r.log.committed != v.r.log.lastIndex() || v.r.lead == 0 {
+			return fmt.Errorf("quiescence: node %d (%v) quiesced with commit %d, last %d, lead %d", v.id, v.r.role, v.r.log.committed, v.r.log.lastIndex(), v.r.lead)
+		}
+		if v.r.role == RoleLeader && !v.r.quiesceEligible() {
+			return fmt.Errorf("quiescence: leader %d quiesced with work in flight:\n%s", v.id, s.dump())
+		}
+	}
 	// Election safety: at most one leader per term.
 	for _, v := range views {
 		if v.r.role != RoleLeader {
@@ -656,6 +794,11 @@ func (s *sim) finish() error {
 	if lead == 0 {
 		return fmt.Errorf("liveness: cluster did not settle after healing:\n%s", s.dump())
 	}
+	if s.quiesce {
+		if err := s.finishQuiesce(); err != nil {
+			return err
+		}
+	}
 	// Every accepted proposal is committed or was overwritten (its caller
 	// would have seen the different term at its index).
 	_, ents := nodeLog(c.nodes[lead])
@@ -704,14 +847,41 @@ func (s *sim) finish() error {
 	return nil
 }
 
+// finishQuiesce checks, on the settled cluster, that the group quiesces
+// once idle and then sends nothing at all.
+func (s *sim) finishQuiesce() error {
+	c := s.c
+	settled := false
+	for round := 0; round < 100 && !settled; round++ {
+		c.tickAll()
+		c.stabilize()
+		if err := s.check(); err != nil {
+			return err
+		}
+		settled = c.allQuiesced()
+	}
+	if !settled {
+		return fmt.Errorf("quiescence: idle cluster did not quiesce:\n%s", s.dump())
+	}
+	before := c.sent
+	for i := 0; i < 100; i++ {
+		c.tickAll()
+		c.stabilize()
+	}
+	if n := c.sent - before; n != 0 {
+		return fmt.Errorf("quiescence: quiesced cluster sent %d messages in 100 ticks:\n%s", n, s.dump())
+	}
+	return s.check()
+}
+
 // dump describes every node for failure messages.
 func (s *sim) dump() string {
 	var b strings.Builder
 	for _, id := range s.c.ids {
 		nd := s.c.nodes[id]
 		st := nd.rn.Status()
-		fmt.Fprintf(&b, "node %d down=%v %v term=%d vote=%d lead=%d commit=%d applied=%d last=%d durable=%d first=%d conf=%v transferee=%d\n",
-			id, nd.down, st.Role, st.Term, st.Vote, st.Lead, st.Commit, st.Applied, st.LastIndex, st.Durable, nd.rn.r.log.firstIndex(), st.Conf, st.LeadTransferee)
+		fmt.Fprintf(&b, "node %d down=%v %v term=%d vote=%d lead=%d commit=%d applied=%d last=%d durable=%d first=%d conf=%v transferee=%d quiesced=%v\n",
+			id, nd.down, st.Role, st.Term, st.Vote, st.Lead, st.Commit, st.Applied, st.LastIndex, st.Durable, nd.rn.r.log.firstIndex(), st.Conf, st.LeadTransferee, st.Quiesced)
 		for pid, p := range st.Progress {
 			fmt.Fprintf(&b, "   pr %d: %+v\n", pid, p)
 		}

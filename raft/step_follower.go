@@ -81,9 +81,28 @@ func (r *raft) handleHeartbeat(m wire.Message) {
 		r.log.commitTo(m.Commit)
 	}
 	ctx := m.Context
-	if r.leaseReads && len(ctx) == readRoundBytes {
-		// Tell the leader its lease may count on us (lease.go).
-		ctx = append(append(make([]byte, 0, readRoundBytes+1), ctx...), leaseMarker)
+	quiesce := false
+	if len(ctx) == readRoundBytes+1 && ctx[readRoundBytes] == quiesceNoticeMarker {
+		// A quiesce notice: its Commit is the leader's last index. Stop
+		// the timer only if our log is exactly that, all committed; a
+		// follower that is behind keeps counting (quiesce.go).
+		ctx = ctx[:readRoundBytes]
+		last := r.log.lastIndex()
+		quiesce = r.quiesceAfterTicks > 0 && m.Commit == last && r.log.committed == last
+	}
+	if quiesce {
+		r.enterQuiescence()
+	}
+	if (r.leaseReads || quiesce) && len(ctx) == readRoundBytes {
+		out := append(make([]byte, 0, readRoundBytes+2), ctx...)
+		if r.leaseReads {
+			// Tell the leader its lease may count on us (lease.go).
+			out = append(out, leaseMarker)
+		}
+		if quiesce {
+			out = append(out, quiesceAckMarker)
+		}
+		ctx = out
 	}
 	r.send(wire.Message{To: m.From, Type: wire.MsgHeartbeatResp, Context: ctx})
 }

@@ -36,10 +36,13 @@ func (r *raft) stepLeader(m wire.Message) error {
 		if pr.Match < r.log.lastIndex() || pr.State == StateProbe {
 			r.maybeSendAppend(m.From, sendOrProbe)
 		}
-		if round, lease, ok := decodeReadRound(m.Context); ok {
+		if round, lease, quiesced, ok := decodeReadRound(m.Context); ok {
 			r.ackReadRound(m.From, pr, round)
 			if lease {
 				r.ackLeaseRound(pr, round)
+			}
+			if quiesced {
+				r.ackQuiesce(pr, round)
 			}
 		}
 	}
@@ -240,16 +243,24 @@ func (r *raft) bcastAppend() {
 
 // bcastHeartbeat sends a heartbeat to every member. It closes the open
 // ReadIndex round (if any) and carries the latest round, so answering it
-// confirms every read queued before it.
-func (r *raft) bcastHeartbeat() {
-	if r.leaseReads {
+// confirms every read queued before it. With notice set the heartbeats
+// are quiesce notices (quiesce.go).
+func (r *raft) bcastHeartbeat(notice bool) {
+	if r.leaseReads || notice {
 		// Every heartbeat opens its own round: an answer to it proves the
-		// follower heard from us at or after this tick (lease.go).
+		// follower heard from us at or after this tick (lease.go), or
+		// names the quiesce notice it answers.
 		r.readOnly.roundOpen = true
 	}
 	ctx := r.readOnly.closeRound()
 	if r.leaseReads {
 		r.readOnly.lease.noteRoundSent(r.readOnly.lastRound, r.tickCount, r.leaseTicks)
+	}
+	if notice {
+		if r.quiesceFromRound == 0 {
+			r.quiesceFromRound = r.readOnly.lastRound
+		}
+		ctx = append(ctx[:len(ctx):len(ctx)], quiesceNoticeMarker)
 	}
 	for _, id := range r.prIDs {
 		if id == r.id {
@@ -285,6 +296,7 @@ func (r *raft) propose(data [][]byte) error {
 	if r.role != RoleLeader {
 		return r.errNotLeader()
 	}
+	r.noteActivity()
 	if r.leadTransferee != 0 {
 		return fmt.Errorf("leader %d transferring to %d: %w", r.id, r.leadTransferee, ErrTransferInProgress)
 	}
@@ -328,6 +340,7 @@ func (r *raft) proposeConfChange(cc wire.ConfChange) error {
 	if r.role != RoleLeader {
 		return r.errNotLeader()
 	}
+	r.noteActivity()
 	if r.leadTransferee != 0 {
 		return fmt.Errorf("leader %d transferring to %d: %w", r.id, r.leadTransferee, ErrTransferInProgress)
 	}
@@ -366,6 +379,7 @@ func (r *raft) transferLeadership(to uint64) {
 	if r.role != RoleLeader || to == r.id || !isVoter(r.confs.current(), to) {
 		return
 	}
+	r.noteActivity()
 	if r.leadTransferee == to {
 		return // already under way
 	}
@@ -434,8 +448,11 @@ func (r *raft) reportSnapshot(to uint64, failed bool) {
 	pr.MsgAppFlowPaused = true
 }
 
-// reportUnreachable drops a follower out of optimistic replication.
+// reportUnreachable drops a follower out of optimistic replication, and
+// wakes a quiesced node whose leader, or one of whose followers, is
+// suspected down.
 func (r *raft) reportUnreachable(to uint64) {
+	r.reportUnreachableQuiesced(to)
 	pr := r.prs[to]
 	if r.role == RoleLeader && pr != nil && pr.State == StateReplicate {
 		pr.becomeProbe()
