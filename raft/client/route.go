@@ -41,7 +41,10 @@ const shardMapRefreshMin = retryBackoffMax
 // used. With one group it costs what the single-group client did: no hash.
 func (c *Client) targetFor(key []byte) (string, routeRef) {
 	n := c.groups.Load()
-	g := wire.GroupOf(key, n) // 0 without hashing when n == 1
+	g := uint32(0)
+	if n > 1 {
+		g = wire.GroupOf(key, n)
+	}
 	c.mu.Lock()
 	if uint32(len(c.mu.routes)) != n {
 		// The map was replaced between the load and the lock.
