@@ -57,6 +57,9 @@
 // Client asks a node for the map (wire.OpShardMap; concurrent first
 // callers share one fetch, which tries each known address once) and then
 // keeps one route per group: the address that group's requests go to.
+// First requests wait for that fetch at most 100 ms and then go ahead
+// routed as one group, so a node that accepts connections but hangs
+// costs them no more than that.
 // Every request is sent to its key's route, so once the map is cached a
 // key goes straight to its group's leader, and groups led by different
 // nodes are served by different connections in parallel. Connections stay

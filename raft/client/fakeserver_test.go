@@ -38,6 +38,9 @@ type fakeServer struct {
 	received atomic.Int64
 	// shardMapReqs counts OpShardMap requests.
 	shardMapReqs atomic.Int64
+	// holdShardMap makes the server never answer OpShardMap, like a node
+	// that hangs.
+	holdShardMap atomic.Bool
 	// notLeaderSent counts StatusNotLeader answers given for groups this
 	// node does not lead (shards only).
 	notLeaderSent atomic.Int64
@@ -286,7 +289,9 @@ func (s *fakeServer) serve(nc net.Conn) {
 		}
 		if req.Op == wire.OpShardMap {
 			s.shardMapReqs.Add(1)
-			sc.send(s.shardMapAnswer(req.ID))
+			if !s.holdShardMap.Load() {
+				sc.send(s.shardMapAnswer(req.ID))
+			}
 			continue
 		}
 		nrecv := s.received.Add(1)

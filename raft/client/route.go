@@ -197,11 +197,21 @@ func (c *Client) maybeFetchLocked() {
 	go c.fetchShardMap()
 }
 
+// firstMapWaitMax bounds how long a request waits for the first shard map
+// fetch before it goes ahead routed as one group (correct, because nodes
+// redirect by key, only slower). A healthy node answers within a few round
+// trips, dial and TLS included; a node that accepted the connection and
+// hangs would otherwise hold every first request for a whole
+// RequestTimeout, and a caller with a shorter deadline would never send at
+// all. It equals retryBackoffMax, the time a redirect costs anyway.
+const firstMapWaitMax = retryBackoffMax
+
 // awaitFirstMap waits until the first shard map fetch has ended (with a map
-// or without), starting it if this is the first request. Only the first
-// fetch is waited for: it decides whether requests are routed per group
-// from the start, and a client that has never fetched has nothing better
-// to go on. Later refreshes run in the background.
+// or without), starting it if this is the first request, but at most
+// firstMapWaitMax. Only the first fetch is waited for: it decides whether
+// requests are routed per group from the start, and a client that has
+// never fetched has nothing better to go on. Later refreshes run in the
+// background. The timer is allocated only until the first fetch ends.
 func (c *Client) awaitFirstMap(ctx context.Context) error {
 	c.mu.Lock()
 	if c.mu.closed {
@@ -212,8 +222,12 @@ func (c *Client) awaitFirstMap(ctx context.Context) error {
 		c.maybeFetchLocked()
 	}
 	c.mu.Unlock()
+	t := time.NewTimer(firstMapWaitMax)
+	defer t.Stop()
 	select {
 	case <-c.firstMap:
+		return nil
+	case <-t.C:
 		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("client: %w", ctx.Err())
