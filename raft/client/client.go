@@ -22,9 +22,12 @@ type Client struct {
 	// wg counts the dial, reader and writer goroutines, so Close can wait
 	// for all of them.
 	wg sync.WaitGroup
-	// firstMap is closed when the first shard map fetch has ended, with a
-	// map or without; requests wait for it once (see awaitFirstMap).
+	// firstMap opens (is closed) when the first shard map fetch has ended,
+	// with a map or without, or firstMapWaitMax after it started; until
+	// then requests wait for it (see awaitFirstMap).
 	firstMap chan struct{}
+	// gateOnce closes firstMap once.
+	gateOnce sync.Once
 	// groups mirrors len(mu.routes), so that a request hashes its key
 	// before taking mu. Written only with mu held.
 	groups atomic.Uint32
@@ -45,9 +48,11 @@ type Client struct {
 		routes []route
 		// fetchStarted is set when the first shard map fetch starts.
 		fetchStarted bool
-		// firstFetchDone is set when the first fetch has ended and
-		// firstMap is closed.
+		// firstFetchDone is set when the first fetch has ended.
 		firstFetchDone bool
+		// gateTimer opens firstMap if the first fetch takes longer than
+		// firstMapWaitMax. Set when the first fetch starts.
+		gateTimer *time.Timer
 		// fetching is set while a fetch goroutine runs; there is at most one.
 		fetching bool
 		// mapStale asks for a fetch at the next request: set when a call

@@ -189,6 +189,9 @@ func (c *Client) maybeFetchLocked() {
 	if c.mu.fetchStarted && now.Sub(c.mu.lastFetch) < shardMapRefreshMin {
 		return
 	}
+	if !c.mu.fetchStarted {
+		c.mu.gateTimer = time.AfterFunc(firstMapWaitMax, c.openGate)
+	}
 	c.mu.fetchStarted = true
 	c.mu.fetching = true
 	c.mu.mapStale = false
@@ -197,8 +200,8 @@ func (c *Client) maybeFetchLocked() {
 	go c.fetchShardMap()
 }
 
-// firstMapWaitMax bounds how long a request waits for the first shard map
-// fetch before it goes ahead routed as one group (correct, because nodes
+// firstMapWaitMax bounds how long requests wait for the first shard map
+// fetch before they go ahead routed as one group (correct, because nodes
 // redirect by key, only slower). A healthy node answers within a few round
 // trips, dial and TLS included; a node that accepted the connection and
 // hangs would otherwise hold every first request for a whole
@@ -206,12 +209,14 @@ func (c *Client) maybeFetchLocked() {
 // all. It equals retryBackoffMax, the time a redirect costs anyway.
 const firstMapWaitMax = retryBackoffMax
 
-// awaitFirstMap waits until the first shard map fetch has ended (with a map
-// or without), starting it if this is the first request, but at most
-// firstMapWaitMax. Only the first fetch is waited for: it decides whether
-// requests are routed per group from the start, and a client that has
-// never fetched has nothing better to go on. Later refreshes run in the
-// background. The timer is allocated only until the first fetch ends.
+// awaitFirstMap starts the first shard map fetch if this is the first
+// request, and waits until firstMap opens: when that fetch ends (with a
+// map or without) or firstMapWaitMax after it started, whichever is first.
+// The wait is counted from the fetch's start, not per caller, so once it
+// is over no request waits again. Only the first fetch is waited for: it
+// decides whether requests are routed per group from the start, and a
+// client that has never fetched has nothing better to go on. Later
+// refreshes run in the background.
 func (c *Client) awaitFirstMap(ctx context.Context) error {
 	c.mu.Lock()
 	if c.mu.closed {
@@ -222,18 +227,20 @@ func (c *Client) awaitFirstMap(ctx context.Context) error {
 		c.maybeFetchLocked()
 	}
 	c.mu.Unlock()
-	t := time.NewTimer(firstMapWaitMax)
-	defer t.Stop()
 	select {
 	case <-c.firstMap:
-		return nil
-	case <-t.C:
 		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("client: %w", ctx.Err())
 	case <-c.closeCtx.Done():
 		return ErrClosed
 	}
+}
+
+// openGate opens firstMap; it is called when the first fetch ends and by
+// the gate timer, and only the first call closes the channel.
+func (c *Client) openGate() {
+	c.gateOnce.Do(func() { close(c.firstMap) })
 }
 
 // fetchShardMap asks the known nodes, one after another, for the shard map
@@ -328,12 +335,14 @@ func (c *Client) installShardMap(m wire.ShardMap, from string, ok bool) {
 	groups := len(c.mu.routes)
 	first := !c.mu.firstFetchDone
 	c.mu.firstFetchDone = true
+	gate := c.mu.gateTimer
 	c.mu.Unlock()
 	for _, a := range learned {
 		c.cfg.Logger.Info("client: learned node address from shard map", "addr", a, "from", from)
 	}
 	if first {
 		c.cfg.Logger.Debug("client: shard map", "groups", groups, "from", from, "fetched", ok)
-		close(c.firstMap)
+		gate.Stop()
+		c.openGate()
 	}
 }

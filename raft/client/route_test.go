@@ -145,6 +145,11 @@ func TestHungNodeDoesNotHoldFirstRequest(t *testing.T) {
 	if n := s.received.Load(); n != 1 {
 		t.Fatalf("server received %d requests, want 1", n)
 	}
+	select {
+	case <-c.firstMap: // later requests do not wait again
+	default:
+		t.Fatal("the first-map wait is still closed after firstMapWaitMax")
+	}
 }
 
 // TestPerGroupRedirects: a map that names no leaders starts every group at
