@@ -133,6 +133,25 @@
 //	MsgClientResponse (33): ID u64 | Status u8 | Index u64 | bytes(Value) |
 //	                        bytes(LeaderHint) | bytes(Err)
 //
+// Client requests are routed by key: with G groups, a request belongs to
+// group GroupOf(Key, G) (FNV-1a 64, MurmurHash3's fmix64, multiply-shift;
+// the empty key is group 0), a function that is part of the data layout
+// and never changes. Ops (part of the format): OpPut 1, OpGet 2, OpDelete
+// 3, OpCAS 4, OpNoop 5 (its optional Key only routes it), OpShardMap 6.
+// OpShardMap carries nothing and is answered by any node, StatusOK with
+// Value = an encoded ShardMap (not a frame; it has its own format
+// version):
+//
+//	+----------+---------+---------+-- naddrs x --+--- Groups x ---+
+//	| fmt u8=1 | Groups  | naddrs  | bytes(addr)  | leader u32     |
+//	|          | u32     | u32     |              |                |
+//	+----------+---------+---------+--------------+----------------+
+//
+//	leader: 0 unknown, else an index into the address list, 1-based.
+//	Canonical: 1 <= Groups <= MaxShardGroups (65536); naddrs <=
+//	MaxShardAddrs (1024); each address 1 to MaxShardAddrBytes (512)
+//	bytes, distinct, listed in the order of first use, each used.
+//
 // ConfChange, the Data of an EntryConfChange entry (not a frame; it is
 // stored in the log, so it carries its own format version):
 //

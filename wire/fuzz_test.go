@@ -309,6 +309,12 @@ func TestFuzzSeeds(t *testing.T) {
 	seeds = append(seeds, seed{"FuzzReader", []any{bytes.Join(all[:5], nil)}})
 	cc := sampleConfChange()
 	seeds = append(seeds, seed{"FuzzDecodeConfChange", []any{AppendConfChange(nil, &cc)}})
+	sm := sampleShardMap()
+	smb, err := AppendShardMap(nil, &sm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seeds = append(seeds, seed{"FuzzDecodeShardMap", []any{smb}})
 
 	names := map[string]int{}
 	for _, s := range seeds {

@@ -63,3 +63,10 @@ func textish(n int, seed int) []byte {
 	}
 	return b.Bytes()[:n]
 }
+
+// sampleShardMap is a map of 8 groups led by three nodes, one group with no
+// known leader: every branch of the encoding (shared addresses, index 0).
+func sampleShardMap() ShardMap {
+	a, b, c := "10.0.0.1:8000", "10.0.0.2:8000", "node-3.example:8000"
+	return ShardMap{Groups: 8, Leaders: []string{a, b, a, c, "", b, c, a}}
+}

@@ -230,7 +230,16 @@ const (
 	// FlagExpectAbsent, if it does not exist).
 	OpCAS Op = 4
 	// OpNoop is a replicated write that changes nothing (for benchmarks).
+	// Its Key, if any, only chooses the group (see GroupOf) and is not
+	// stored; without one it goes to group 0.
 	OpNoop Op = 5
+	// OpShardMap asks the node for the cluster's shard map. It carries no
+	// key, flags or value, is answered by any node from what that node
+	// knows (no consensus round), and is never replicated. The answer is
+	// StatusOK with Value = the map encoded by AppendShardMap. A node that
+	// predates it answers StatusBadRequest, which a client reads as "one
+	// group".
+	OpShardMap Op = 6
 )
 
 // ReqFlags modify a client request. Part of the format.
@@ -253,7 +262,9 @@ type ClientRequest struct {
 	Op Op
 	// Flags modify the operation.
 	Flags ReqFlags
-	// Key is the key operated on (empty for OpNoop).
+	// Key is the key operated on. It also routes the request: the node
+	// hands it to group GroupOf(Key, groups). Empty for OpShardMap, and
+	// optional for OpNoop.
 	Key []byte
 	// Value is the new value (OpPut, OpCAS).
 	Value []byte
@@ -269,7 +280,8 @@ const (
 	StatusOK Status = 0
 	// StatusNotFound means a get found no such key.
 	StatusNotFound Status = 1
-	// StatusNotLeader means this node is not the leader; LeaderHint names the
+	// StatusNotLeader means this node is not the leader of the request's
+	// group (the group its Key maps to); LeaderHint names that group's
 	// leader's client address if known. The request was not applied.
 	StatusNotLeader Status = 2
 	// StatusBusy means the node shed load; the request was not applied.
@@ -292,12 +304,27 @@ type ClientResponse struct {
 	ID uint64
 	// Status is the outcome.
 	Status Status
-	// Value is the value read (OpGet), or the current value on StatusCASFailed.
+	// Value is the value read (OpGet), the current value on
+	// StatusCASFailed, or the encoded ShardMap (OpShardMap).
 	Value []byte
-	// LeaderHint is the leader's client address on StatusNotLeader, if known.
+	// LeaderHint is, on StatusNotLeader, the client address of the leader
+	// of the request's group, if known.
 	LeaderHint string
 	// Index is the log index at which a write applied, or the read index.
 	Index uint64
 	// Err describes StatusError and StatusBadRequest.
 	Err string
+}
+
+// ShardMap is how keys are spread over Raft groups, as one node knows it:
+// the answer to OpShardMap. Keys map to groups by GroupOf(key, Groups);
+// the group count is fixed by the cluster's bootstrap configuration, while
+// the leaders change with elections, so a client caches Groups and treats
+// Leaders as hints that StatusNotLeader answers correct.
+type ShardMap struct {
+	// Groups is the number of groups, 1 to MaxShardGroups.
+	Groups uint32
+	// Leaders has Groups entries: Leaders[g] is the client address of group
+	// g's leader as the answering node knows it, or "" if it does not know.
+	Leaders []string
 }

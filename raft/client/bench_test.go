@@ -108,3 +108,35 @@ func runCallers(b *testing.B, callers int, op func() error) {
 	}
 	wg.Wait()
 }
+
+// BenchmarkClientGroups measures Put throughput with 256 callers spread
+// over the 16 groups of a fake 3-node cluster: the cost of routing by key
+// (hash, per-group route) with three connections in use. The three fake
+// servers share the machine's cores with the client, so compare it with
+// BenchmarkClientPipelined/callers=256 by ratio only.
+func BenchmarkClientGroups(b *testing.B) {
+	srvs, _ := newFakeCluster(b, 3, 16)
+	c, err := New(Config{Addrs: []string{srvs[0].addr}, ClusterID: testClusterID})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+	val := make([]byte, 100)
+	keys := make([][]byte, 256)
+	for i := range keys {
+		keys[i] = []byte("bench-key-" + strconv.Itoa(i))
+		if _, err := c.Put(ctx, keys[i], val); err != nil { // connect and route outside the timer
+			b.Fatal(err)
+		}
+	}
+	var next atomic.Int64
+	b.ReportAllocs()
+	b.ResetTimer()
+	runCallers(b, len(keys), func() error {
+		_, err := c.Put(ctx, keys[next.Add(1)%int64(len(keys))], val)
+		return err
+	})
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "ops/s")
+}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/raftpipe/raftpipe/wire"
 )
@@ -20,6 +22,15 @@ type Client struct {
 	// wg counts the dial, reader and writer goroutines, so Close can wait
 	// for all of them.
 	wg sync.WaitGroup
+	// firstMap opens (is closed) when the first shard map fetch has ended,
+	// with a map or without, or firstMapWaitMax after it started; until
+	// then requests wait for it (see awaitFirstMap).
+	firstMap chan struct{}
+	// gateOnce closes firstMap once.
+	gateOnce sync.Once
+	// groups mirrors len(mu.routes), so that a request hashes its key
+	// before taking mu. Written only with mu held.
+	groups atomic.Uint32
 
 	// mu guards the fields in it; never held across I/O or while waiting.
 	mu struct {
@@ -30,11 +41,31 @@ type Client struct {
 		// hints learned from nodes. Invariant: non-empty, no duplicates, at
 		// most maxKnownAddrs.
 		addrs []string
-		// target indexes addrs: where the next request goes.
-		target int
-		// leader is the address that last answered a linearizable request
-		// as leader, or "" when not known.
-		leader string
+		// routes has one entry per group of the cached shard map: where
+		// that group's requests go. Invariant: 1 <= len(routes) <=
+		// wire.MaxShardGroups (one until a map with more groups arrives);
+		// every target indexes addrs.
+		routes []route
+		// fetchStarted is set when the first shard map fetch starts.
+		fetchStarted bool
+		// firstFetchDone is set when the first fetch has ended.
+		firstFetchDone bool
+		// gateTimer opens firstMap if the first fetch takes longer than
+		// firstMapWaitMax. Set when the first fetch starts.
+		gateTimer *time.Timer
+		// fetching is set while a fetch goroutine runs; there is at most one.
+		fetching bool
+		// mapStale asks for a fetch at the next request: set when a call
+		// met several StatusNotLeader answers, a connection failed, or the
+		// last fetch got no answer.
+		mapStale bool
+		// connLost is set when a connection fails (not by Close), and
+		// cleared by the next successful handshake, which then marks the
+		// map stale: a reconnect.
+		connLost bool
+		// lastFetch is when the last fetch started, for
+		// shardMapRefreshMin.
+		lastFetch time.Time
 		// conns holds the live (or dialling) connection per address.
 		// Bounded by len(addrs).
 		conns map[string]*conn
@@ -48,8 +79,10 @@ func New(cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Client{cfg: cfg}
+	c := &Client{cfg: cfg, firstMap: make(chan struct{})}
 	c.closeCtx, c.closeCancel = context.WithCancel(context.Background())
+	c.mu.routes = []route{{}}
+	c.groups.Store(1)
 	for _, a := range cfg.Addrs {
 		if indexAddr(c.mu.addrs, a) < 0 {
 			c.mu.addrs = append(c.mu.addrs, a)
@@ -140,10 +173,33 @@ func (c *Client) CAS(ctx context.Context, key, expect, value []byte, expectAbsen
 	return false, nil, statusError(cl)
 }
 
-// Noop replicates an entry that changes nothing: a round trip through the
-// log, for benchmarks and for waiting until a leader can commit.
+// Noop replicates an entry that changes nothing through group 0: a round
+// trip through the log, for benchmarks and for waiting until a leader can
+// commit.
 func (c *Client) Noop(ctx context.Context) error {
-	req := wire.ClientRequest{Op: wire.OpNoop}
+	return c.noop(ctx, nil)
+}
+
+// NoopKey is Noop through the group that owns key, so that a benchmark can
+// spread no-ops over groups. The key only routes the request; nothing is
+// stored. Against a cluster of one group (including nodes that predate
+// shard maps, which refuse a no-op with a key) the key is not sent.
+func (c *Client) NoopKey(ctx context.Context, key []byte) error {
+	select {
+	case <-c.firstMap:
+	default:
+		if err := c.awaitFirstMap(ctx); err != nil {
+			return err
+		}
+	}
+	if c.groups.Load() <= 1 {
+		key = nil
+	}
+	return c.noop(ctx, key)
+}
+
+func (c *Client) noop(ctx context.Context, key []byte) error {
+	req := wire.ClientRequest{Op: wire.OpNoop, Key: key}
 	cl := getCall(false)
 	defer putCall(cl)
 	if err := c.run(ctx, &req, cl); err != nil {
@@ -152,9 +208,9 @@ func (c *Client) Noop(ctx context.Context) error {
 	return statusError(cl, wire.StatusOK)
 }
 
-// Do sends a raw request with the same leader discovery and retry rules as
-// the typed methods (OpGet and OpNoop count as idempotent, every other Op
-// as a write). It assigns req.ID, so req must not be shared by concurrent
+// Do sends a raw request with the same routing, leader discovery and retry
+// rules as the typed methods (OpGet, OpNoop and OpShardMap count as
+// idempotent, every other Op as a write). It assigns req.ID, so req must not be shared by concurrent
 // calls. When an answer arrives it is returned, together with an error for
 // StatusBadRequest, StatusError and unexpected statuses; StatusOK,
 // StatusNotFound and StatusCASFailed are not errors. The response's Value
@@ -177,12 +233,30 @@ func (c *Client) Do(ctx context.Context, req *wire.ClientRequest) (*wire.ClientR
 }
 
 // Leader returns the address of the node that last answered a linearizable
-// request as leader, or "" if none has (yet, or since it stopped being
-// leader).
+// request of group 0 as its leader, or "" if none has (yet, or since it
+// stopped being leader). With one group that is the cluster's leader; with
+// more, see ShardMap.
 func (c *Client) Leader() string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.mu.leader
+	return c.mu.routes[0].leader
+}
+
+// ShardMap returns the client's current routing, as a copy: the number of
+// groups it knows of (1 until a node has sent a map with more, and against
+// nodes that predate shard maps) and, per group, the address that group's
+// next request goes to. That address is the client's best guess (from the
+// map, a StatusNotLeader hint, or the last node that answered), not a
+// confirmed leader. A tool that wants the map before any request can call
+// Noop first.
+func (c *Client) ShardMap() wire.ShardMap {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m := wire.ShardMap{Groups: uint32(len(c.mu.routes)), Leaders: make([]string, len(c.mu.routes))}
+	for g, r := range c.mu.routes {
+		m.Leaders[g] = c.mu.addrs[r.target]
+	}
+	return m
 }
 
 // Close closes every connection, fails outstanding calls with ErrClosed

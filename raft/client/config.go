@@ -35,7 +35,9 @@ const (
 	// this long after it is elected.
 	retryBackoffMax = 100 * time.Millisecond
 	// maxKnownAddrs bounds the address list: configured addresses plus
-	// leader hints learned from nodes.
+	// leader addresses learned from hints and shard maps. Groups have 3 or
+	// 5 members, so this is many clusters' worth; a group whose leader
+	// cannot be learned follows hints and rotation instead.
 	maxKnownAddrs = 64
 	// frameBufferBytes is the reusable payload buffer per connection; a
 	// response larger than this gets a fresh allocation for that frame.

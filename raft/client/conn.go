@@ -132,6 +132,7 @@ func (cn *conn) dial() {
 	go cn.writeLoop()
 	cn.client.cfg.Logger.Debug("client: connected", "addr", cn.addr, "compression", cn.opts.Compression)
 	close(cn.ready)
+	cn.client.connUp()
 }
 
 // connect dials and handshakes, returning the frame reader positioned after

@@ -49,15 +49,52 @@
 // half-open connection. Close fails every pending call and waits for all of
 // these goroutines.
 //
+// # Groups and routing
+//
+// A cluster may shard its keys over several Raft groups; each node knows
+// the shard map, and key k belongs to group wire.GroupOf(k, groups) (the
+// empty key, and so Noop, to group 0). Before its first request the
+// Client asks a node for the map (wire.OpShardMap; concurrent first
+// callers share one fetch, which tries each known address once) and then
+// keeps one route per group: the address that group's requests go to.
+// First requests wait for that fetch at most 100 ms and then go ahead
+// routed as one group, so a node that accepts connections but hangs
+// costs them no more than that.
+// Every request is sent to its key's route, so once the map is cached a
+// key goes straight to its group's leader, and groups led by different
+// nodes are served by different connections in parallel. Connections stay
+// one per node address, shared by every group that node leads.
+//
+// The map is a routing cache, never needed for correctness: a node routes
+// each request by its key itself and answers StatusNotLeader, with the
+// leader of that key's group as the hint, when it does not lead that
+// group. A node that predates shard maps answers OpShardMap with
+// StatusBadRequest; the Client then treats the cluster as one group and
+// behaves exactly as it did before groups existed. An unreadable map (a
+// newer format) is treated the same way.
+//
+// The map is fetched again, in the background (no caller waits), when a
+// call needed two StatusNotLeader answers (leaders are moving), after a
+// lost connection is re-established, and after a fetch that no node
+// answered; at most once per 100 ms. A map with another group count
+// replaces every route; one with the same count moves only the routes of
+// groups whose leader it names. ShardMap returns the routes, Leader group
+// 0's confirmed leader.
+//
 // # Leader discovery
 //
-// Requests go to a current target address, initially Config.Addrs[0]. A
-// StatusNotLeader answer with a LeaderHint moves the target to the hinted
-// address at once (learning it if it is not configured); without a hint, or
-// when an address cannot be reached, the target moves to the next address
-// after a short backoff (2 ms doubling to 100 ms) so an election can finish.
-// The target moves once per failure seen, not once per concurrent caller.
-// Leader reports the address that last answered a linearizable request.
+// Each group's route starts at the leader the map names, or else at the
+// node that sent the map (initially, Config.Addrs[0]). A StatusNotLeader
+// answer with a LeaderHint moves that group's route to the hinted address
+// at once (learning it if it is not configured); without a hint the
+// group's route moves to the next address after a short backoff (2 ms
+// doubling to 100 ms) so an election can finish. Either way no other
+// group's route changes: a node's answer for one group says nothing about
+// the others. When an address cannot be reached, or a request sent to it
+// got no answer, every group routed to it moves to the next address. A
+// route moves once per failure seen, not once per concurrent caller.
+// Leader reports the address that last answered a linearizable request of
+// group 0.
 //
 // # Retry rules (these matter for linearizability)
 //
@@ -69,8 +106,8 @@
 //     handshake failed; the connection failed before the writer took the
 //     request; the attempt timed out before it was enqueued). Any operation
 //     is retried.
-//  2. The operation is idempotent: Get, GetStale and Noop (and Do with
-//     OpGet or OpNoop). These are retried also when the connection broke
+//  2. The operation is idempotent: Get, GetStale, Noop and NoopKey (and
+//     Do with OpGet, OpNoop or OpShardMap). These are retried also when the connection broke
 //     after sending, the attempt timed out, or the node answered
 //     StatusUnknown. A retried read is still linearizable: it takes effect
 //     at some point within the call.

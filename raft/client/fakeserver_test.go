@@ -15,6 +15,12 @@ import (
 // fakeServer is a loopback stand-in for a node's client port: it speaks the
 // handshake and answers requests from an in-memory map. Knobs make it
 // misbehave in the ways the client must survive.
+//
+// Alone it is a node from before shard maps: one group, and OpShardMap is
+// an unknown op. Joined to a fakeShards (newFakeCluster) it is one of
+// several nodes serving G groups: it answers OpShardMap, and a keyed
+// request for a group it does not lead gets StatusNotLeader with that
+// group's leader as the hint.
 type fakeServer struct {
 	t    testing.TB
 	ln   net.Listener
@@ -25,8 +31,22 @@ type fakeServer struct {
 	tls *tls.Config
 	// wg counts the accept loop and per-connection goroutines.
 	wg sync.WaitGroup
-	// received counts requests read, including ones never answered.
+	// received counts requests read, including ones never answered, but
+	// not OpShardMap requests: those are answered before every knob below
+	// and counted in shardMapReqs, so the single-group tests count exactly
+	// the requests they make.
 	received atomic.Int64
+	// shardMapReqs counts OpShardMap requests.
+	shardMapReqs atomic.Int64
+	// holdShardMap makes the server never answer OpShardMap, like a node
+	// that hangs.
+	holdShardMap atomic.Bool
+	// notLeaderSent counts StatusNotLeader answers given for groups this
+	// node does not lead (shards only).
+	notLeaderSent atomic.Int64
+	// shards, if set, makes this node one of a multi-group cluster. Set
+	// before the first connection.
+	shards *fakeShards
 	// dropNext: while positive, each request is applied (writes) and then
 	// the connection is closed without an answer; decremented per drop.
 	dropNext atomic.Int64
@@ -267,6 +287,13 @@ func (s *fakeServer) serve(nc net.Conn) {
 		if err := wire.DecodeClientRequest(f.Payload, &req); err != nil {
 			return
 		}
+		if req.Op == wire.OpShardMap {
+			s.shardMapReqs.Add(1)
+			if !s.holdShardMap.Load() {
+				sc.send(s.shardMapAnswer(req.ID))
+			}
+			continue
+		}
 		nrecv := s.received.Add(1)
 		if every := s.dropEvery.Load(); every > 0 && nrecv%every == 0 {
 			s.apply(&req)
@@ -340,6 +367,20 @@ func (s *fakeServer) apply(req *wire.ClientRequest) wire.ClientResponse {
 		resp.LeaderHint = s.mu.hint
 		return resp
 	}
+	if s.shards == nil && req.Op == wire.OpNoop && len(req.Key) > 0 {
+		// As raft/kv does: a single-group node refuses a no-op with a key.
+		resp.Status = wire.StatusBadRequest
+		resp.Err = "noop with a key"
+		return resp
+	}
+	if s.shards != nil && !stale {
+		if leader, hint := s.shards.leaderOf(req.Key); leader != s {
+			s.notLeaderSent.Add(1)
+			resp.Status = wire.StatusNotLeader
+			resp.LeaderHint = hint
+			return resp
+		}
+	}
 	key := string(req.Key)
 	switch req.Op {
 	case wire.OpPut:
@@ -375,4 +416,92 @@ func (s *fakeServer) apply(req *wire.ClientRequest) wire.ClientResponse {
 	}
 	resp.Index = s.mu.index
 	return resp
+}
+
+// fakeShards is the shard map shared by the nodes of a fake multi-group
+// cluster: which node leads each group.
+type fakeShards struct {
+	mu struct {
+		sync.Mutex
+		// leaders has one entry per group.
+		leaders []*fakeServer
+		// hintless makes NotLeader answers carry no hint.
+		hintless bool
+		// blankMap makes OpShardMap answers name no leaders, so the client
+		// must learn every group's leader from hints.
+		blankMap bool
+		// rawMap, if set, is sent as the OpShardMap answer's Value as is.
+		rawMap []byte
+	}
+}
+
+// newFakeCluster starts nodes fake servers serving groups groups; group g
+// is led by node g % nodes.
+func newFakeCluster(t testing.TB, nodes int, groups uint32) ([]*fakeServer, *fakeShards) {
+	t.Helper()
+	sh := &fakeShards{}
+	srvs := make([]*fakeServer, nodes)
+	for i := range srvs {
+		srvs[i] = newFakeServer(t, testClusterID)
+		srvs[i].shards = sh // before any client connects
+	}
+	sh.mu.leaders = make([]*fakeServer, groups)
+	for g := range sh.mu.leaders {
+		sh.mu.leaders[g] = srvs[g%nodes]
+	}
+	return srvs, sh
+}
+
+func (sh *fakeShards) setLeader(g uint32, s *fakeServer) {
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	sh.mu.leaders[g] = s
+}
+
+func (sh *fakeShards) leader(g uint32) *fakeServer {
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	return sh.mu.leaders[g]
+}
+
+func (sh *fakeShards) groups() uint32 {
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	return uint32(len(sh.mu.leaders))
+}
+
+// leaderOf returns the leader of key's group and the hint a follower gives.
+func (sh *fakeShards) leaderOf(key []byte) (*fakeServer, string) {
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	l := sh.mu.leaders[wire.GroupOf(key, uint32(len(sh.mu.leaders)))]
+	if sh.mu.hintless {
+		return l, ""
+	}
+	return l, l.addr
+}
+
+// shardMapAnswer is the answer to OpShardMap: the map, or for a node
+// without shards what an old node says to an op it does not know.
+func (s *fakeServer) shardMapAnswer(id uint64) *wire.ClientResponse {
+	if s.shards == nil {
+		return &wire.ClientResponse{ID: id, Status: wire.StatusBadRequest, Err: "unknown op"}
+	}
+	sh := s.shards
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if sh.mu.rawMap != nil {
+		return &wire.ClientResponse{ID: id, Status: wire.StatusOK, Value: sh.mu.rawMap}
+	}
+	m := wire.ShardMap{Groups: uint32(len(sh.mu.leaders)), Leaders: make([]string, len(sh.mu.leaders))}
+	for g, l := range sh.mu.leaders {
+		if !sh.mu.blankMap {
+			m.Leaders[g] = l.addr
+		}
+	}
+	v, err := wire.AppendShardMap(nil, &m)
+	if err != nil {
+		panic(err)
+	}
+	return &wire.ClientResponse{ID: id, Status: wire.StatusOK, Value: v}
 }

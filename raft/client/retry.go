@@ -32,19 +32,27 @@ const (
 // isIdempotent reports whether req may be sent twice with the same effect
 // as once, so that an attempt with an unknown outcome can be retried.
 func isIdempotent(req *wire.ClientRequest) bool {
-	return req.Op == wire.OpGet || req.Op == wire.OpNoop
+	return req.Op == wire.OpGet || req.Op == wire.OpNoop || req.Op == wire.OpShardMap
 }
 
 // run executes req with leader discovery and retries, leaving the final
 // response in cl. It returns nil when a response with a final status
 // arrived (anything but NotLeader, Busy, and Unknown for reads).
 func (c *Client) run(ctx context.Context, req *wire.ClientRequest, cl *call) error {
+	select {
+	case <-c.firstMap: // fast path: the shard map was fetched (or given up on) once
+	default:
+		if err := c.awaitFirstMap(ctx); err != nil {
+			return err
+		}
+	}
 	idempotent := isIdempotent(req)
 	attempts := 1 + c.cfg.MaxRetries
 	var lastErr error
 	backoff := time.Duration(0) // pause before the next attempt
 	failures := 0               // attempts that asked for a backoff, for doubling
 	redirects := 0              // hinted redirects followed in this call
+	notLeader := 0              // StatusNotLeader answers in this call
 	for attempt := 0; attempt < attempts; attempt++ {
 		if backoff > 0 {
 			if err := c.sleep(ctx, cl, backoff); err != nil {
@@ -52,22 +60,28 @@ func (c *Client) run(ctx context.Context, req *wire.ClientRequest, cl *call) err
 			}
 			backoff = 0
 		}
-		addr := c.targetAddr()
+		addr, rt := c.targetFor(req.Key)
 		out, err := c.attempt(ctx, addr, req, cl)
 		switch out {
 		case outResponse:
 			switch cl.status {
 			case wire.StatusNotLeader:
 				lastErr = fmt.Errorf("%w: %s is not the leader", ErrNotLeader, addr)
-				if cl.hint != "" && cl.hint != addr && c.redirect(addr, cl.hint) {
+				notLeader++
+				if notLeader == 2 {
+					// Leaders moved under this call: the cached map may be
+					// stale for more groups than this one.
+					c.markMapStale()
+				}
+				if cl.hint != "" && cl.hint != addr && c.redirect(rt, addr, cl.hint) {
 					redirects++
 					if redirects == 1 {
-						continue // the hint names the leader: go there at once
+						continue // the hint names the group's leader: go there at once
 					}
 					// Hints that chase each other mean an election is in
 					// progress: back off below rather than burn attempts.
 				} else {
-					c.advance(addr)
+					c.advance(rt, addr)
 				}
 			case wire.StatusBusy:
 				lastErr = fmt.Errorf("%w: %s", ErrBusy, addr)
@@ -78,14 +92,14 @@ func (c *Client) run(ctx context.Context, req *wire.ClientRequest, cl *call) err
 				lastErr = fmt.Errorf("%w: %s reported the outcome unknown", ErrUnavailable, addr)
 			default:
 				if !(req.Op == wire.OpGet && req.Flags&wire.FlagStale != 0) {
-					c.confirm(addr)
+					c.confirm(rt, addr)
 				}
 				return nil
 			}
 		case outNotSent:
 			lastErr = unavailable(err)
 			if !errors.Is(err, ErrTimeout) {
-				c.advance(addr)
+				c.advanceAll(addr)
 			}
 		case outMaybeSent:
 			if !idempotent {
@@ -100,7 +114,7 @@ func (c *Client) run(ctx context.Context, req *wire.ClientRequest, cl *call) err
 			lastErr = unavailable(err)
 			// The node may be partitioned with its socket still open; try
 			// another, which redirects back if this one is still leader.
-			c.advance(addr)
+			c.advanceAll(addr)
 		case outFatal:
 			return err
 		}
@@ -244,6 +258,24 @@ func (c *Client) forget(cn *conn) {
 	if c.mu.conns[cn.addr] == cn {
 		delete(c.mu.conns, cn.addr)
 	}
+	if !c.mu.closed {
+		c.mu.connLost = true
+	}
+	c.mu.Unlock()
+}
+
+// connUp is told that a connection's handshake succeeded. If a connection
+// was lost before it, this is a reconnect: the node may have restarted or
+// the leaders moved, so the shard map is refreshed. (Refreshing on the loss
+// itself was the simpler rule; a node that stays down would then cause a
+// fetch every shardMapRefreshMin for as long as it is down.)
+func (c *Client) connUp() {
+	c.mu.Lock()
+	if c.mu.connLost {
+		c.mu.connLost = false
+		c.mu.mapStale = true
+		c.maybeFetchLocked()
+	}
 	c.mu.Unlock()
 }
 
@@ -251,76 +283,6 @@ func (c *Client) isClosed() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.mu.closed
-}
-
-// targetAddr is where the next attempt goes.
-func (c *Client) targetAddr() string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.mu.addrs[c.mu.target]
-}
-
-// advance moves the target to the address after from, if the target is
-// still from: when many callers fail on the same node at once, the target
-// moves once, not once per caller.
-func (c *Client) advance(from string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.mu.leader == from {
-		c.mu.leader = ""
-	}
-	if c.mu.addrs[c.mu.target] == from {
-		c.mu.target = (c.mu.target + 1) % len(c.mu.addrs)
-	}
-}
-
-// redirect points the target at hint (learning it if new) if the target is
-// still from. It returns false if hint cannot be learned (the address list
-// is full), in which case the caller advances instead.
-func (c *Client) redirect(from, hint string) bool {
-	c.mu.Lock()
-	if c.mu.leader == from {
-		c.mu.leader = ""
-	}
-	i := indexAddr(c.mu.addrs, hint)
-	learned := false
-	if i < 0 {
-		if len(c.mu.addrs) >= maxKnownAddrs {
-			c.mu.Unlock()
-			return false
-		}
-		c.mu.addrs = append(c.mu.addrs, hint)
-		i = len(c.mu.addrs) - 1
-		learned = true
-	}
-	if c.mu.addrs[c.mu.target] == from {
-		c.mu.target = i
-	}
-	c.mu.Unlock()
-	if learned {
-		c.cfg.Logger.Info("client: learned node address from leader hint", "addr", hint, "from", from)
-	}
-	return true
-}
-
-// confirm records that addr answered as leader.
-func (c *Client) confirm(addr string) {
-	c.mu.Lock()
-	prev := c.mu.leader
-	c.mu.leader = addr
-	c.mu.Unlock()
-	if prev != addr {
-		c.cfg.Logger.Info("client: leader", "addr", addr, "previous", prev)
-	}
-}
-
-func indexAddr(addrs []string, a string) int {
-	for i, x := range addrs {
-		if x == a {
-			return i
-		}
-	}
-	return -1
 }
 
 // waitSlot blocks until cn has a free in-flight slot and takes it.
