@@ -51,7 +51,7 @@ func (n *Node) serveSnapshot(streams *snapshotStreams) http.HandlerFunc {
 		}
 		w.Header().Set("Content-Type", "application/octet-stream")
 		cw := &countingWriter{w: w}
-		info, err := n.kv.WriteSnapshot(cw)
+		info, err := n.r0.sm.WriteSnapshot(cw)
 		if err != nil {
 			n.log.Warn("snapshot stream to admin client failed", "bytes", cw.n, "err", err)
 			if cw.n == 0 {

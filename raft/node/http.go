@@ -171,10 +171,10 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			gauge(descLag, float64(f.LagEntries), l)
 		}
 	}
-	gauge(descPending, float64(n.ap.pending.Load()))
-	gauge(descInbox, float64(len(n.inbox)))
-	gauge(descPropQ, float64(len(n.propc)))
-	gauge(descApplyQ, float64(len(n.ap.tasks)))
+	gauge(descPending, float64(n.r0.ap.pending.Load()))
+	gauge(descInbox, float64(len(n.r0.inbox)))
+	gauge(descPropQ, float64(len(n.r0.propc)))
+	gauge(descApplyQ, float64(len(n.r0.ap.tasks)))
 	counter(descAppliedN, float64(n.metrics.applied.Load()))
 	counter(descBusy, float64(n.metrics.busy.Load()))
 	counter(descDropped, float64(n.metrics.inboxDropped.Load()))
