@@ -189,7 +189,7 @@ func TestRestoreRejectsHostileLengths(t *testing.T) {
 	hdr := func() []byte {
 		b := []byte(snapMagic)
 		b = binary.BigEndian.AppendUint32(b, snapVersion)
-		b = binary.BigEndian.AppendUint64(b, 5) // index
+		b = binary.BigEndian.AppendUint64(b, 5)    // index
 		return binary.BigEndian.AppendUint64(b, 2) // term
 	}
 	withCRC := func(b []byte) []byte {
@@ -202,15 +202,15 @@ func TestRestoreRejectsHostileLengths(t *testing.T) {
 		return binary.BigEndian.AppendUint64(b, size)
 	}
 	cases := map[string][]byte{
-		"name over limit":   append(withCRC(hdr()), fileRec(string(bytes.Repeat([]byte("n"), maxSnapNameBytes+1)), 1)...),
-		"size over limit":   append(withCRC(hdr()), fileRec("000001.sst", maxSnapFileBytes+1)...),
-		"path in name":      append(withCRC(hdr()), fileRec("../escape", 1)...),
-		"unknown kind":      append(withCRC(hdr()), 9),
-		"old version 1":     append([]byte(snapMagic), 0, 0, 0, 1),
-		"old version 2":     append([]byte(snapMagic), 0, 0, 0, 2),
-		"unknown version":   append([]byte(snapMagic), 0, 0, 0, 4),
-		"no files":          append(withCRC(hdr()), snapKindEnd, 0, 0, 0, 0),
-		"header only":       withCRC(hdr()),
+		"name over limit": append(withCRC(hdr()), fileRec(string(bytes.Repeat([]byte("n"), maxSnapNameBytes+1)), 1)...),
+		"size over limit": append(withCRC(hdr()), fileRec("000001.sst", maxSnapFileBytes+1)...),
+		"path in name":    append(withCRC(hdr()), fileRec("../escape", 1)...),
+		"unknown kind":    append(withCRC(hdr()), 9),
+		"old version 1":   append([]byte(snapMagic), 0, 0, 0, 1),
+		"old version 2":   append([]byte(snapMagic), 0, 0, 0, 2),
+		"unknown version": append([]byte(snapMagic), 0, 0, 0, 4),
+		"no files":        append(withCRC(hdr()), snapKindEnd, 0, 0, 0, 0),
+		"header only":     withCRC(hdr()),
 	}
 	for name, b := range cases {
 		if _, err := s.Restore(bytes.NewReader(b)); !errors.Is(err, ErrBadSnapshot) {

@@ -388,6 +388,7 @@ func (rep *replica) submitEvent(ctx context.Context, fn func()) bool {
 		return false
 	}
 }
+
 // failQueued answers work still queued for the loop after it exited: writes
 // that never reached the core did not apply, but the caller cannot tell
 // them from ones that did, so they get StatusUnknown like the rest.
