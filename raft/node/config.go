@@ -91,7 +91,8 @@ type Config struct {
 	ID uint64
 	// ClusterID is checked in every peer and client handshake.
 	ClusterID uint64
-	// DataDir holds the WAL (DataDir/wal) and the state machine (DataDir/kv).
+	// DataDir holds the WAL (DataDir/wal) and the state machine (DataDir/kv,
+	// or wherever OpenStateMachine puts it).
 	DataDir string
 	// LeaderSyncDelay is an extra wait before each WAL fsync while this
 	// node leads (WAL.SyncDelay applies otherwise), so that more entries

@@ -454,19 +454,10 @@ func (rep *replica) submitEventAsync(fn func()) {
 // before the change commits.
 func (rep *replica) learnAddresses(ents []wire.Entry) {
 	for i := range ents {
-		if ents[i].Type != wire.EntryConfChange {
-			continue
+		if m, ok := addedMember(&ents[i]); ok {
+			rep.members.setMember(m)
+			rep.host.addPeer(m)
 		}
-		var cc wire.ConfChange
-		if wire.DecodeConfChange(ents[i].Data, &cc) != nil || cc.Type == wire.ConfRemove || len(cc.Context) == 0 {
-			continue
-		}
-		m, err := decodeMemberContext(cc.Context)
-		if err != nil || m.ID != cc.NodeID {
-			continue
-		}
-		rep.members.setMember(m)
-		rep.host.addPeer(m)
 	}
 }
 

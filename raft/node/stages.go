@@ -32,7 +32,7 @@ import (
 //	walDone    the WAL's completion callback for that Ready (write + fsync)
 //	ack        loop.go step: the MsgAppResp that completes a follower quorum
 //	committed  loop.go handleReady: it is in Ready.CommittedEntries
-//	applied    apply.go apply: kv.Apply of its batch returned
+//	applied    apply.go apply: the state machine's Apply of its batch returned
 //	replied    apply.go apply: its caller's callback returned
 //
 // Cost: an unsampled write pays one atomic add (the sampling counter, on
