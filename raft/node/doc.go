@@ -41,9 +41,9 @@
 //
 //   - each replica's loop (loop.go) owns the RawNode, the address book
 //     and membership, snapshot bookkeeping and pending ReadIndex batches.
-//     It follows the
-//     core's call contract in raft/doc.go, and handleReady's comments cite
-//     its step numbers (3a send, 3b persist, 3c apply, 3d reads).
+//     It follows the core's call contract in raft/doc.go, and
+//     handleReady's comments cite its step numbers (3a send, 3b persist,
+//     3c apply, 3d reads).
 //   - each replica's apply goroutine (apply.go) owns applying committed
 //     entries to the state machine and answering waiters; the waiter map
 //     is guarded by a mutex grouped with it, because the loop registers
