@@ -72,6 +72,11 @@ func SeedFromSnapshot(cfg Config, r io.Reader) (SeedInfo, error) {
 	if err != nil {
 		return SeedInfo{}, err
 	}
+	if cfg.OpenStateMachine != nil {
+		// The archive is kv's and so is the store written below; another
+		// state machine would need its own way to identify a backup.
+		return SeedInfo{}, errors.New("node: seed: only the raft/kv state machine can be seeded from a backup (Config.OpenStateMachine is set)")
+	}
 	fs := cfg.FS
 	if err := checkEmptyDir(cfg); err != nil {
 		return SeedInfo{}, err
