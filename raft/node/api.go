@@ -320,9 +320,6 @@ func (rep *replica) status(ctx context.Context) (Status, error) {
 		Durable: s.Durable, Voters: s.Conf.Voters, Learners: s.Conf.Learners,
 		PendingProposals: rep.ap.pending.Load(), PendingReads: rep.readsPending.Load(),
 	}
-	if rep.host.srv != nil {
-		st.ClientRequestsUnanswered = rep.host.srv.unanswered.Load()
-	}
 	if len(s.Progress) > 0 {
 		st.Followers = make(map[uint64]FollowerStatus, len(s.Progress))
 		for id, p := range s.Progress {

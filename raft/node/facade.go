@@ -26,5 +26,12 @@ func (n *Node) TransferLeadership(ctx context.Context, to uint64) error {
 // Campaign makes this node start an election now (tests, operators).
 func (n *Node) Campaign(ctx context.Context) error { return n.r0.campaign(ctx) }
 
-// Status asks the loop for a consistent view of the node.
-func (n *Node) Status(ctx context.Context) (Status, error) { return n.r0.status(ctx) }
+// Status asks the loop for a consistent view of the node; the client
+// server's count of unanswered requests is the host's.
+func (n *Node) Status(ctx context.Context) (Status, error) {
+	st, err := n.r0.status(ctx)
+	if err == nil && n.srv != nil {
+		st.ClientRequestsUnanswered = n.srv.unanswered.Load()
+	}
+	return st, err
+}
