@@ -293,6 +293,10 @@ func (rep *replica) handleReady() error {
 	if len(rd.Entries) > 0 || hs != nil || rd.Snapshot != nil || len(rd.MessagesAfterPersist) > 0 {
 		ack := len(rd.Entries) > 0 || rd.Snapshot != nil
 		idx, term, after := rep.lastHanded.index, rep.lastHanded.term, rd.MessagesAfterPersist
+		for i := range after {
+			// Stamped here, on the loop: the WAL's callback only reads them.
+			after[i].Group = rep.group
+		}
 		var sampled []*stageSample
 		if rep.stages.following() && len(rd.Entries) > 0 {
 			sampled = rep.stages.handedOff(rd.Entries)
@@ -425,9 +429,9 @@ func (rep *replica) send(m *wire.Message) {
 }
 
 // sendAfterPersist runs on the WAL's completion callback: it may only use
-// the transport (the core belongs to the loop).
+// the transport (the core belongs to the loop). handleReady stamped the
+// messages with the group already.
 func (rep *replica) sendAfterPersist(m *wire.Message) {
-	m.Group = rep.group
 	if m.Type == wire.MsgSnap {
 		// The core waits for a ReportSnapshot for every MsgSnap, so this
 		// hand-off must not be dropped; the WAL's goroutine must not block
