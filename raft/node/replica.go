@@ -198,8 +198,10 @@ func newReplica(h *Node, group uint64, l logView) (_ *replica, err error) {
 		CheckQuorum:                !cfg.DisableCheckQuorum,
 		LeaseReads:                 cfg.ReadMode == ReadModeLease,
 		LeaseDriftTicks:            cfg.LeaseDriftTicks,
-		Rand:                       rand.New(rand.NewPCG(cfg.Seed, cfg.ID+group)),
-		Logger:                     rep.log,
+		// The group is in the stream so that the groups of one host do not
+		// time out in lockstep; for group 0 it is the single group's seed.
+		Rand:   rand.New(rand.NewPCG(cfg.Seed, cfg.ID+group)),
+		Logger: rep.log,
 	})
 	if err != nil {
 		return nil, err
