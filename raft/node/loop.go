@@ -373,7 +373,11 @@ func (rep *replica) hardStateToPersist(rd *raft.Ready) *wire.HardState {
 		return nil
 	}
 	rep.hardState.handed = latest
-	return &latest
+	// A pointer into the replica, not to a local: the WAL copies the hard
+	// state before AppendAsync returns (logView), and through the
+	// interface the compiler cannot see that, so a local would be moved to
+	// the heap on every Ready that writes one.
+	return &rep.hardState.handed
 }
 
 // onSoftState records leadership changes. Reads waiting for a ReadIndex

@@ -18,7 +18,7 @@ import (
 type logView interface {
 	// AppendAsync queues entries and hs for the group commit; done runs
 	// once they are durable (or the WAL failed). The view is updated at
-	// once.
+	// once, and *hs is copied before it returns (the loop reuses it).
 	AppendAsync(entries []wire.Entry, hs *wire.HardState, done func(error))
 	// Append is AppendAsync waiting for durability (bootstrap only).
 	Append(entries []wire.Entry, hs *wire.HardState) error
