@@ -2,8 +2,10 @@ package wal
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"math/rand/v2"
 	"sync"
 	"testing"
@@ -536,5 +538,65 @@ func TestFsyncsDoNotGrowWithGroups(t *testing.T) {
 	}
 	if many.Syncs > appenders*rounds/3 {
 		t.Fatalf("16 groups: %d fsyncs for %d appends: no batching across groups", many.Syncs, appenders*rounds)
+	}
+}
+
+// TestRecoverGroupStartChecks: a group-start record is checked like the
+// segment header's first index: in a later segment it must restate the
+// group's LastIndex()+1, and a group may not first appear through one
+// there. Both are corruption naming the file and offset, even though the
+// records' CRCs hold.
+func TestRecoverGroupStartChecks(t *testing.T) {
+	fsys := vfs.NewMem()
+	o := Options{SegmentBytes: minSegmentBytes, FS: fsys, Logger: quietLogger}
+	l := mustOpen(t, testDir, o)
+	g := l.Group(5)
+	for i := uint64(1); i <= 60; i++ {
+		if err := g.Append([]wire.Entry{{Index: i, Term: 1, Data: groupData(5, i, 1, 100)}}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l.Close()
+	segs := segmentPaths(t, fsys, testDir)
+	if len(segs) < 3 {
+		t.Fatalf("only %d segments", len(segs))
+	}
+	name := segs[1]
+	pristine := readFile(t, fsys, name)
+	// The second segment's preamble: group 0's compact and hard state, then
+	// group 5's group-start record.
+	off := int64(segmentHeaderBytes + preambleBytes(0))
+	if recordType(pristine[off+8]) != recGroupStart {
+		t.Fatalf("no group-start record at offset %d", off)
+	}
+	fix := func(img []byte) {
+		end := off + recordHeaderBytes + groupStartPayloadBytes
+		binary.LittleEndian.PutUint32(img[off:], crc32.Checksum(img[off+4:end], castagnoli))
+	}
+	expectCorrupt := func(what string) {
+		t.Helper()
+		_, err := Open(testDir, o)
+		var ce *CorruptError
+		if !errors.As(err, &ce) || ce.File != name || ce.Offset != off {
+			t.Fatalf("%s: Open: %v, want corruption in %s at %d", what, err, name, off)
+		}
+	}
+	img := bytes.Clone(pristine)
+	binary.LittleEndian.PutUint64(img[off+recordHeaderBytes:], binary.LittleEndian.Uint64(img[off+recordHeaderBytes:])+1)
+	fix(img)
+	writeFile(t, fsys, name, img)
+	expectCorrupt("group start one past the previous segment's end")
+
+	img = bytes.Clone(pristine)
+	binary.LittleEndian.PutUint64(img[off+12:], 6) // a group seen nowhere before
+	fix(img)
+	writeFile(t, fsys, name, img)
+	expectCorrupt("a new group first seen in a later preamble")
+
+	writeFile(t, fsys, name, pristine)
+	l = mustOpen(t, testDir, o)
+	defer l.Close()
+	if l.Group(5).LastIndex() != 60 {
+		t.Fatalf("group 5 last %d after restoring the segment", l.Group(5).LastIndex())
 	}
 }
