@@ -58,7 +58,7 @@ var testGroupIDs = []uint64{0, 7, 1, 1 << 40}
 // over several groups of one log, and compares every group with its own
 // model after every step: each group behaves as a log of its own.
 func TestGroupsModel(t *testing.T) {
-	for seed := uint64(1); seed <= 6; seed++ {
+	for seed := uint64(1); seed <= 4; seed++ {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
 			defer func() {
 				if t.Failed() {
@@ -420,7 +420,11 @@ func TestMaxGroups(t *testing.T) {
 // TestTotalBaseLimit: all groups' bases together are bounded (that bounds
 // the preamble); one group may still have a 1 MiB base.
 func TestTotalBaseLimit(t *testing.T) {
-	l := mustOpen(t, testDir, memOpts())
+	// One segment big enough for all of it: every roll would restate up
+	// to 16 MiB of bases, which is correct but slow under -race.
+	in := &injector{}
+	in.set(failPrep)
+	l := mustOpen(t, testDir, Options{SegmentBytes: 64 << 20, FS: errorfs.Wrap(vfs.NewMem(), in), Logger: quietLogger})
 	defer l.Close()
 	big := bytes.Repeat([]byte{'b'}, maxBaseBytes)
 	for id := uint64(0); id < maxTotalBaseBytes/maxBaseBytes; id++ {
