@@ -87,6 +87,8 @@ var emptyGroup = &groupState{}
 // never sees another's.
 //
 // A Group is a cheap handle (Log.Group); it is safe for concurrent use.
+// Its method set is exactly the one the runtime uses on a Log, so that a
+// replica can reach either through one interface.
 type Group struct {
 	// l is the shared log.
 	l *Log
@@ -111,9 +113,6 @@ type Group struct {
 func (l *Log) Group(id uint64) *Group {
 	return &Group{l: l, id: id}
 }
-
-// ID is the group's ID.
-func (g *Group) ID() uint64 { return g.id }
 
 // stateLocked returns the group's state, or emptyGroup if the group has
 // never written anything. REQUIRES: l.mu held.

@@ -515,8 +515,8 @@ func TestFsyncsDoNotGrowWithGroups(t *testing.T) {
 				defer wg.Done()
 				for r := 0; r < rounds; r++ {
 					mu.Lock()
-					next[g.ID()]++
-					es := []wire.Entry{{Index: next[g.ID()], Term: 1, Data: []byte("payload")}}
+					next[g.id]++
+					es := []wire.Entry{{Index: next[g.id], Term: 1, Data: []byte("payload")}}
 					sw := syncWaiterPool.Get().(*syncWaiter)
 					l.enqueue(g, es, nil, waiter{sw: sw})
 					mu.Unlock()
