@@ -124,6 +124,11 @@ type hostSim struct {
 	quiesce      bool
 	skipQuiesced bool
 	skipped      []map[uint64]uint64
+	// calmUntil: before this step no faults are injected (no drops,
+	// duplicates, partitions, delays, bursts, crashes, campaigns, wakes or
+	// false suspicions), so groups settle, and idle ones quiesce, between
+	// storms. A calm stretch starts with a healed network.
+	calmUntil int
 	// dirty marks the groups touched since their last check.
 	dirty []bool
 	// delivered counts messages delivered; burstsDropped, links reset.
@@ -223,6 +228,8 @@ func (h *hostSim) pick(ids []uint64) uint64 {
 	return ids[h.rnd.IntN(len(ids))]
 }
 
+func (h *hostSim) calm() bool { return h.step < h.calmUntil }
+
 // up reports whether host id is up (every group agrees: hosts crash whole).
 func (h *hostSim) up(id uint64) bool { return !h.groups[0].c.nodes[id].down }
 
@@ -279,8 +286,14 @@ func (h *hostSim) touchAll() {
 // randomStep performs one random host-level action.
 func (h *hostSim) randomStep() {
 	rnd := h.rnd
+	if !h.calm() && rnd.IntN(1000) < 4 {
+		h.calmUntil = h.step + 200 + rnd.IntN(600)
+		h.heal()
+		h.tracef("calm until step %d (heal)", h.calmUntil)
+	}
+	calm := h.calm()
 	switch k := rnd.IntN(1000); {
-	case k < 30: // one host's clock ticks: every replica on it
+	case k < 20: // one host's clock ticks: every replica on it
 		if id := h.pick(h.liveHosts()); id != 0 {
 			for g, s := range h.groups {
 				s.tickAhead(id)
@@ -288,7 +301,7 @@ func (h *hostSim) randomStep() {
 			}
 			h.tracef("tick host %d", id)
 		}
-	case k < 60: // real time advances: every host ticks
+	case k < 40: // real time advances: every host ticks
 		for g, s := range h.groups {
 			s.tickAll()
 			h.touch(g)
@@ -297,7 +310,7 @@ func (h *hostSim) randomStep() {
 	case k < 380:
 		h.deliver()
 	case k < 392: // drop one message
-		if l, ok := h.pickLink(false); ok {
+		if l, ok := h.pickLink(false); ok && !calm {
 			q := h.links[l]
 			i := rnd.IntN(len(q))
 			m := q[i]
@@ -306,7 +319,7 @@ func (h *hostSim) randomStep() {
 			h.lose(m)
 		}
 	case k < 396: // duplicate one message
-		if l, ok := h.pickLink(false); ok {
+		if l, ok := h.pickLink(false); ok && !calm {
 			q := h.links[l]
 			m := q[rnd.IntN(len(q))]
 			h.links[l] = append(q, m)
@@ -325,18 +338,18 @@ func (h *hostSim) randomStep() {
 			}
 			h.touch(g)
 		}
-	case k < 884:
+	case k < 884 && !calm:
 		h.partition()
 	case k < 889:
 		h.heal()
 		h.tracef("heal")
-	case k < 892: // a slow link: its messages wait
+	case k < 892 && !calm: // a slow link: its messages wait
 		l := h.linkOrder[rnd.IntN(len(h.linkOrder))]
 		h.delayedUntil[l] = h.step + 10 + rnd.IntN(50)
 		h.tracef("delay %d->%d until step %d", l[0], l[1], h.delayedUntil[l])
-	case k < 895:
+	case k < 895 && !calm:
 		h.dropBurst()
-	case k < 897:
+	case k < 897 && !calm:
 		h.crash()
 	case k < 907:
 		h.restart()
@@ -358,7 +371,7 @@ func (h *hostSim) randomStep() {
 			h.touch(g)
 		}
 	case k < 935: // campaign in a busy group
-		if g := h.pickBusy(); g >= 0 {
+		if g := h.pickBusy(); g >= 0 && !calm {
 			if id := h.pick(h.liveHosts()); id != 0 {
 				h.catchUp(g, id)
 				_ = h.groups[g].c.nodes[id].rn.Campaign()
@@ -370,7 +383,7 @@ func (h *hostSim) randomStep() {
 		g := rnd.IntN(len(h.groups))
 		h.busy[g] = !h.busy[g]
 		h.tracef("g%d busy=%v", g+1, h.busy[g])
-	case k < 960 && h.quiesce: // a host's transport reconnects: wake all
+	case k < 946 && h.quiesce && !calm: // a host's transport reconnects: wake all
 		if id := h.pick(h.liveHosts()); id != 0 {
 			for g, s := range h.groups {
 				h.catchUp(g, id)
@@ -379,9 +392,9 @@ func (h *hostSim) randomStep() {
 			}
 			h.tracef("wake host %d", id)
 		}
-	case k < 975 && h.quiesce: // a false suspicion, in every group at once
+	case k < 949 && h.quiesce: // a false suspicion, in every group at once
 		id, o := h.pick(h.liveHosts()), h.pick(h.hosts)
-		if id != 0 && o != id {
+		if id != 0 && o != id && !calm {
 			h.reportUnreachable(id, o)
 		}
 	}
@@ -424,8 +437,8 @@ func (h *hostSim) pickLink(ready bool) (hostLink, bool) {
 	return ls[h.rnd.IntN(len(ls))], true
 }
 
-// deliver delivers from one link: mostly a batch from its head (the
-// frames one read returns, up to two messages per group), sometimes one
+// deliver delivers from one link: everything queued on it, or a batch
+// from its head (the frames one read returns), or now and then one
 // message out of order.
 func (h *hostSim) deliver() {
 	l, ok := h.pickLink(true)
@@ -434,12 +447,15 @@ func (h *hostSim) deliver() {
 	}
 	q := h.links[l]
 	var batch []wire.Message
-	if h.rnd.IntN(4) == 0 {
+	switch k := h.rnd.IntN(8); {
+	case k == 0:
 		i := h.rnd.IntN(len(q))
 		batch = []wire.Message{q[i]}
 		q = slices.Delete(q, i, i+1)
-	} else {
-		n := min(len(q), 1+h.rnd.IntN(2*len(h.groups)))
+	case k < 4:
+		batch, q = q, nil
+	default:
+		n := 1 + h.rnd.IntN(len(q))
 		batch = slices.Clone(q[:n])
 		q = q[n:]
 	}
