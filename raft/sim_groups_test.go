@@ -816,3 +816,35 @@ func (h *hostSim) summary() string {
 func groupMsgString(m wire.Message) string {
 	return fmt.Sprintf("g%d %s", m.Group, msgString(m))
 }
+
+// TestSimGroupsCatchesMixups makes sure the cross-group checks bite: a
+// replica that stamps another group on its messages, and a log that
+// holds another group's entry, are both reported.
+func TestSimGroupsCatchesMixups(t *testing.T) {
+	h := newHostSim(3)
+	h.groups[0].c.nodes[1].rn.r.group = 2
+	var err error
+	for h.step = 0; h.step < 2000 && err == nil; h.step++ {
+		h.randomStep()
+		err = h.collect()
+	}
+	if err == nil || !strings.Contains(err.Error(), "stamped with group 2") {
+		t.Fatalf("a replica stamping the wrong group went unnoticed: %v", err)
+	}
+
+	h = newHostSim(3)
+	s := h.groups[0]
+	s.c.tickAll()
+	_ = s.c.nodes[1].rn.Campaign()
+	s.c.stabilize()
+	if err := checkOwnEntries(s); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.c.nodes[1].rn.Propose([]byte(h.groups[1].dataPrefix + "p1")); err != nil {
+		t.Fatal(err)
+	}
+	s.c.stabilize()
+	if err := checkOwnEntries(s); err == nil || !strings.Contains(err.Error(), "of another group") {
+		t.Fatalf("another group's entry in a log went unnoticed: %v", err)
+	}
+}
