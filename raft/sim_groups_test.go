@@ -84,7 +84,7 @@ func TestSimGroupsDeterministic(t *testing.T) {
 	for seed := uint64(1); seed <= 3; seed++ {
 		a, errA := runSimGroups(seed, 600)
 		b, errB := runSimGroups(seed, 600)
-		if (errA == nil) != (errB == nil) || a.stats() != b.stats() || strings.Join(a.trace, "\n") != strings.Join(b.trace, "\n") {
+		if (errA == nil) != (errB == nil) || a.stats() != b.stats() || strings.Join(a.trace.lines, "\n") != strings.Join(b.trace.lines, "\n") {
 			t.Fatalf("seed %d: two runs differ:\n%v\n%v", seed, a.stats(), b.stats())
 		}
 	}
@@ -133,7 +133,8 @@ type hostSim struct {
 	dirty []bool
 	// delivered counts messages delivered; burstsDropped, links reset.
 	delivered, burstsDropped int
-	trace                    []string
+	// trace interleaves the host actions and every group's.
+	trace traceLog
 }
 
 // runSimGroups runs one seed for steps steps and the final heal/check.
@@ -165,6 +166,7 @@ func runSimGroups(seed uint64, steps int) (h *hostSim, err error) {
 func newHostSim(seed uint64) *hostSim {
 	h := &hostSim{
 		seed:         seed,
+		trace:        traceLog{keep: 300, show: 100},
 		rnd:          rand.New(rand.NewPCG(seed, 0x67726f757073)),
 		links:        map[hostLink][]wire.Message{},
 		cut:          map[[2]uint64]bool{},
@@ -207,26 +209,12 @@ func newHostSim(seed uint64) *hostSim {
 }
 
 func (h *hostSim) tracef(format string, args ...any) {
-	h.trace = append(h.trace, fmt.Sprintf("%5d ", h.step)+fmt.Sprintf(format, args...))
-	if len(h.trace) > 600 {
-		h.trace = h.trace[300:]
-	}
+	h.trace.add(h.step, fmt.Sprintf(format, args...))
 }
 
-func (h *hostSim) lastTrace() string {
-	t := h.trace
-	if len(t) > 80 {
-		t = t[len(t)-80:]
-	}
-	return strings.Join(t, "\n")
-}
+func (h *hostSim) lastTrace() string { return h.trace.last() }
 
-func (h *hostSim) pick(ids []uint64) uint64 {
-	if len(ids) == 0 {
-		return 0
-	}
-	return ids[h.rnd.IntN(len(ids))]
-}
+func (h *hostSim) pick(ids []uint64) uint64 { return pickID(h.rnd, ids) }
 
 func (h *hostSim) calm() bool { return h.step < h.calmUntil }
 

@@ -124,7 +124,7 @@ type sim struct {
 	committedTerm map[uint64]uint64
 	proposals     []simProposal
 	nProposed     int
-	trace         []string
+	trace         traceLog
 	// slowDisk is a node whose persistence lags (0: none): the leader's
 	// own fsync trailing its followers' is the case thesis §10.2.1 allows.
 	slowDisk uint64
@@ -237,7 +237,7 @@ func groupSeed(seed, group uint64) uint64 { return seed ^ group*0x9e3779b97f4a7c
 // are shared by all its groups, while the group's random streams, its
 // Config.Group and its data prefix are its own.
 func newSim(seed uint64, forceQuiesce bool, group uint64) *sim {
-	s := &sim{seed: seed, leaders: map[uint64]uint64{}, committed: map[uint64]wire.Entry{}, committedTerm: map[uint64]uint64{}, reads: map[string]uint64{}, ahead: map[uint64]int{}, wasQuiesced: map[uint64]bool{}}
+	s := &sim{seed: seed, trace: traceLog{keep: 200, show: 60}, leaders: map[uint64]uint64{}, committed: map[uint64]wire.Entry{}, committedTerm: map[uint64]uint64{}, reads: map[string]uint64{}, ahead: map[uint64]int{}, wasQuiesced: map[uint64]bool{}}
 	s.qrnd = rand.New(rand.NewPCG(seed, 0x7175696573636500))
 	s.quiesce = forceQuiesce || s.qrnd.IntN(3) == 0
 	quiesceAfter := 0
@@ -293,18 +293,31 @@ func (s *sim) tracef(format string, args ...any) {
 		s.traceSink(fmt.Sprintf(format, args...))
 		return
 	}
-	s.trace = append(s.trace, fmt.Sprintf("%5d ", s.step)+fmt.Sprintf(format, args...))
-	if len(s.trace) > 400 {
-		s.trace = s.trace[200:]
+	s.trace.add(s.step, fmt.Sprintf(format, args...))
+}
+
+func (s *sim) lastTrace() string { return s.trace.last() }
+
+// traceLog holds a run's recent actions for its failure message: it keeps
+// at least keep lines and shows the last show.
+type traceLog struct {
+	lines      []string
+	keep, show int
+}
+
+func (t *traceLog) add(step int, line string) {
+	t.lines = append(t.lines, fmt.Sprintf("%5d ", step)+line)
+	if len(t.lines) > 2*t.keep {
+		t.lines = t.lines[t.keep:]
 	}
 }
 
-func (s *sim) lastTrace() string {
-	t := s.trace
-	if len(t) > 60 {
-		t = t[len(t)-60:]
+func (t *traceLog) last() string {
+	l := t.lines
+	if len(l) > t.show {
+		l = l[len(l)-t.show:]
 	}
-	return strings.Join(t, "\n")
+	return strings.Join(l, "\n")
 }
 
 // live returns the IDs of nodes that are up.
@@ -329,11 +342,14 @@ func (s *sim) anyLeader() uint64 {
 	return s.pick(ls)
 }
 
-func (s *sim) pick(ids []uint64) uint64 {
+func (s *sim) pick(ids []uint64) uint64 { return pickID(s.c.rnd, ids) }
+
+// pickID returns a random one of ids, or 0 if there are none.
+func pickID(rnd *rand.Rand, ids []uint64) uint64 {
 	if len(ids) == 0 {
 		return 0
 	}
-	return ids[s.c.rnd.IntN(len(ids))]
+	return ids[rnd.IntN(len(ids))]
 }
 
 // randomStep performs one random action.
@@ -946,7 +962,7 @@ func TestSimDeterministic(t *testing.T) {
 	for seed := uint64(1); seed <= 5; seed++ {
 		a, errA := runSim(seed, 800)
 		b, errB := runSim(seed, 800)
-		if (errA == nil) != (errB == nil) || a.stats != b.stats || strings.Join(a.trace, "\n") != strings.Join(b.trace, "\n") {
+		if (errA == nil) != (errB == nil) || a.stats != b.stats || strings.Join(a.trace.lines, "\n") != strings.Join(b.trace.lines, "\n") {
 			t.Fatalf("seed %d: two runs differ:\n%v\n%v", seed, a.stats, b.stats)
 		}
 	}
