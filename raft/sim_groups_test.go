@@ -131,8 +131,10 @@ type hostSim struct {
 	calmUntil int
 	// dirty marks the groups touched since their last check.
 	dirty []bool
-	// delivered counts messages delivered; burstsDropped, links reset.
+	// delivered counts messages delivered; burstsDropped, links reset;
+	// ticksHandedOver, ticks skipped and then given with TickQuiesced.
 	delivered, burstsDropped int
+	ticksHandedOver          uint64
 	// trace interleaves the host actions and every group's.
 	trace traceLog
 }
@@ -249,6 +251,7 @@ func (h *hostSim) tickReplica(g int, nd *testNode) {
 func (h *hostSim) catchUp(g int, id uint64) {
 	if n := h.skipped[g][id]; n > 0 {
 		delete(h.skipped[g], id)
+		h.ticksHandedOver += n
 		if nd := h.groups[g].c.nodes[id]; !nd.down {
 			nd.rn.TickQuiesced(n)
 		}
@@ -796,8 +799,8 @@ func (h *hostSim) stats() simStats {
 }
 
 func (h *hostSim) summary() string {
-	return fmt.Sprintf("hosts=%d groups=%d quiesce=%v skipQuiesced=%v delivered=%d burstsDropped=%d %s",
-		len(h.hosts), len(h.groups), h.quiesce, h.skipQuiesced, h.delivered, h.burstsDropped, h.stats())
+	return fmt.Sprintf("hosts=%d groups=%d quiesce=%v skipQuiesced=%v delivered=%d burstsDropped=%d ticksHandedOver=%d %s",
+		len(h.hosts), len(h.groups), h.quiesce, h.skipQuiesced, h.delivered, h.burstsDropped, h.ticksHandedOver, h.stats())
 }
 
 // groupMsgString is msgString with the message's group.
