@@ -24,6 +24,8 @@ import (
 //	go test ./raft -run Sim -seed 1234           # replay one seed
 //	go test ./raft -run Sim -sim.duration 10m    # run seeds for 10 minutes
 //	go test -tags invariants ./raft -run Sim     # with costly invariant checks
+//
+// sim_groups_test.go runs many groups of this simulation on shared hosts.
 
 var (
 	simSeed     = flag.Int64("seed", -1, "run only this simulation seed")
