@@ -762,31 +762,46 @@ func (h *hostSim) finish() error {
 
 // finalWrite proposes one more entry at the settled group's leader and
 // requires every member to apply it: the group makes progress after
-// healing (and after quiescing, when on).
+// healing (and after quiescing, when on). A leader that refuses (a
+// transfer still under way) is asked again after a tick, and a write
+// that a new leader overwrote is written again.
 func (s *sim) finalWrite() error {
 	c := s.c
-	lead := c.leader()
-	if lead == 0 {
-		return fmt.Errorf("liveness: no leader after settling:\n%s", s.dump())
-	}
 	data := s.dataPrefix + "final"
-	if err := c.nodes[lead].rn.Propose([]byte(data)); err != nil {
-		return fmt.Errorf("liveness: final write at leader %d: %v", lead, err)
-	}
-	for i := 0; i < 20; i++ {
-		c.stabilize()
-		done := true
-		for _, id := range c.ids {
-			if nd := c.nodes[id]; !nd.down && (nd.appliedIndex == 0 || c.history[nd.appliedIndex].data != data) {
-				done = false
+	var at simProposal // where a leader accepted the write; index 0: nowhere yet
+	for round := 0; round < 100; round++ {
+		if h, ok := c.history[at.index]; at.index != 0 && ok && h.term != at.term {
+			at = simProposal{}
+		}
+		if lead := c.leader(); at.index == 0 && lead != 0 {
+			rn := c.nodes[lead].rn
+			last := rn.r.log.lastIndex()
+			if err := rn.Propose([]byte(data)); err == nil {
+				at = simProposal{index: last + 1, term: rn.r.term, data: data}
+			} else {
+				s.tracef("final write at %d: %v", lead, err)
 			}
 		}
-		if done {
+		c.stabilize()
+		if at.index != 0 && s.allApplied(at) {
 			return s.check()
 		}
 		c.tickAll()
 	}
-	return fmt.Errorf("liveness: final write %q not applied everywhere:\n%s", data, s.dump())
+	return fmt.Errorf("liveness: final write %q not applied everywhere (accepted at %d/%d):\n%s", data, at.index, at.term, s.dump())
+}
+
+// allApplied reports whether every live node applied p.
+func (s *sim) allApplied(p simProposal) bool {
+	if h, ok := s.c.history[p.index]; !ok || h.term != p.term || h.data != p.data {
+		return false
+	}
+	for _, id := range s.c.ids {
+		if nd := s.c.nodes[id]; !nd.down && nd.appliedIndex < p.index {
+			return false
+		}
+	}
+	return true
 }
 
 // stats sums the groups' stats.
