@@ -135,8 +135,10 @@ type hostSim struct {
 	// ticksHandedOver, ticks skipped and then given with TickQuiesced.
 	delivered, burstsDropped int
 	ticksHandedOver          uint64
-	// trace interleaves the host actions and every group's.
+	// trace interleaves the host actions and every group's; setup says
+	// what the seed chose, for failure messages.
 	trace traceLog
+	setup string
 }
 
 // runSimGroups runs one seed for steps steps and the final heal/check.
@@ -144,9 +146,9 @@ func runSimGroups(seed uint64, steps int) (h *hostSim, err error) {
 	h = newHostSim(seed)
 	defer func() {
 		if p := recover(); p != nil {
-			err = fmt.Errorf("panic at step %d: %v\nlast actions:\n%s", h.step, p, h.lastTrace())
+			err = fmt.Errorf("panic at step %d: %v\nset-up: %s\nlast actions:\n%s", h.step, p, h.setup, h.lastTrace())
 		} else if err != nil {
-			err = fmt.Errorf("step %d: %w\nlast actions:\n%s", h.step, err, h.lastTrace())
+			err = fmt.Errorf("step %d: %w\nset-up: %s\nlast actions:\n%s", h.step, err, h.setup, h.lastTrace())
 		}
 	}()
 	for h.step = 0; h.step < steps; h.step++ {
@@ -206,7 +208,9 @@ func newHostSim(seed uint64) *hostSim {
 			s.tickNode = func(nd *testNode) { h.tickReplica(g, nd) }
 		}
 	}
-	h.tracef("hosts=%d groups=%d busy=%v quiesce=%v skipQuiesced=%v slowDisk=%d", len(h.hosts), nGroups, h.busy, h.quiesce, h.skipQuiesced, h.slowDisk)
+	h.setup = fmt.Sprintf("hosts=%d groups=%d busy=%v quiesce=%v skipQuiesced=%v slowDisk=%d; group 1 (the others differ in snapEvery only): %s",
+		len(h.hosts), nGroups, h.busy, h.quiesce, h.skipQuiesced, h.slowDisk, strings.TrimSpace(first.trace.last()))
+	h.tracef("%s", h.setup)
 	return h
 }
 
