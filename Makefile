@@ -61,7 +61,7 @@ bench: ## microbenchmarks with -benchmem (wire, wal, core, transport, kv, client
 fuzz: ## run every fuzz target for FUZZTIME each (default 30s)
 	FUZZTIME=$(FUZZTIME) bash scripts/fuzz.sh
 
-sim: ## long randomized consensus simulation: make sim DURATION=10m
+sim: ## long randomized consensus simulations (TestSim, TestSimQuiesce, TestSimGroups: DURATION each): make sim DURATION=10m
 	$(GO) test ./raft -run Sim -sim.duration $(DURATION) -timeout 0 -v
 
 chaos: ## long fault-injection runs against real clusters (DURATION per schedule, 9 schedules): make chaos DURATION=10m

@@ -285,6 +285,12 @@ func (c *cluster) process() bool {
 func (c *cluster) deliverOne(i int) {
 	m := c.msgs[i]
 	c.msgs = append(c.msgs[:i], c.msgs[i+1:]...)
+	c.deliver(m)
+}
+
+// deliver steps m into its recipient, or loses it if the recipient is
+// down or the link is cut. m is no longer in c.msgs.
+func (c *cluster) deliver(m wire.Message) {
 	nd := c.nodes[m.To]
 	if nd == nil || nd.down || c.cut[[2]uint64{m.From, m.To}] {
 		c.lost(m)
@@ -383,8 +389,10 @@ func (c *cluster) isolate(id uint64) {
 	}
 }
 
-// heal restores every link.
-func (c *cluster) heal() { c.cut = map[[2]uint64]bool{} }
+// heal restores every link. It clears cut in place, so that clusters
+// sharing one cut map (the groups of a multi-group simulation) heal
+// together.
+func (c *cluster) heal() { clear(c.cut) }
 
 // logString renders a node's log as "term/index" pairs for scenarios.
 func (nd *testNode) logString() string {

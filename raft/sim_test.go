@@ -24,6 +24,8 @@ import (
 //	go test ./raft -run Sim -seed 1234           # replay one seed
 //	go test ./raft -run Sim -sim.duration 10m    # run seeds for 10 minutes
 //	go test -tags invariants ./raft -run Sim     # with costly invariant checks
+//
+// sim_groups_test.go runs many groups of this simulation on shared hosts.
 
 var (
 	simSeed     = flag.Int64("seed", -1, "run only this simulation seed")
@@ -124,7 +126,7 @@ type sim struct {
 	committedTerm map[uint64]uint64
 	proposals     []simProposal
 	nProposed     int
-	trace         []string
+	trace         traceLog
 	// slowDisk is a node whose persistence lags (0: none): the leader's
 	// own fsync trailing its followers' is the case thesis §10.2.1 allows.
 	slowDisk uint64
@@ -155,6 +157,17 @@ type sim struct {
 	// get the chance to quiesce amid crashes and partitions.
 	idleUntil int
 	stats     simStats
+	// group is the Raft group this run plays in a multi-group simulation
+	// (sim_groups_test.go), 0 alone. Its proposals carry dataPrefix, so a
+	// log holding another group's entry is caught.
+	group      uint64
+	dataPrefix string
+	// traceSink, if set, receives the trace lines instead of trace: the
+	// groups of a multi-group run write one interleaved trace.
+	traceSink func(string)
+	// tickNode, if set, ticks a node in place of its Tick (a host that
+	// skips ticking quiesced groups counts the skipped ticks).
+	tickNode func(nd *testNode)
 }
 
 // simStats shows that a run exercised the protocol (not just idled).
@@ -189,13 +202,7 @@ func runSim(seed uint64, steps int) (s *sim, err error) {
 // runSimQuiesce is runSim; forceQuiesce turns quiescence on whatever the
 // seed says.
 func runSimQuiesce(seed uint64, steps int, forceQuiesce bool) (s *sim, err error) {
-	s = &sim{seed: seed, leaders: map[uint64]uint64{}, committed: map[uint64]wire.Entry{}, committedTerm: map[uint64]uint64{}, reads: map[string]uint64{}, ahead: map[uint64]int{}, wasQuiesced: map[uint64]bool{}}
-	s.qrnd = rand.New(rand.NewPCG(seed, 0x7175696573636500))
-	s.quiesce = forceQuiesce || s.qrnd.IntN(3) == 0
-	quiesceAfter := 0
-	if s.quiesce {
-		quiesceAfter = 1 + s.qrnd.IntN(6)
-	}
+	s = newSim(seed, forceQuiesce, 0)
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("panic at step %d: %v\nlast actions:\n%s", s.step, p, s.lastTrace())
@@ -203,6 +210,46 @@ func runSimQuiesce(seed uint64, steps int, forceQuiesce bool) (s *sim, err error
 			err = fmt.Errorf("step %d: %w\nlast actions:\n%s", s.step, err, s.lastTrace())
 		}
 	}()
+	c := s.c
+	for s.step = 0; s.step < steps; s.step++ {
+		s.randomStep()
+		if s.quiesce {
+			s.quiesceStep()
+		}
+		if s.lease && c.rnd.IntN(3) == 0 && s.step >= s.idleUntil {
+			// Lease reads are answered at once: read often, so that a
+			// lease that outlives its followers' quiet window is caught.
+			s.read()
+		}
+		if err := s.check(); err != nil {
+			return s, err
+		}
+	}
+	err = s.finish()
+	return s, err
+}
+
+// groupSeed derives a group's cluster seed from the run's seed; group 0
+// (a single-group run) keeps the run's seed.
+func groupSeed(seed, group uint64) uint64 { return seed ^ group*0x9e3779b97f4a7c15 }
+
+// newSim sets up the run of one seed: the seed chooses the cluster's size
+// and configuration (forceQuiesce turns quiescence on whatever it says).
+// A group > 0 makes it one group of a multi-group run: the seed's choices
+// are shared by all its groups, while the group's random streams, its
+// Config.Group and its data prefix are its own.
+func newSim(seed uint64, forceQuiesce bool, group uint64) *sim {
+	s := &sim{seed: seed, trace: traceLog{keep: 200, show: 60}, leaders: map[uint64]uint64{}, committed: map[uint64]wire.Entry{}, committedTerm: map[uint64]uint64{}, reads: map[string]uint64{}, ahead: map[uint64]int{}, wasQuiesced: map[uint64]bool{}}
+	s.qrnd = rand.New(rand.NewPCG(seed, 0x7175696573636500))
+	s.quiesce = forceQuiesce || s.qrnd.IntN(3) == 0
+	quiesceAfter := 0
+	if s.quiesce {
+		quiesceAfter = 1 + s.qrnd.IntN(6)
+	}
+	if group != 0 {
+		s.group, s.dataPrefix = group, fmt.Sprintf("g%d/", group)
+		s.qrnd = rand.New(rand.NewPCG(seed, 0x7175696573636500+group))
+	}
 	n := 3
 	preVote, checkQuorum := true, true
 	c := newCluster(n, seed, nil) // rnd only for choosing n
@@ -219,7 +266,8 @@ func runSimQuiesce(seed uint64, steps int, forceQuiesce bool) (s *sim, err error
 		s.lease, checkQuorum = true, true
 		s.maxAhead = c.rnd.IntN(2)
 	}
-	c = newCluster(n, seed, func(cfg *Config) {
+	c = newCluster(n, groupSeed(seed, group), func(cfg *Config) {
+		cfg.Group = group
 		cfg.PreVote, cfg.CheckQuorum = preVote, checkQuorum
 		cfg.LeaseReads, cfg.LeaseDriftTicks = s.lease, 2*s.maxAhead
 		cfg.ElectionTicks = electionTicks
@@ -239,37 +287,39 @@ func runSimQuiesce(seed uint64, steps int, forceQuiesce bool) (s *sim, err error
 	}
 	s.tracef("n=%d preVote=%v checkQuorum=%v lease=%v maxAhead=%d electionTicks=%d inflight=%d snapEvery=%d quiesceAfter=%d",
 		n, preVote, checkQuorum, s.lease, s.maxAhead, electionTicks, inflight, c.snapEvery, quiesceAfter)
-	for s.step = 0; s.step < steps; s.step++ {
-		s.randomStep()
-		if s.quiesce {
-			s.quiesceStep()
-		}
-		if s.lease && c.rnd.IntN(3) == 0 && s.step >= s.idleUntil {
-			// Lease reads are answered at once: read often, so that a
-			// lease that outlives its followers' quiet window is caught.
-			s.read()
-		}
-		if err := s.check(); err != nil {
-			return s, err
-		}
-	}
-	err = s.finish()
-	return s, err
+	return s
 }
 
 func (s *sim) tracef(format string, args ...any) {
-	s.trace = append(s.trace, fmt.Sprintf("%5d ", s.step)+fmt.Sprintf(format, args...))
-	if len(s.trace) > 400 {
-		s.trace = s.trace[200:]
+	if s.traceSink != nil {
+		s.traceSink(fmt.Sprintf(format, args...))
+		return
+	}
+	s.trace.add(s.step, fmt.Sprintf(format, args...))
+}
+
+func (s *sim) lastTrace() string { return s.trace.last() }
+
+// traceLog holds a run's recent actions for its failure message: it keeps
+// at least keep lines and shows the last show.
+type traceLog struct {
+	lines      []string
+	keep, show int
+}
+
+func (t *traceLog) add(step int, line string) {
+	t.lines = append(t.lines, fmt.Sprintf("%5d ", step)+line)
+	if len(t.lines) > 2*t.keep {
+		t.lines = t.lines[t.keep:]
 	}
 }
 
-func (s *sim) lastTrace() string {
-	t := s.trace
-	if len(t) > 60 {
-		t = t[len(t)-60:]
+func (t *traceLog) last() string {
+	l := t.lines
+	if len(l) > t.show {
+		l = l[len(l)-t.show:]
 	}
-	return strings.Join(t, "\n")
+	return strings.Join(l, "\n")
 }
 
 // live returns the IDs of nodes that are up.
@@ -294,11 +344,14 @@ func (s *sim) anyLeader() uint64 {
 	return s.pick(ls)
 }
 
-func (s *sim) pick(ids []uint64) uint64 {
+func (s *sim) pick(ids []uint64) uint64 { return pickID(s.c.rnd, ids) }
+
+// pickID returns a random one of ids, or 0 if there are none.
+func pickID(rnd *rand.Rand, ids []uint64) uint64 {
 	if len(ids) == 0 {
 		return 0
 	}
-	return ids[s.c.rnd.IntN(len(ids))]
+	return ids[rnd.IntN(len(ids))]
 }
 
 // randomStep performs one random action.
@@ -311,11 +364,7 @@ func (s *sim) randomStep() {
 	}
 	switch {
 	case k < 80: // tick one node
-		if id := s.pick(s.live()); id != 0 && (!s.lease || s.ahead[id] < s.maxAhead) {
-			c.nodes[id].rn.Tick()
-			if s.lease {
-				s.ahead[id]++
-			}
+		if id := s.pick(s.live()); id != 0 && s.tickAhead(id) {
 			s.tracef("tick %d", id)
 		}
 	case k < 110:
@@ -504,20 +553,39 @@ func (s *sim) read() {
 // tickAll advances real time by one tick: every live node ticks, except
 // that a node already ahead of real time uses up one tick of its lead.
 func (s *sim) tickAll() {
-	if !s.lease {
-		s.c.tickAll()
-		return
-	}
 	for _, id := range s.c.ids {
 		if s.c.nodes[id].down {
 			continue
 		}
-		if s.ahead[id] > 0 {
+		if s.lease && s.ahead[id] > 0 {
 			s.ahead[id]--
 			continue
 		}
-		s.c.nodes[id].rn.Tick()
+		s.tick(id)
 	}
+}
+
+// tickAhead ticks node id alone, ahead of real time, if the clock model
+// allows it; it reports whether the node ticked.
+func (s *sim) tickAhead(id uint64) bool {
+	if s.lease && s.ahead[id] >= s.maxAhead {
+		return false
+	}
+	s.tick(id)
+	if s.lease {
+		s.ahead[id]++
+	}
+	return true
+}
+
+// tick ticks node id once (through tickNode if set).
+func (s *sim) tick(id uint64) {
+	nd := s.c.nodes[id]
+	if s.tickNode != nil {
+		s.tickNode(nd)
+		return
+	}
+	nd.rn.Tick()
 }
 
 // propose proposes a batch of unique values at leader id.
@@ -527,7 +595,7 @@ func (s *sim) propose(id uint64) {
 	data := make([][]byte, n)
 	for i := range data {
 		s.nProposed++
-		data[i] = []byte(fmt.Sprintf("p%d", s.nProposed))
+		data[i] = []byte(fmt.Sprintf("%sp%d", s.dataPrefix, s.nProposed))
 	}
 	last := rn.r.log.lastIndex()
 	if err := rn.Propose(data...); err != nil {
@@ -896,7 +964,7 @@ func TestSimDeterministic(t *testing.T) {
 	for seed := uint64(1); seed <= 5; seed++ {
 		a, errA := runSim(seed, 800)
 		b, errB := runSim(seed, 800)
-		if (errA == nil) != (errB == nil) || a.stats != b.stats || strings.Join(a.trace, "\n") != strings.Join(b.trace, "\n") {
+		if (errA == nil) != (errB == nil) || a.stats != b.stats || strings.Join(a.trace.lines, "\n") != strings.Join(b.trace.lines, "\n") {
 			t.Fatalf("seed %d: two runs differ:\n%v\n%v", seed, a.stats, b.stats)
 		}
 	}
