@@ -328,6 +328,7 @@
 //	go test ./raft -run TestInteraction -rewrite    # regenerate testdata/*.txt after a deliberate change
 //	go test ./raft -run 'TestSim$' -seed 1234       # replay one simulation seed (failures print theirs)
 //	go test ./raft -run 'TestSimQuiesce$' -seed 12  # replay a seed of the quiescence simulation
+//	go test ./raft -run 'TestSimGroups$' -seed 7    # replay a seed of the multi-group simulation
 //	go test -tags invariants ./raft -run 'TestSim$' -sim.duration 10m
 //	go test -run '^$' -bench CoreReplicate -benchmem ./raft
 //	go test -run '^$' -bench 'TickIdle|TickQuiesced' -count 5 ./raft  # per-tick cost, idle vs quiesced
@@ -348,4 +349,12 @@
 // false suspicions; at every step a quiesced node must hold its whole log
 // committed (a quiesced leader: nothing in flight), and at the end the
 // settled cluster must quiesce and then send nothing for 100 ticks.
+//
+// TestSimGroups (sim_groups_test.go) runs 2 to 16 groups on 3 or 5 shared
+// simulated hosts: one link per host pair carries every group's messages,
+// so a crash, a partition, a slow disk or a broken connection hits every
+// group of a host at once, and one persist step may fsync every group's
+// Ready together. Each group runs the checks above; on top, every message
+// must carry its sender's group and every log hold only its own group's
+// entries.
 package raft
