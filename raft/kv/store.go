@@ -139,15 +139,11 @@ type Store struct {
 	// batch is reused by every Apply whose entries only write. Reusing it
 	// keeps Pebble's batch buffer warm so Apply allocates nothing per entry.
 	batch *pebble.Batch
-	// written is a Bloom-style bit set of the keys written by the Apply
-	// call in progress; see batchReader.
-	written writtenFilter
-	// keyBuf is scratch space for prefixed user keys read during Apply.
-	keyBuf []byte
+	// ap builds Apply's batches: the command semantics and their scratch
+	// state, writing user keys behind userKeyPrefix.
+	ap batchApplier
 	// idxBuf holds the encoded applied record while a batch is built.
 	idxBuf [appliedRecordBytes]byte
-	// req is the decoded command of the entry being applied, reused.
-	req wire.ClientRequest
 	// dbNum is n in the active db-<n> directory.
 	dbNum uint64
 	// err is the first commit error. Once set, Apply refuses to go on: the
@@ -225,6 +221,7 @@ func Open(dir string, o Options) (*Store, error) {
 		}
 	}
 	s := &Store{dir: dir, fs: fsys, opts: o, dbNum: num, writeStalls: stalls}
+	s.ap.prefix = userKeyLower
 	if err := s.install(db); err != nil {
 		_ = db.Close()
 		return nil, err
