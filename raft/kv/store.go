@@ -304,7 +304,8 @@ func (d *pebbleDB) Close() error {
 // openPebble opens the Pebble database at path. mustExist makes a missing
 // database an error instead of creating an empty one (a snapshot or a
 // CURRENT that names nothing must not silently become an empty store).
-func openPebble(path string, o Options, mustExist bool, stalls *atomic.Int64) (*pebbleDB, error) {
+// tune, if given, adjusts Pebble's options last (the Engine uses it).
+func openPebble(path string, o Options, mustExist bool, stalls *atomic.Int64, tune ...func(*pebble.Options)) (*pebbleDB, error) {
 	cacheBytes := o.CacheBytes
 	if cacheBytes <= 0 {
 		cacheBytes = defaultCacheBytes
@@ -339,6 +340,9 @@ func openPebble(path string, o Options, mustExist bool, stalls *atomic.Int64) (*
 	// a missing key, would otherwise search every L0 table.
 	for i := range po.Levels {
 		po.Levels[i].FilterPolicy = bloom.FilterPolicy(bloomBitsPerKey)
+	}
+	for _, fn := range tune {
+		fn(po)
 	}
 	db, err := pebble.Open(path, po)
 	if err != nil {
