@@ -249,9 +249,13 @@ func (g *Group) Hash() (uint64, error) {
 }
 
 // Close releases the view, so Engine.Group may open the group again. It
-// does not flush (the engine's Close does, once for every group) and
-// leaves the group's data in place. A second Close returns ErrClosed.
+// waits for the view's WriteSnapshot streams to end (a new view's Restore
+// must not excise the span under them), does not flush (the engine's Close
+// does, once for every group) and leaves the group's data in place. A
+// second Close returns ErrClosed.
 func (g *Group) Close() error {
+	g.streamMu.Lock()
+	defer g.streamMu.Unlock()
 	g.applyMu.Lock()
 	defer g.applyMu.Unlock()
 	if g.closed.Swap(true) {
