@@ -173,7 +173,7 @@ func TestGroupApplyMatchesStore(t *testing.T) {
 			}
 		}
 		es := withTerm(uint64(1+round/10), entries(next, data...))
-		want := apply(t, s, es, nil)
+		want := apply(t, s, es)
 		got := applyG(t, g, es)
 		// The neighbour writes the same keys; g must not see them.
 		applyG(t, other, entries(other.AppliedIndex()+1, putCmd("a", "other"), putCmd("b", "other"), delCmd("")))
