@@ -47,16 +47,7 @@ func (s *Store) Apply(entries []wire.Entry, results []Result) error {
 	if len(todo) == 0 {
 		return nil
 	}
-	term := s.appliedTerm.Load()
-	for i := range todo {
-		if want := applied + 1 + uint64(i); todo[i].Index != want {
-			panic(fmt.Sprintf("kv: entry index %d where %d was expected (invariant: committed entries are applied contiguously)", todo[i].Index, want))
-		}
-		if todo[i].Term < term {
-			panic(fmt.Sprintf("kv: entry %d has term %d after term %d (invariant: terms in the log do not decrease)", todo[i].Index, todo[i].Term, term))
-		}
-		term = todo[i].Term
-	}
+	term := checkApplyOrder(todo, applied, s.appliedTerm.Load())
 	b := s.batch
 	err := s.fillBatch(b, todo, results[start:])
 	if err == nil {
@@ -82,6 +73,21 @@ func (s *Store) fillBatch(b *pebble.Batch, todo []wire.Entry, results []Result) 
 	binary.BigEndian.PutUint64(s.idxBuf[:8], lastEntry.Index)
 	binary.BigEndian.PutUint64(s.idxBuf[8:], lastEntry.Term)
 	return b.Set(appliedKey, s.idxBuf[:], nil)
+}
+
+// checkApplyOrder panics unless todo is contiguous from applied+1 with
+// terms that do not decrease from term, and returns the last entry's term.
+func checkApplyOrder(todo []wire.Entry, applied, term uint64) uint64 {
+	for i := range todo {
+		if want := applied + 1 + uint64(i); todo[i].Index != want {
+			panic(fmt.Sprintf("kv: entry index %d where %d was expected (invariant: committed entries are applied contiguously)", todo[i].Index, want))
+		}
+		if todo[i].Term < term {
+			panic(fmt.Sprintf("kv: entry %d has term %d after term %d (invariant: terms in the log do not decrease)", todo[i].Index, todo[i].Term, term))
+		}
+		term = todo[i].Term
+	}
+	return term
 }
 
 // batchApplier turns committed entries into the writes of one Pebble

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/raftpipe/raftpipe/raft/sm"
 	"github.com/raftpipe/raftpipe/wire"
 )
 
@@ -52,6 +53,9 @@ type Group struct {
 	applied     atomic.Uint64
 	appliedTerm atomic.Uint64
 }
+
+// A Group is a state machine the runtime can drive, one per Replica.
+var _ sm.StateMachine = (*Group)(nil)
 
 // ID is the group's ID.
 func (g *Group) ID() uint64 { return g.id }
@@ -131,20 +135,8 @@ func (g *Group) Apply(entries []wire.Entry, results []Result) error {
 	return nil
 }
 
-// checkApplyOrder panics unless todo is contiguous from applied+1 with
-// terms that do not decrease from term, and returns the last entry's term.
-func checkApplyOrder(todo []wire.Entry, applied, term uint64) uint64 {
-	for i := range todo {
-		if want := applied + 1 + uint64(i); todo[i].Index != want {
-			panic(fmt.Sprintf("kv: entry index %d where %d was expected (invariant: committed entries are applied contiguously)", todo[i].Index, want))
-		}
-		if todo[i].Term < term {
-			panic(fmt.Sprintf("kv: entry %d has term %d after term %d (invariant: terms in the log do not decrease)", todo[i].Index, todo[i].Term, term))
-		}
-		term = todo[i].Term
-	}
-	return term
-}
+// Lookup is Get, for sm.StateMachine.
+func (g *Group) Lookup(key []byte) ([]byte, bool, error) { return g.Get(key) }
 
 // Get returns a copy of key's value in this group (local state; see
 // Store.Get).
@@ -248,24 +240,38 @@ func (g *Group) Hash() (uint64, error) {
 	return h.Sum64(), nil
 }
 
-// Close releases the view, so Engine.Group may open the group again. It
-// waits for the view's WriteSnapshot streams to end (a new view's Restore
-// must not excise the span under them), does not flush (the engine's Close
-// does, once for every group) and leaves the group's data in place. A
-// second Close returns ErrClosed.
+// Close makes the group's applied state durable (as sm.StateMachine
+// asks) and releases the view, so Engine.Group may open the group again;
+// the group's data stays. The flush is the engine's and is shared: when
+// many groups close one after the other with nothing written between,
+// the first one's flush serves them all. Close waits for the view's
+// WriteSnapshot streams to end (a new view's Restore must not excise the
+// span under them). A second Close, or a Close after Engine.Close,
+// returns ErrClosed.
 func (g *Group) Close() error {
 	g.streamMu.Lock()
 	defer g.streamMu.Unlock()
 	g.applyMu.Lock()
 	defer g.applyMu.Unlock()
-	if g.closed.Swap(true) {
+	e := g.e
+	e.dbMu.RLock()
+	defer e.dbMu.RUnlock()
+	if g.closed.Swap(true) || e.closed {
 		return ErrClosed
 	}
-	e := g.e
 	e.mu.Lock()
 	if e.mu.groups[g.id] == g {
 		delete(e.mu.groups, g.id)
 	}
 	e.mu.Unlock()
+	if g.err != nil {
+		// Pebble may not hold what the index says; nothing to make durable.
+		return nil
+	}
+	done, err := e.flushAsync()
+	if err != nil {
+		return err
+	}
+	<-done
 	return nil
 }
