@@ -52,6 +52,18 @@ const (
 	groupPrefixBytes = groupIDBytes + 1
 )
 
+// engineFormatVersion is the on-disk format of an engine database. Part of
+// the format: the key layout of the package doc, and the group archive
+// version that Restore reads.
+const engineFormatVersion = 1
+
+// engineFormatKey holds engineFormatVersion, u32 big-endian, in the span
+// above MaxGroupID that no group can use. It is written (and made durable)
+// when the database is created and checked by every OpenEngine, so a
+// Store's database, or one from another format, is refused instead of read
+// as groups.
+var engineFormatKey = append(binary.BigEndian.AppendUint64(nil, MaxGroupID+1), localKeyPrefix, 'f', 'o', 'r', 'm', 'a', 't')
+
 // groupAppliedSuffix follows a group's prefix in its applied-record key,
 // which holds index u64 | term u64 big-endian (appliedRecordBytes), as a
 // Store's appliedKey does.
@@ -170,11 +182,60 @@ func OpenEngine(dir string, o Options) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := checkEngineFormat(db.DB, o.DisableWAL); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
 	wo := po.Clone()
 	wo.EnsureDefaults()
 	e.writerOpts = wo.MakeWriterOptions(0, db.TableFormat())
 	e.db = db
 	return e, nil
+}
+
+// checkEngineFormat checks db's format record, writing it (durably) if db
+// is empty: a new database, or one whose creation a crash interrupted
+// before anything was written to it.
+func checkEngineFormat(db *pebble.DB, walOff bool) error {
+	v, closer, err := db.Get(engineFormatKey)
+	if err == nil {
+		defer closer.Close()
+		if len(v) != 4 || binary.BigEndian.Uint32(v) != engineFormatVersion {
+			return fmt.Errorf("%w: engine format record %x; this build reads engine format %d", ErrOldFormat, v, engineFormatVersion)
+		}
+		return nil
+	}
+	if !errors.Is(err, pebble.ErrNotFound) {
+		return fmt.Errorf("kv: reading engine format record: %w", err)
+	}
+	it, err := db.NewIter(nil)
+	if err != nil {
+		return fmt.Errorf("kv: reading engine format record: %w", err)
+	}
+	empty := !it.First()
+	if err := errors.Join(it.Error(), it.Close()); err != nil {
+		return fmt.Errorf("kv: reading engine format record: %w", err)
+	}
+	if !empty {
+		return fmt.Errorf("%w: a database with keys and no engine format record (a Store's database, or not raftpipe's); this build reads engine format %d",
+			ErrOldFormat, engineFormatVersion)
+	}
+	var rec [4]byte
+	binary.BigEndian.PutUint32(rec[:], engineFormatVersion)
+	// Without a WAL, Pebble refuses a synced write: a flush makes it durable.
+	wo := pebble.Sync
+	if walOff {
+		wo = pebble.NoSync
+	}
+	if err := db.Set(engineFormatKey, rec[:], wo); err != nil {
+		return fmt.Errorf("kv: writing engine format record: %w", err)
+	}
+	if walOff {
+		if err := db.Flush(); err != nil {
+			return fmt.Errorf("kv: writing engine format record: %w", err)
+		}
+	}
+	return nil
 }
 
 // removeRestoreLeftovers deletes every restore-<seq>.tmp directory in dir.

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/raftpipe/raftpipe/wire"
 )
@@ -694,4 +695,41 @@ func TestEngineWithWAL(t *testing.T) {
 	defer e.Close()
 	checkGroup(t, groupT(t, e, 1), st1b)
 	checkGroup(t, groupT(t, e, 2), st1)
+}
+
+// TestEngineFormatRecord checks that OpenEngine refuses a database that is
+// not an engine's (a Store's) or one of another engine format, and that
+// the format record sits outside every group's span.
+func TestEngineFormatRecord(t *testing.T) {
+	dir := t.TempDir()
+	s := openT(t, dir, Options{DisableWAL: true})
+	apply(t, s, entries(1, putCmd("k", "v")))
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	names := dirNames(t, vfs.Default, dir)
+	storeDB := vfs.Default.PathJoin(dir, names[len(names)-1]) // db-000001
+	fs := vfs.Default
+	if err := fs.Rename(storeDB, fs.PathJoin(dir, engineDBName)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenEngine(dir, Options{DisableWAL: true}); !errors.Is(err, ErrOldFormat) {
+		t.Fatalf("OpenEngine on a Store's database: %v, want ErrOldFormat", err)
+	}
+
+	dir = t.TempDir()
+	e := openEngineT(t, dir, Options{DisableWAL: true})
+	g := groupT(t, e, MaxGroupID)
+	checkGroup(t, g, storeState{m: model{}})
+	var rec [4]byte
+	binary.BigEndian.PutUint32(rec[:], engineFormatVersion+1)
+	if err := e.db.Set(engineFormatKey, rec[:], pebble.NoSync); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenEngine(dir, Options{DisableWAL: true}); !errors.Is(err, ErrOldFormat) {
+		t.Fatalf("OpenEngine on engine format %d: %v, want ErrOldFormat", engineFormatVersion+1, err)
+	}
 }
