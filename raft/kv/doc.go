@@ -188,11 +188,12 @@
 //	flushed, done, _ := g.FlushAsync()  // the engine's flush: every group durable
 //	info, _ := g.WriteSnapshot(w)       // this group's span only
 //	info, _ = g.Restore(r)              // replaces this group's span only, atomically
-//	g.Close(); e.Close()                // Close flushes once for every group
+//	g.Close()                           // durable (a shared flush), view released
+//	e.Close()                           // one flush for every group, then the database
 //
-// A group's operations mean what the Store's do, without Meta: membership
-// belongs to the runtime and the WAL, so Apply takes none and the group
-// archive carries none (SnapshotInfo.Meta is always nil for a group).
+// A Group is an sm.StateMachine, one per Replica, and its operations mean
+// what the Store's do. Membership belongs to the runtime and the WAL, so
+// neither Apply nor the group archive carry any.
 //
 // Key layout inside the engine's database (part of the on-disk format; g
 // is the group ID, 8 bytes big-endian, at most MaxGroupID):
@@ -200,13 +201,17 @@
 //	key                                  value                          what
 //	g | 0x00 | "applied"                 index u64 | term u64 (16 B)    the group's applied record
 //	g | 0x01 | user key                  user value                     the group's data
+//	0xFF x 8 | 0x00 | "format"           u32 = 1                        the engine's format record
 //
 // Every key of group g lies in [g, g+1), one contiguous span: a snapshot
 // iterates it, a restore excises it, and no two groups' spans overlap (the
 // byte after g is the same kind byte a Store uses behind no prefix). The
 // applied record is inside the span, so it moves with the data in every
-// batch, snapshot and restore. ID MaxGroupID+1 is reserved so that the
-// last group's span has an upper bound of the same width.
+// batch, snapshot and restore. ID MaxGroupID+1 (eight 0xFF bytes) is the
+// engine's own: it holds the format record (engineFormatVersion), written
+// and made durable when the database is created, so that OpenEngine
+// refuses a Store's database or another engine format (ErrOldFormat), and
+// it gives the last group's span an upper bound of the same width.
 //
 // Engine directory:
 //
