@@ -189,6 +189,7 @@
 //	info, _ := g.WriteSnapshot(w)       // this group's span only
 //	info, _ = g.Restore(r)              // replaces this group's span only, atomically
 //	g.Close()                           // durable (a shared flush), view released
+//	e.RemoveGroup(id)                   // a replica leaves the node: one excise of its span
 //	e.Close()                           // one flush for every group, then the database
 //
 // A Group is an sm.StateMachine, one per Replica, and its operations mean

@@ -1,6 +1,7 @@
 package kv
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -287,6 +288,34 @@ func (e *Engine) Group(id uint64) (*Group, error) {
 	g.appliedTerm.Store(term)
 	e.mu.groups[id] = g
 	return g, nil
+}
+
+// RemoveGroup deletes every key of group id, its applied record included,
+// with one Pebble excise of the group's span: atomic across a crash and
+// durable when it returns (as Restore's ingest is). The runtime calls it
+// when it removes the group's replica from this node; afterwards the group
+// reads as empty at index 0. The group must have no open view
+// (ErrGroupOpen).
+func (e *Engine) RemoveGroup(id uint64) error {
+	if id > MaxGroupID {
+		return fmt.Errorf("%w: %d", ErrBadGroup, id)
+	}
+	e.dbMu.RLock()
+	defer e.dbMu.RUnlock()
+	if e.closed {
+		return ErrClosed
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock() // held so that no view opens during the excise
+	if _, ok := e.mu.groups[id]; ok {
+		return fmt.Errorf("%w: %d (close its view before removing it)", ErrGroupOpen, id)
+	}
+	k := makeGroupKeys(id)
+	if err := e.db.Excise(context.Background(), pebble.KeyRange{Start: k.start, End: k.end}); err != nil {
+		return fmt.Errorf("kv: removing group %d: %w", id, err)
+	}
+	e.commits.Add(1)
+	return nil
 }
 
 // readApplied decodes the applied record at key in r (zero if absent).

@@ -733,3 +733,47 @@ func TestEngineFormatRecord(t *testing.T) {
 		t.Fatalf("OpenEngine on engine format %d: %v, want ErrOldFormat", engineFormatVersion+1, err)
 	}
 }
+
+// TestRemoveGroup checks that RemoveGroup deletes one group's keys and
+// applied record (in memtables and sstables alike), durably, leaves its
+// neighbours alone, and refuses a group with an open view.
+func TestRemoveGroup(t *testing.T) {
+	fs := vfs.NewCrashableMem()
+	e := openEngineT(t, "eng", Options{DisableWAL: true, FS: fs})
+	g1, g2, g3 := groupT(t, e, 1), groupT(t, e, 2), groupT(t, e, 3)
+	st1 := fillGroup(t, g1, model{}, 10, 1)
+	m2 := model{}
+	fillGroup(t, g2, m2, 20, 1)
+	if err := e.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	fillGroup(t, g2, m2, 5, 2) // some of group 2 only in the memtable
+	st3 := fillGroup(t, g3, model{}, 7, 1)
+	if err := e.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.RemoveGroup(2); !errors.Is(err, ErrGroupOpen) {
+		t.Fatalf("RemoveGroup with an open view: %v, want ErrGroupOpen", err)
+	}
+	if err := g2.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.RemoveGroup(2); err != nil {
+		t.Fatal(err)
+	}
+	crashed := fs.CrashClone(vfs.CrashCloneCfg{}) // a crash right after it returned
+	for _, fs := range []vfs.FS{nil, crashed} {
+		ee := e
+		if fs != nil {
+			if err := e.Close(); err != nil {
+				t.Fatal(err)
+			}
+			ee = openEngineT(t, "eng", Options{DisableWAL: true, FS: fs})
+			defer ee.Close()
+			g1, g3 = groupT(t, ee, 1), groupT(t, ee, 3)
+		}
+		checkGroup(t, groupT(t, ee, 2), storeState{m: model{}})
+		checkGroup(t, g1, st1)
+		checkGroup(t, g3, st3)
+	}
+}
