@@ -24,6 +24,10 @@ import (
 // per group; Get, AppendValue, Hash, AppliedIndex and AppliedTerm may run
 // at any time. Different groups never wait for each other, except that
 // they share Pebble's commit pipeline and its flushes.
+//
+// Lock order, everywhere: Group.streamMu, Group.applyMu, Engine.dbMu,
+// Engine.mu, Engine.flush. Engine.Close takes dbMu exclusively, so taking
+// them out of order (dbMu, then a group's applyMu) deadlocks at shutdown.
 type Group struct {
 	// e is the engine whose database holds the group.
 	e *Engine

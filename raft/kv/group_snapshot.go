@@ -45,18 +45,15 @@ const restoreTableBytes = 64 << 20
 func (g *Group) WriteSnapshot(w io.Writer) (SnapshotInfo, error) {
 	g.streamMu.RLock()
 	defer g.streamMu.RUnlock()
-	e := g.e
-	e.dbMu.RLock()
-	defer e.dbMu.RUnlock()
-	if e.closed || g.closed.Load() {
-		return SnapshotInfo{}, ErrClosed
+	snap, err := g.pebbleSnapshot()
+	if err != nil {
+		return SnapshotInfo{}, err
 	}
-	snap := g.pebbleSnapshot()
+	defer g.e.dbMu.RUnlock()
 	defer snap.Close()
 	// The applied record comes from the snapshot itself, so it describes
 	// exactly the data streamed.
 	var info SnapshotInfo
-	var err error
 	if info.Index, info.Term, err = readApplied(snap, g.keys.applied); err != nil {
 		return SnapshotInfo{}, fmt.Errorf("kv: group %d: snapshot: %w", g.id, err)
 	}
@@ -109,13 +106,21 @@ func (g *Group) WriteSnapshot(w io.Writer) (SnapshotInfo, error) {
 }
 
 // pebbleSnapshot takes a Pebble snapshot with the group's writers held
-// off, so it holds whole Apply batches only.
-//
-// REQUIRES: e.dbMu held shared.
-func (g *Group) pebbleSnapshot() *pebble.Snapshot {
+// off, so it holds whole Apply batches only. On success it returns with
+// e.dbMu held shared, for the caller to release once done with the
+// snapshot. The locks are taken in the order every group operation takes
+// them (applyMu, then dbMu): taking dbMu first could deadlock against an
+// Apply once Engine.Close waits for dbMu.
+func (g *Group) pebbleSnapshot() (*pebble.Snapshot, error) {
 	g.applyMu.Lock()
 	defer g.applyMu.Unlock()
-	return g.e.db.NewSnapshot()
+	e := g.e
+	e.dbMu.RLock()
+	if e.closed || g.closed.Load() {
+		e.dbMu.RUnlock()
+		return nil, ErrClosed
+	}
+	return e.db.NewSnapshot(), nil
 }
 
 // ReadGroupSnapshotInfo reads and checks (magic, version, CRC) only the
