@@ -247,12 +247,13 @@
 //
 // The tests run a group Restore (on an engine with unflushed batches in
 // the restored group and a neighbour), interleaved batches of three groups
-// with FlushAsync, and the first OpenEngine on internal/crashfs with an
-// image at every sync and rename point, and check each group against its
-// model: the restored group wholly old or wholly new (and new at every
-// point after Restore returned), the others at a state they passed
-// through; after flushes, each group at one of its batch ends no lower
-// than the last completed flush covered.
+// with FlushAsync, a RemoveGroup, and the first OpenEngine on
+// internal/crashfs with an image at every sync and rename point, and check
+// each group against its model: the restored group wholly old or wholly
+// new (and new at every point after Restore returned), a removed group
+// wholly there or wholly gone, the others at a state they passed through;
+// after flushes, each group at one of its batch ends no lower than the
+// last completed flush covered.
 //
 // # Group snapshot archive format, version 1
 //
