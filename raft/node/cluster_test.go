@@ -183,30 +183,17 @@ func TestClusterMembership(t *testing.T) {
 	c.dirs[4] = filepath.Join(filepath.Dir(c.dirs[1]), "n4")
 	c.start(4, false)
 	ctx := ctxT(t, 60*time.Second)
-	if err := c.leader().AddMember(ctx, m4, true); err != nil {
-		t.Fatalf("add learner: %v", err)
-	}
+	c.onLeader(ctx, "add learner", func(l *Node) error { return l.AddMember(ctx, m4, true) })
 	waitFor(t, 20*time.Second, "learner catches up", func() bool {
 		st, err := c.leader().Status(ctx)
 		return err == nil && st.Followers[4].Match >= st.Commit
 	})
-	if err := c.leader().AddMember(ctx, m4, false); err != nil {
-		t.Fatalf("promote: %v", err)
-	}
+	c.onLeader(ctx, "promote", func(l *Node) error { return l.AddMember(ctx, m4, false) })
 	st, _ := c.leader().Status(ctx)
 	if !slices.Contains(st.Voters, 4) {
 		t.Fatalf("node 4 not a voter after promotion: %+v", st.Voters)
 	}
-	for {
-		l := c.leader()
-		err := l.RemoveMember(ctx, 1)
-		if err == nil {
-			break
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("remove node 1: %v", err)
-		}
-	}
+	c.onLeader(ctx, "remove node 1", func(l *Node) error { return l.RemoveMember(ctx, 1) })
 	c.stop(1)
 	for k, v := range putAll(t, c, "after", 50) {
 		acked[k] = v

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/raftpipe/raftpipe/raft"
 	"github.com/raftpipe/raftpipe/wire"
 )
 
@@ -121,17 +120,14 @@ func TestRemovedNodeStops(t *testing.T) {
 			break
 		}
 	}
-	rctx := ctxT(t, 10*time.Second)
-	for {
-		// A fresh leader refuses changes until it committed in its term.
-		err := l.RemoveMember(rctx, victim.ID())
-		if err == nil {
-			break
+	// A fresh leader refuses changes until it committed in its term, and
+	// may step down meanwhile; the victim stays the victim.
+	l = c.onLeader(ctxT(t, 20*time.Second), "remove the victim", func(l *Node) error {
+		if l == victim {
+			return ErrNotLeader // wait for leadership to move back to another node
 		}
-		if rctx.Err() != nil {
-			t.Fatal(err)
-		}
-	}
+		return l.RemoveMember(ctxT(t, 5*time.Second), victim.ID())
+	})
 	select {
 	case <-victim.Done():
 	case <-time.After(10 * time.Second):
@@ -167,18 +163,14 @@ func TestRemovedNodeStops(t *testing.T) {
 // removal and stops with ErrRemoved; the other two elect a leader.
 func TestRemovedLeaderStops(t *testing.T) {
 	c := newTestCluster(t, 3, nil)
-	l := c.leader()
-	// The leader answers its own waiter, then stops.
-	for {
-		err := l.RemoveMember(ctxT(t, 5*time.Second), l.ID())
-		if errors.Is(err, raft.ErrConfChangePending) {
-			continue // a fresh leader first commits in its term
+	// The leader answers its own waiter, then stops (it may stop before
+	// the answer: ErrStopped). A fresh leader first commits in its term.
+	l := c.onLeader(ctxT(t, 20*time.Second), "remove itself", func(l *Node) error {
+		if err := l.RemoveMember(ctxT(t, 5*time.Second), l.ID()); err != nil && !errors.Is(err, ErrStopped) {
+			return err
 		}
-		if err != nil && !errors.Is(err, ErrStopped) {
-			t.Fatal(err)
-		}
-		break
-	}
+		return nil
+	})
 	select {
 	case <-l.Done():
 	case <-time.After(10 * time.Second):

@@ -2,7 +2,9 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"github.com/raftpipe/raftpipe/raft"
 	"path/filepath"
 	"testing"
 	"time"
@@ -151,6 +153,34 @@ func (c *testCluster) leader() *Node {
 		return l != nil
 	})
 	return l
+}
+
+// onLeader runs op on the current leader until it returns nil, looking
+// the leader up again after each retryable failure: the leader stepped
+// down or lost the outcome (under -race on a loaded machine a fresh leader
+// can step down for want of a quorum heard within an election timeout), a
+// fresh leader has not yet committed in its term, a transfer is under
+// way. Any other error, or ctx ending, fails the test. It returns the
+// leader that succeeded.
+func (c *testCluster) onLeader(ctx context.Context, what string, op func(l *Node) error) *Node {
+	c.t.Helper()
+	for {
+		l := c.leader()
+		err := op(l)
+		if err == nil {
+			return l
+		}
+		retryable := errors.Is(err, ErrNotLeader) || errors.Is(err, raft.ErrNotLeader) ||
+			errors.Is(err, raft.ErrConfChangePending) || errors.Is(err, raft.ErrTransferInProgress) ||
+			errors.Is(err, raft.ErrProposalDropped) || errors.Is(err, ErrUnknownOutcome)
+		if !retryable || ctx.Err() != nil {
+			c.t.Fatalf("%s on leader %d: %v", what, l.ID(), err)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }
 
 func ctxT(t *testing.T, d time.Duration) context.Context {

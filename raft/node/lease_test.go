@@ -11,15 +11,20 @@ import (
 // cluster, confirmed under the lease rather than by heartbeat rounds.
 func TestLeaseReads(t *testing.T) {
 	c := newTestCluster(t, 3, func(cfg *Config) { cfg.ReadMode = ReadModeLease })
-	l := c.leader()
 	ctx := ctxT(t, 20*time.Second)
+	var l *Node
 	for i := 0; i < 50; i++ {
 		k := []byte(fmt.Sprintf("k%d", i))
-		if _, err := l.Put(ctx, k, k); err != nil {
-			t.Fatal(err)
-		}
-		v, ok, err := l.Get(ctx, k)
-		if err != nil || !ok || string(v) != string(k) {
+		// The put is idempotent, so it is retried on a new leader if
+		// the first one steps down.
+		l = c.onLeader(ctx, "put "+string(k), func(l *Node) error { _, err := l.Put(ctx, k, k); return err })
+		var (
+			v   []byte
+			ok  bool
+			err error
+		)
+		l = c.onLeader(ctx, "get "+string(k), func(l *Node) error { v, ok, err = l.Get(ctx, k); return err })
+		if !ok || string(v) != string(k) {
 			t.Fatalf("get %s after put: %q %v %v", k, v, ok, err)
 		}
 	}
