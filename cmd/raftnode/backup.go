@@ -134,7 +134,7 @@ type backupWriter struct {
 }
 
 // maxHeadBytes bounds what backupWriter keeps to parse the archive
-// header; the header's Meta (the membership) is far smaller.
+// header, which is a few dozen bytes.
 const maxHeadBytes = 1 << 20
 
 func newBackupWriter(w io.Writer) *backupWriter {

@@ -12,21 +12,20 @@ import (
 )
 
 // Apply applies committed entries in one Pebble batch, together with the
-// new applied index and term (the last entry's) and, if meta != nil, the
-// new Meta. results[i] receives the outcome of entries[i].
+// new applied index and term (the last entry's). results[i] receives the
+// outcome of entries[i].
 //
 // Entries at or below AppliedIndex are skipped (results: StatusUnknown), so
 // replaying the Raft log from an older point is harmless. EntryNormal
 // entries hold commands made by EncodeCommand (empty Data is a no-op, as a
 // leader's empty entry); EntryNoop and EntryConfChange only advance the
-// applied index. If every entry is skipped, nothing is written and meta is
-// ignored.
+// applied index. If every entry is skipped, nothing is written.
 //
 // REQUIRES: len(results) >= len(entries); the entries not skipped are
 // contiguous and start at AppliedIndex()+1, and their terms do not decrease
 // from AppliedTerm() on (anything else would mean a lost, repeated or
 // foreign committed entry, and Apply panics before writing anything).
-func (s *Store) Apply(entries []wire.Entry, meta []byte, results []Result) error {
+func (s *Store) Apply(entries []wire.Entry, results []Result) error {
 	if len(results) < len(entries) {
 		panic(fmt.Sprintf("kv: Apply given %d results for %d entries (REQUIRES: len(results) >= len(entries))", len(results), len(entries)))
 	}
@@ -59,7 +58,7 @@ func (s *Store) Apply(entries []wire.Entry, meta []byte, results []Result) error
 		term = todo[i].Term
 	}
 	b := s.batch
-	err := s.fillBatch(b, todo, meta, results[start:])
+	err := s.fillBatch(b, todo, results[start:])
 	if err == nil {
 		err = b.Commit(pebble.NoSync)
 	}
@@ -71,15 +70,11 @@ func (s *Store) Apply(entries []wire.Entry, meta []byte, results []Result) error
 	}
 	s.applied.Store(last)
 	s.appliedTerm.Store(term)
-	if meta != nil {
-		m := bytes.Clone(meta)
-		s.meta.Store(&m)
-	}
 	return nil
 }
 
-// fillBatch writes todo's effects, the applied index and meta into b.
-func (s *Store) fillBatch(b *pebble.Batch, todo []wire.Entry, meta []byte, results []Result) error {
+// fillBatch writes todo's effects and the applied index into b.
+func (s *Store) fillBatch(b *pebble.Batch, todo []wire.Entry, results []Result) error {
 	s.written.reset()
 	for i := range todo {
 		r, err := s.applyEntry(b, todo, results, i)
@@ -91,15 +86,7 @@ func (s *Store) fillBatch(b *pebble.Batch, todo []wire.Entry, meta []byte, resul
 	lastEntry := &todo[len(todo)-1]
 	binary.BigEndian.PutUint64(s.idxBuf[:8], lastEntry.Index)
 	binary.BigEndian.PutUint64(s.idxBuf[8:], lastEntry.Term)
-	if err := b.Set(appliedKey, s.idxBuf[:], nil); err != nil {
-		return err
-	}
-	if meta != nil {
-		if err := b.Set(metaKey, meta, nil); err != nil {
-			return err
-		}
-	}
-	return nil
+	return b.Set(appliedKey, s.idxBuf[:], nil)
 }
 
 // applyEntry adds the effect of todo[i] to b and returns its result.

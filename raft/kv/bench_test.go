@@ -58,7 +58,7 @@ func runApply(b *testing.B, batch, valueBytes int, op wire.Op) {
 			binary.BigEndian.PutUint64(es[j].Data[benchKeyOffset+8:], next*0x9E3779B97F4A7C15)
 			next++
 		}
-		if err := s.Apply(es, nil, results); err != nil {
+		if err := s.Apply(es, results); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -95,7 +95,7 @@ func BenchmarkGet(b *testing.B) {
 	for i := 0; i < keys; i++ {
 		data = append(data, putCmd(fmt.Sprintf("key-%08d", i), "value-of-some-length"))
 	}
-	apply(b, s, entries(1, data...), nil)
+	apply(b, s, entries(1, data...))
 	var buf []byte
 	key := []byte("key-00000000")
 	b.ReportAllocs()

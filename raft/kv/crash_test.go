@@ -59,24 +59,23 @@ func each(imgs []crashImage, fn func(name string, img crashImage, fs *vfs.MemFS)
 
 // storeState is everything a store's state is compared on.
 type storeState struct {
-	// index, term and meta are the applied index and term and Meta.
+	// index and term are the applied index and term.
 	index, term uint64
-	meta        []byte
 	// m holds every user key and value.
 	m model
 }
 
 func (st storeState) String() string {
-	return fmt.Sprintf("index %d term %d meta %q (%d keys)", st.index, st.term, st.meta, len(st.m))
+	return fmt.Sprintf("index %d term %d (%d keys)", st.index, st.term, len(st.m))
 }
 
 // stateDiff says how s differs from want, or "" if it does not: applied
-// index and term, Meta, every key of want, and the hash over all user keys
+// index and term, every key of want, and the hash over all user keys
 // (which catches keys want does not have).
 func stateDiff(t testing.TB, s *Store, want storeState, wantHash uint64) string {
 	t.Helper()
-	if s.AppliedIndex() != want.index || s.AppliedTerm() != want.term || !bytes.Equal(s.Meta(), want.meta) {
-		return fmt.Sprintf("store at index %d term %d meta %q, want %v", s.AppliedIndex(), s.AppliedTerm(), s.Meta(), want)
+	if s.AppliedIndex() != want.index || s.AppliedTerm() != want.term {
+		return fmt.Sprintf("store at index %d term %d, want %v", s.AppliedIndex(), s.AppliedTerm(), want)
 	}
 	for k, v := range want.m {
 		got, ok, err := s.Get([]byte(k))
@@ -119,8 +118,8 @@ func TestRestoreCrashAtEveryPoint(t *testing.T) {
 	if err := s.Flush(); err != nil { // the old state is durable before the restore
 		t.Fatal(err)
 	}
-	oldSt := storeState{index: oldIndex, term: 1, meta: []byte("old-meta"), m: oldModel}
-	newSt := storeState{index: newInfo.Index, term: newInfo.Term, meta: newInfo.Meta, m: newModel}
+	oldSt := storeState{index: oldIndex, term: 1, m: oldModel}
+	newSt := storeState{index: newInfo.Index, term: newInfo.Term, m: newModel}
 	oldHash, newHash := modelHash(t, oldModel), modelHash(t, newModel)
 
 	stop := captureImages(fsys, nil)
@@ -181,9 +180,8 @@ func TestFlushCrashAtEveryPoint(t *testing.T) {
 		term := uint64(1 + b/2) // a new term every other batch
 		es := withTerm(term, entries(next, workload(m, next, next+n-1)...))
 		last := next + n - 1
-		meta := []byte(fmt.Sprintf("meta-%d", last))
-		apply(t, s, es, meta)
-		states[last] = storeState{index: last, term: term, meta: meta, m: maps.Clone(m)}
+		apply(t, s, es)
+		states[last] = storeState{index: last, term: term, m: maps.Clone(m)}
 		next = last + 1
 		if b%flushEvery == flushEvery-1 {
 			idx := s.AppliedIndex()
@@ -255,13 +253,13 @@ func TestBootstrapCrashAtEveryPoint(t *testing.T) {
 		if d := stateDiff(t, s, empty, emptyHash); d != "" {
 			t.Fatalf("%s: %s", name, d)
 		}
-		apply(t, s, entries(1, putCmd("k", "v")), []byte("m"))
+		apply(t, s, entries(1, putCmd("k", "v")))
 		if err := s.Close(); err != nil {
 			t.Fatal(err)
 		}
 		s = reopen(t, name+", restarted", fs)
 		defer s.Close()
-		want := storeState{index: 1, term: 1, meta: []byte("m"), m: model{"k": "v"}}
+		want := storeState{index: 1, term: 1, m: model{"k": "v"}}
 		if d := stateDiff(t, s, want, modelHash(t, want.m)); d != "" {
 			t.Fatalf("%s: after one apply and restart: %s", name, d)
 		}

@@ -1,21 +1,23 @@
 // Package kv is raftpipe's replicated key-value state machine: it applies
 // committed Raft entries to a Pebble database, serves local reads, and
-// writes and installs snapshots.
+// writes and installs snapshots. Store implements sm.StateMachine, the
+// runtime's seam to its data; it knows nothing of membership, which the
+// runtime keeps in the WAL and in its own snapshot frame.
 //
 // # How the node uses it
 //
 //	s, _ := kv.Open(dir, kv.Options{DisableWAL: true})
 //	// apply loop, per batch of committed entries:
-//	s.Apply(entries, metaOrNil, results)   // one Pebble batch, applied index and term included
+//	s.Apply(entries, results)              // one Pebble batch, applied index and term included
 //	// before compacting the Raft log up to index i:
 //	s.Flush()                              // now everything <= AppliedIndex() is durable
 //	// leader sending a snapshot / follower installing one:
-//	info, _ := s.WriteSnapshot(w)          // info.Index, info.Term, info.Meta: the snapshot's identity
+//	info, _ := s.WriteSnapshot(w)          // info.Index, info.Term: the snapshot's identity
 //	info, _ = s.Restore(r)                 // what was installed, checked against the data
 //	// at start-up, identifying a staged snapshot file without installing it:
 //	info, _ = kv.ReadSnapshotInfo(f)
 //
-// A snapshot's identity (index, term, Meta) comes from the state machine
+// A snapshot's identity (index, term) comes from the state machine
 // alone: the term of the last applied entry is stored with the applied
 // index, so the runtime never has to look it up in a Raft log that may
 // have been compacted past it.
@@ -88,7 +90,11 @@
 // Inside Pebble, user keys are stored behind the prefix byte 0x01; the
 // store's own records are behind 0x00, so no user key can collide with
 // them: the applied record (0x00 "applied": index u64 | term u64, 16 bytes
-// big-endian, of the last applied entry) and Meta (0x00 "meta").
+// big-endian, of the last applied entry) and the format record (0x00
+// "format": u32 big-endian, storeFormatVersion = 2), written and flushed
+// when a database is created, before the first CURRENT names it. Format 1
+// had no format record and kept the runtime's membership under 0x00
+// "meta"; Open and Restore refuse such a database with ErrOldFormat.
 //
 // # Crash safety
 //
@@ -104,7 +110,7 @@
 //     named.
 //   - Restore writes the snapshot into db-<n+1>, fsyncs every file, the new
 //     directory and dir, opens it and checks that it holds the applied
-//     index, term and Meta its header names, and only then switches CURRENT
+//     index and term its header names, and only then switches CURRENT
 //     (write CURRENT.tmp, fsync, rename over CURRENT, fsync dir). A crash
 //     before the rename is durable leaves the old state; after it, the new
 //     one.
@@ -118,13 +124,14 @@
 // or exactly the new state; for Flush the model's state at the store's
 // applied index, which is no lower than the last Flush that returned.
 //
-// # Snapshot archive format, version 2
+// # Snapshot archive format, version 3
 //
 // All integers big-endian; CRCs are CRC-32C (Castagnoli). Version 1 (no
-// term) was never deployed and is refused.
+// term) was never deployed; version 2 also carried the runtime's
+// membership in its header, which the runtime now frames itself. Both are
+// refused.
 //
-//	header  = "RPKVSNAP" | version u32 = 2 | applied index u64 | applied term u64 |
-//	          meta length u32 | meta | crc u32
+//	header  = "RPKVSNAP" | version u32 = 3 | applied index u64 | applied term u64 | crc u32
 //	file    = kind u8 = 1 | name length u16 | name | size u64 | data | crc u32
 //	end     = kind u8 = 2 | file count u32 | stream crc u32
 //
@@ -133,15 +140,16 @@
 // byte of the stream before it, so a truncated, reordered or corrupted
 // stream is caught. The files are those of a Pebble checkpoint, which is
 // flat, sorted by name. The header is what ReadSnapshotInfo returns and
-// what Restore checks the restored database against. Every length is checked against a limit (maxSnapMetaBytes,
-// maxSnapNameBytes, maxSnapFileBytes, maxSnapFiles) before anything is
-// allocated or written, and names must be plain file names.
+// what Restore checks the restored database against. Every length is
+// checked against a limit (maxSnapNameBytes, maxSnapFileBytes,
+// maxSnapFiles) before anything is allocated or written, and names must be
+// plain file names.
 //
 // # Concurrency
 //
 // Apply, Flush, WriteSnapshot (its checkpoint part), Restore and Close are
 // serialized by one mutex. Get, AppendValue, Hash, AppliedIndex,
-// AppliedTerm and Meta may run at any time; reads hold a shared lock that
+// AppliedTerm may run at any time; reads hold a shared lock that
 // Restore and Close take exclusively only for the moment they swap or close
 // the database. AppliedIndex and AppliedTerm read outside the writers'
 // goroutine may come from two different Apply calls; SnapshotInfo (from

@@ -68,10 +68,10 @@ func withTerm(term uint64, es []wire.Entry) []wire.Entry {
 	return es
 }
 
-func apply(t testing.TB, s *Store, es []wire.Entry, meta []byte) []Result {
+func apply(t testing.TB, s *Store, es []wire.Entry) []Result {
 	t.Helper()
 	res := make([]Result, len(es))
-	if err := s.Apply(es, meta, res); err != nil {
+	if err := s.Apply(es, res); err != nil {
 		t.Fatalf("Apply: %v", err)
 	}
 	return res
@@ -131,7 +131,7 @@ func modelHash(t testing.TB, m model) uint64 {
 		data = append(data, putCmd(k, m[k]))
 	}
 	if len(data) > 0 {
-		apply(t, s, entries(1, data...), nil)
+		apply(t, s, entries(1, data...))
 	}
 	h, err := s.Hash()
 	if err != nil {

@@ -77,7 +77,7 @@ func TestApplyMatchesModel(t *testing.T) {
 			es[i] = wire.Entry{Index: next, Type: wire.EntryNormal, Data: EncodeCommand(nil, &req)}
 			next++
 		}
-		got := apply(t, s, es, nil)
+		got := apply(t, s, es)
 		for i := range want {
 			if got[i].Status != want[i].Status || !bytes.Equal(got[i].Value, want[i].Value) ||
 				(got[i].Value == nil) != (want[i].Value == nil) {

@@ -2,7 +2,6 @@ package kv
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -28,8 +27,10 @@ const (
 	// snapMagic opens every snapshot stream.
 	snapMagic = "RPKVSNAP"
 	// snapVersion is the archive version written and read. Version 1 (no
-	// term in the header) was never deployed and is not read.
-	snapVersion = 2
+	// term in the header) was never deployed; version 2 carried the
+	// runtime's membership in the header, which the runtime now frames
+	// itself (raft/node). Neither is read.
+	snapVersion = 3
 	// snapKindFile and snapKindEnd tag the records after the header.
 	snapKindFile = 1
 	snapKindEnd  = 2
@@ -38,8 +39,6 @@ const (
 // Limits checked before anything read from a snapshot stream is allocated
 // or written.
 const (
-	// maxSnapMetaBytes bounds the Meta blob in the header.
-	maxSnapMetaBytes = 16 << 20
 	// maxSnapNameBytes bounds a file name.
 	maxSnapNameBytes = 255
 	// maxSnapFileBytes bounds one file's size (a sanity bound on the
@@ -54,8 +53,8 @@ const (
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // WriteSnapshot streams a consistent snapshot of the store to w and returns
-// what it covers: the index and term of the last entry applied to it, and
-// its Meta (the same values its header carries). It flushes the memtable
+// what it covers: the index and term of the last entry applied to it (the
+// same values its header carries). It flushes the memtable
 // and takes a Pebble checkpoint (hard links) in a temporary directory under
 // the store's directory while holding off Apply, then streams the
 // checkpoint's files in the archive format of the package doc without
@@ -91,7 +90,7 @@ func (s *Store) checkpoint(dir string) (SnapshotInfo, error) {
 		return SnapshotInfo{}, fmt.Errorf("kv: checkpoint: %w", err)
 	}
 	// applyMu keeps Apply out, so these are the checkpoint's.
-	return SnapshotInfo{Index: s.applied.Load(), Term: s.appliedTerm.Load(), Meta: s.Meta()}, nil
+	return SnapshotInfo{Index: s.applied.Load(), Term: s.appliedTerm.Load()}, nil
 }
 
 // writeArchive streams the files of dir to w, under a header naming info.
@@ -107,8 +106,6 @@ func writeArchive(w io.Writer, fsys vfs.FS, dir string, info SnapshotInfo) error
 	hdr = binary.BigEndian.AppendUint32(hdr, snapVersion)
 	hdr = binary.BigEndian.AppendUint64(hdr, info.Index)
 	hdr = binary.BigEndian.AppendUint64(hdr, info.Term)
-	hdr = binary.BigEndian.AppendUint32(hdr, uint32(len(info.Meta)))
-	hdr = append(hdr, info.Meta...)
 	sw.write(hdr)
 	sw.writeRecordCRC()
 	buf := make([]byte, snapIOBufferBytes)
@@ -275,19 +272,6 @@ func (sr *snapReader) readHeader() (SnapshotInfo, error) {
 	if info.Term, err = sr.readUint(8, "applied term"); err != nil {
 		return SnapshotInfo{}, err
 	}
-	metaLen, err := sr.readUint(4, "meta length")
-	if err != nil {
-		return SnapshotInfo{}, err
-	}
-	if metaLen > maxSnapMetaBytes {
-		return SnapshotInfo{}, fmt.Errorf("%w: meta of %d bytes is over the %d-byte limit", ErrBadSnapshot, metaLen, maxSnapMetaBytes)
-	}
-	if metaLen > 0 {
-		info.Meta = make([]byte, metaLen)
-		if err := sr.readFull(info.Meta, "meta"); err != nil {
-			return SnapshotInfo{}, err
-		}
-	}
 	if err := sr.checkCRC(sr.recordCRC, "header"); err != nil {
 		return SnapshotInfo{}, err
 	}
@@ -314,11 +298,10 @@ func validSnapName(name string) bool {
 
 // Restore replaces the whole state with the snapshot streamed from r,
 // atomically, and returns what it installed (the header's SnapshotInfo,
-// which the data was checked to match; AppliedIndex, AppliedTerm and Meta
-// now return the same). The new database is written to db-<n+1>, fsynced
-// and opened (checking it holds the index, term and Meta its header claims)
-// while the old
-// one keeps serving; then CURRENT is switched to it (write CURRENT.tmp,
+// which the data was checked to match; AppliedIndex and AppliedTerm now
+// return the same). The new database is written to db-<n+1>, fsynced
+// and opened (checking it holds the index and term its header claims, in
+// this store's format) while the old one keeps serving; then CURRENT is switched to it (write CURRENT.tmp,
 // fsync, rename, fsync the directory) and the old database is closed and
 // removed. A crash before the rename leaves the old state, after it the
 // new; Open removes the leftovers either way.
@@ -444,9 +427,9 @@ func (s *Store) buildFromSnapshot(r io.Reader, path string) (db *pebbleDB, info 
 	if err != nil {
 		return db, SnapshotInfo{}, fmt.Errorf("%w: %w", ErrBadSnapshot, err)
 	}
-	if got.Index != info.Index || got.Term != info.Term || !bytes.Equal(got.Meta, info.Meta) {
-		return db, SnapshotInfo{}, fmt.Errorf("%w: header says index %d term %d meta %d bytes, database holds index %d term %d meta %d bytes",
-			ErrBadSnapshot, info.Index, info.Term, len(info.Meta), got.Index, got.Term, len(got.Meta))
+	if got.Index != info.Index || got.Term != info.Term {
+		return db, SnapshotInfo{}, fmt.Errorf("%w: header says index %d term %d, database holds index %d term %d",
+			ErrBadSnapshot, info.Index, info.Term, got.Index, got.Term)
 	}
 	return db, info, nil
 }

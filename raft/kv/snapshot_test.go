@@ -33,19 +33,19 @@ func snapshotFixtureFlushedAt(t *testing.T, flushAt uint64) (snap []byte, m mode
 	defer src.Close()
 	m = model{}
 	if flushAt > 0 {
-		apply(t, src, entries(1, workload(m, 1, flushAt)...), []byte(fmt.Sprintf("meta-%d", flushAt)))
+		apply(t, src, entries(1, workload(m, 1, flushAt)...))
 		if err := src.Flush(); err != nil {
 			t.Fatal(err)
 		}
 	}
-	apply(t, src, withTerm(fixtureTerm, entries(flushAt+1, workload(m, flushAt+1, 200)...)), []byte("meta-200"))
+	apply(t, src, withTerm(fixtureTerm, entries(flushAt+1, workload(m, flushAt+1, 200)...)))
 	var buf bytes.Buffer
 	info, err := src.WriteSnapshot(&buf)
 	if err != nil {
 		t.Fatalf("WriteSnapshot: %v", err)
 	}
-	if info.Index != 200 || info.Term != fixtureTerm || string(info.Meta) != "meta-200" {
-		t.Fatalf("WriteSnapshot covers %+v, want index 200 term %d meta-200", info, fixtureTerm)
+	if info.Index != 200 || info.Term != fixtureTerm {
+		t.Fatalf("WriteSnapshot covers %+v, want index 200 term %d", info, fixtureTerm)
 	}
 	checkNoLeftovers(t, src) // the checkpoint directory is gone
 	return buf.Bytes(), m, info
@@ -58,7 +58,7 @@ const oldIndex = 3
 func oldState(t *testing.T, s *Store) model {
 	t.Helper()
 	m := model{}
-	apply(t, s, entries(1, putCmd("old-a", "1"), putCmd("old-b", "2"), putCmd("key-001", "stale")), []byte("old-meta"))
+	apply(t, s, entries(1, putCmd("old-a", "1"), putCmd("old-b", "2"), putCmd("key-001", "stale")))
 	for k, v := range map[string]string{"old-a": "1", "old-b": "2", "key-001": "stale"} {
 		m[k] = v
 	}
@@ -67,7 +67,7 @@ func oldState(t *testing.T, s *Store) model {
 
 func TestSnapshotRestore(t *testing.T) {
 	snap, m, want := snapshotFixture(t)
-	index, meta := want.Index, want.Meta
+	index := want.Index
 	dir := t.TempDir()
 	dst := openT(t, dir, Options{DisableWAL: true})
 	oldState(t, dst)
@@ -75,44 +75,44 @@ func TestSnapshotRestore(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Restore: %v", err)
 	}
-	if got.Index != want.Index || got.Term != want.Term || !bytes.Equal(got.Meta, want.Meta) {
+	if got != want {
 		t.Fatalf("Restore installed %+v, want %+v", got, want)
 	}
-	if dst.AppliedIndex() != index || dst.AppliedTerm() != want.Term || !bytes.Equal(dst.Meta(), meta) {
-		t.Fatalf("restored AppliedIndex %d AppliedTerm %d Meta %q, want %+v", dst.AppliedIndex(), dst.AppliedTerm(), dst.Meta(), want)
+	if dst.AppliedIndex() != index || dst.AppliedTerm() != want.Term {
+		t.Fatalf("restored AppliedIndex %d AppliedTerm %d, want %+v", dst.AppliedIndex(), dst.AppliedTerm(), want)
 	}
 	checkModel(t, dst, m) // identical hash, and the old keys are gone
 	checkNoLeftovers(t, dst)
 
 	// The restored store applies on from the snapshot and survives restart.
-	apply(t, dst, withTerm(fixtureTerm+1, entries(index+1, putCmd("after", "restore"))), nil)
+	apply(t, dst, withTerm(fixtureTerm+1, entries(index+1, putCmd("after", "restore"))))
 	m["after"] = "restore"
 	if err := dst.Close(); err != nil {
 		t.Fatal(err)
 	}
 	dst = openT(t, dir, Options{DisableWAL: true})
 	defer dst.Close()
-	if dst.AppliedIndex() != index+1 || dst.AppliedTerm() != fixtureTerm+1 || !bytes.Equal(dst.Meta(), meta) {
-		t.Fatalf("after restart AppliedIndex %d AppliedTerm %d Meta %q", dst.AppliedIndex(), dst.AppliedTerm(), dst.Meta())
+	if dst.AppliedIndex() != index+1 || dst.AppliedTerm() != fixtureTerm+1 {
+		t.Fatalf("after restart AppliedIndex %d AppliedTerm %d", dst.AppliedIndex(), dst.AppliedTerm())
 	}
 	checkModel(t, dst, m)
 
 	// A snapshot of a restored store restores again (db-<n> numbering moves on).
 	var buf bytes.Buffer
 	info, err := dst.WriteSnapshot(&buf)
-	if err != nil || info.Index != index+1 || info.Term != fixtureTerm+1 || !bytes.Equal(info.Meta, meta) {
+	if err != nil || info.Index != index+1 || info.Term != fixtureTerm+1 {
 		t.Fatalf("WriteSnapshot = %+v, %v", info, err)
 	}
 	// ReadSnapshotInfo reads the header, and nothing past it.
 	hdrInfo, err := ReadSnapshotInfo(bytes.NewReader(buf.Bytes()))
-	if err != nil || hdrInfo.Index != info.Index || hdrInfo.Term != info.Term || !bytes.Equal(hdrInfo.Meta, info.Meta) {
+	if err != nil || hdrInfo != info {
 		t.Fatalf("ReadSnapshotInfo = %+v, %v; want %+v", hdrInfo, err, info)
 	}
 	r := bytes.NewReader(buf.Bytes())
 	if _, err := ReadSnapshotInfo(r); err != nil {
 		t.Fatal(err)
 	}
-	if read, want := buf.Len()-r.Len(), snapHeaderBytes(len(info.Meta)); read != want {
+	if read, want := buf.Len()-r.Len(), snapHeaderBytes; read != want {
 		t.Fatalf("ReadSnapshotInfo read %d bytes, the header is %d", read, want)
 	}
 	third := openT(t, t.TempDir(), Options{})
@@ -166,8 +166,8 @@ func TestRestoreRejectsDamage(t *testing.T) {
 		if !errors.Is(err, ErrBadSnapshot) {
 			t.Fatalf("%s: Restore = %v, want ErrBadSnapshot", what[i], err)
 		}
-		if s.AppliedIndex() != oldIndex || string(s.Meta()) != "old-meta" {
-			t.Fatalf("%s: state moved to index %d meta %q", what[i], s.AppliedIndex(), s.Meta())
+		if s.AppliedIndex() != oldIndex {
+			t.Fatalf("%s: state moved to index %d", what[i], s.AppliedIndex())
 		}
 		if h, _ := s.Hash(); h != oldHash {
 			t.Fatalf("%s: hash changed", what[i])
@@ -186,12 +186,11 @@ func TestRestoreRejectsDamage(t *testing.T) {
 func TestRestoreRejectsHostileLengths(t *testing.T) {
 	s := openT(t, t.TempDir(), Options{DisableWAL: true})
 	defer s.Close()
-	hdr := func(metaLen uint32) []byte {
+	hdr := func() []byte {
 		b := []byte(snapMagic)
 		b = binary.BigEndian.AppendUint32(b, snapVersion)
-		b = binary.BigEndian.AppendUint64(b, 5) // index
-		b = binary.BigEndian.AppendUint64(b, 2) // term
-		return binary.BigEndian.AppendUint32(b, metaLen)
+		b = binary.BigEndian.AppendUint64(b, 5)    // index
+		return binary.BigEndian.AppendUint64(b, 2) // term
 	}
 	withCRC := func(b []byte) []byte {
 		return binary.BigEndian.AppendUint32(b, crc32c(b))
@@ -203,22 +202,22 @@ func TestRestoreRejectsHostileLengths(t *testing.T) {
 		return binary.BigEndian.AppendUint64(b, size)
 	}
 	cases := map[string][]byte{
-		"meta over limit":   hdr(maxSnapMetaBytes + 1),
-		"name over limit":   append(withCRC(hdr(0)), fileRec(string(bytes.Repeat([]byte("n"), maxSnapNameBytes+1)), 1)...),
-		"size over limit":   append(withCRC(hdr(0)), fileRec("000001.sst", maxSnapFileBytes+1)...),
-		"path in name":      append(withCRC(hdr(0)), fileRec("../escape", 1)...),
-		"unknown kind":      append(withCRC(hdr(0)), 9),
-		"old version 1":     append([]byte(snapMagic), 0, 0, 0, 1),
-		"unknown version":   append([]byte(snapMagic), 0, 0, 0, 3),
-		"no files":          append(withCRC(hdr(0)), snapKindEnd, 0, 0, 0, 0),
-		"empty meta header": withCRC(hdr(0)),
+		"name over limit": append(withCRC(hdr()), fileRec(string(bytes.Repeat([]byte("n"), maxSnapNameBytes+1)), 1)...),
+		"size over limit": append(withCRC(hdr()), fileRec("000001.sst", maxSnapFileBytes+1)...),
+		"path in name":    append(withCRC(hdr()), fileRec("../escape", 1)...),
+		"unknown kind":    append(withCRC(hdr()), 9),
+		"old version 1":   append([]byte(snapMagic), 0, 0, 0, 1),
+		"old version 2":   append([]byte(snapMagic), 0, 0, 0, 2),
+		"unknown version": append([]byte(snapMagic), 0, 0, 0, 4),
+		"no files":        append(withCRC(hdr()), snapKindEnd, 0, 0, 0, 0),
+		"header only":     withCRC(hdr()),
 	}
 	for name, b := range cases {
 		if _, err := s.Restore(bytes.NewReader(b)); !errors.Is(err, ErrBadSnapshot) {
 			t.Errorf("%s: Restore = %v, want ErrBadSnapshot", name, err)
 		}
 		_, err := ReadSnapshotInfo(bytes.NewReader(b))
-		if badHeader := name == "meta over limit" || strings.Contains(name, "version"); badHeader != errors.Is(err, ErrBadSnapshot) {
+		if badHeader := strings.Contains(name, "version"); badHeader != errors.Is(err, ErrBadSnapshot) {
 			t.Errorf("%s: ReadSnapshotInfo = %v (bad header: %v)", name, err, badHeader)
 		}
 	}
@@ -227,12 +226,12 @@ func TestRestoreRejectsHostileLengths(t *testing.T) {
 
 func crc32c(b []byte) uint32 { return crc32.Checksum(b, castagnoli) }
 
-// snapHeaderBytes is the size of an archive header with metaLen bytes of
-// Meta: magic, version, index, term, meta length, meta, crc.
-func snapHeaderBytes(metaLen int) int { return len(snapMagic) + 4 + 8 + 8 + 4 + metaLen + 4 }
+// snapHeaderBytes is the size of an archive header: magic, version,
+// index, term, crc.
+const snapHeaderBytes = len(snapMagic) + 4 + 8 + 8 + 4
 
 // TestRestoreChecksHeaderAgainstData rewrites the header of a good archive
-// to claim another index, term or Meta, with every CRC recomputed so that
+// to claim another index or term, with every CRC recomputed so that
 // only the comparison with the restored database can catch it: Restore
 // must refuse it and keep the old state. ReadSnapshotInfo, which does not
 // look at the data, reports the claim.
@@ -244,10 +243,8 @@ func TestRestoreChecksHeaderAgainstData(t *testing.T) {
 		b = binary.BigEndian.AppendUint32(b, snapVersion)
 		b = binary.BigEndian.AppendUint64(b, claim.Index)
 		b = binary.BigEndian.AppendUint64(b, claim.Term)
-		b = binary.BigEndian.AppendUint32(b, uint32(len(claim.Meta)))
-		b = append(b, claim.Meta...)
 		b = binary.BigEndian.AppendUint32(b, crc32c(b))
-		rest := snap[snapHeaderBytes(len(info.Meta)) : len(snap)-4] // records, without the stream crc
+		rest := snap[snapHeaderBytes : len(snap)-4] // records, without the stream crc
 		b = append(b, rest...)
 		return binary.BigEndian.AppendUint32(b, crc32c(b))
 	}
@@ -260,19 +257,18 @@ func TestRestoreChecksHeaderAgainstData(t *testing.T) {
 	defer s.Close()
 	old := oldState(t, s)
 	for name, claim := range map[string]SnapshotInfo{
-		"index": {Index: info.Index + 1, Term: info.Term, Meta: info.Meta},
-		"term":  {Index: info.Index, Term: info.Term - 1, Meta: info.Meta},
-		"meta":  {Index: info.Index, Term: info.Term, Meta: []byte("meta-999")},
+		"index": {Index: info.Index + 1, Term: info.Term},
+		"term":  {Index: info.Index, Term: info.Term - 1},
 	} {
 		forged := forge(claim)
-		if got, err := ReadSnapshotInfo(bytes.NewReader(forged)); err != nil || got.Index != claim.Index || got.Term != claim.Term || !bytes.Equal(got.Meta, claim.Meta) {
+		if got, err := ReadSnapshotInfo(bytes.NewReader(forged)); err != nil || got != claim {
 			t.Fatalf("%s: ReadSnapshotInfo = %+v, %v; want the claim %+v", name, got, err, claim)
 		}
 		if _, err := s.Restore(bytes.NewReader(forged)); !errors.Is(err, ErrBadSnapshot) {
 			t.Fatalf("%s: Restore of a header that lies = %v, want ErrBadSnapshot", name, err)
 		}
-		if s.AppliedIndex() != oldIndex || s.AppliedTerm() != 1 || string(s.Meta()) != "old-meta" {
-			t.Fatalf("%s: state moved to index %d term %d meta %q", name, s.AppliedIndex(), s.AppliedTerm(), s.Meta())
+		if s.AppliedIndex() != oldIndex || s.AppliedTerm() != 1 {
+			t.Fatalf("%s: state moved to index %d term %d", name, s.AppliedIndex(), s.AppliedTerm())
 		}
 		checkNoLeftovers(t, s)
 	}
@@ -286,7 +282,7 @@ func TestConcurrentReadsDuringRestore(t *testing.T) {
 	snap, _, _ := snapshotFixture(t)
 	s := openT(t, t.TempDir(), Options{DisableWAL: true})
 	defer s.Close()
-	apply(t, s, entries(1, putCmd("key-001", "old")), nil)
+	apply(t, s, entries(1, putCmd("key-001", "old")))
 
 	var stop atomic.Bool
 	var wg sync.WaitGroup
@@ -320,7 +316,7 @@ func TestConcurrentReadsDuringRestore(t *testing.T) {
 			t.Fatal(err)
 		}
 		next := s.AppliedIndex() + 1
-		apply(t, s, withTerm(fixtureTerm, entries(next, putCmd("key-001", "x"), cmd(wire.ClientRequest{Op: wire.OpNoop}))), nil)
+		apply(t, s, withTerm(fixtureTerm, entries(next, putCmd("key-001", "x"), cmd(wire.ClientRequest{Op: wire.OpNoop}))))
 	}
 	stop.Store(true)
 	wg.Wait()

@@ -1,7 +1,6 @@
 package kv
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -17,6 +16,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/raftpipe/raftpipe/raft/sm"
 	"github.com/raftpipe/raftpipe/wire"
 )
 
@@ -46,8 +46,13 @@ var (
 	// written in the same batch as the entries it covers, so the pair always
 	// describes the data beside it.
 	appliedKey = []byte{localKeyPrefix, 'a', 'p', 'p', 'l', 'i', 'e', 'd'}
-	// metaKey holds the opaque membership blob (Store.Meta).
-	metaKey = []byte{localKeyPrefix, 'm', 'e', 't', 'a'}
+	// formatKey holds the store's format version, u32 big-endian
+	// (storeFormatVersion). It is written once, when a database is
+	// created, and checked by every Open and Restore.
+	formatKey = []byte{localKeyPrefix, 'f', 'o', 'r', 'm', 'a', 't'}
+	// legacyMetaKey is where format 1 kept the runtime's membership blob;
+	// only looked for, to name an old data directory in the error.
+	legacyMetaKey = []byte{localKeyPrefix, 'm', 'e', 't', 'a'}
 	// userKeyLower and userKeyUpper bound every user key, for iteration.
 	userKeyLower = []byte{userKeyPrefix}
 	userKeyUpper = []byte{userKeyPrefix + 1}
@@ -57,17 +62,22 @@ var (
 // format.
 const appliedRecordBytes = 16
 
+// storeFormatVersion is the on-disk format of a database. Part of the
+// format. Format 1 (no format record) also stored the runtime's membership
+// in the store; format 2 leaves membership to the runtime and the WAL
+// (package sm). Format 1 directories are refused with ErrOldFormat.
+const storeFormatVersion = 2
+
+// ErrOldFormat means a database was written by an older raftpipe whose
+// on-disk format this one does not read.
+var ErrOldFormat = errors.New("kv: database in an older on-disk format")
+
 // SnapshotInfo identifies a state of the store: what a snapshot of it
-// covers, or what Restore installed. The runtime builds a snapshot's Raft
-// metadata from it alone, so it never needs the Raft log (which may have
-// been compacted past Index) to learn the term.
-type SnapshotInfo struct {
-	// Index and Term are those of the last entry applied to this state.
-	Index, Term uint64
-	// Meta is the opaque blob saved with that entry's batch (nil if none
-	// was ever saved). The caller must not modify it.
-	Meta []byte
-}
+// covers, or what Restore installed (the index and term of the last entry
+// applied to it). The runtime builds a snapshot's Raft metadata from it
+// alone, so it never needs the Raft log (which may have been compacted
+// past Index) to learn the term.
+type SnapshotInfo = sm.SnapshotInfo
 
 // Options configures a Store. The zero value is valid.
 type Options struct {
@@ -102,26 +112,24 @@ func (o *Options) fs() vfs.FS {
 }
 
 // Result is the outcome of one applied entry, for the client that proposed
-// it.
-type Result struct {
-	// Status is StatusOK, StatusNotFound (a get of a missing key),
-	// StatusCASFailed, StatusBadRequest (Data is not a valid command) or
-	// StatusUnknown (the entry was at or below the applied index and was
-	// skipped, so its outcome is not known here).
-	Status wire.Status
-	// Value is the current value on StatusCASFailed (nil if the key is absent,
-	// non-nil even when empty if present) or the value read by a replicated
-	// get. It is a fresh copy the caller owns. Nil for every other outcome,
-	// so that the common path allocates nothing.
-	Value []byte
-}
+// it. Status is StatusOK, StatusNotFound (a replicated get of a missing
+// key), StatusCASFailed, StatusBadRequest (Data is not a valid command) or
+// StatusUnknown (the entry was at or below the applied index and was
+// skipped). Value is the current value on StatusCASFailed (nil if the key
+// is absent, non-nil even when empty if present) or the value read by a
+// replicated get, a fresh copy the caller owns; nil otherwise, so the
+// common path allocates nothing.
+type Result = sm.Result
+
+// Store is the production sm.StateMachine.
+var _ sm.StateMachine = (*Store)(nil)
 
 // Store is the replicated key-value state machine: a Pebble database that
-// holds the user keys plus the applied index and the membership blob.
+// holds the user keys plus the applied index and term.
 //
 // Apply, Flush, WriteSnapshot, Restore and Close may be called from any
 // goroutine but are serialized (the node calls them from its apply loop);
-// Get, AppendValue, Hash, AppliedIndex, AppliedTerm and Meta may run
+// Get, Lookup, AppendValue, Hash, AppliedIndex and AppliedTerm may run
 // concurrently with them and with each other.
 type Store struct {
 	// dir is the directory that holds CURRENT and the db-<n> directories.
@@ -177,8 +185,6 @@ type Store struct {
 	// different Apply calls; SnapshotInfo gives a consistent pair.
 	applied     atomic.Uint64
 	appliedTerm atomic.Uint64
-	// meta mirrors metaKey; the slice it points to is never modified.
-	meta atomic.Pointer[[]byte]
 }
 
 // keyPool holds scratch buffers for prefixing user keys in Get, so a read
@@ -187,7 +193,7 @@ var keyPool = sync.Pool{New: func() any { b := make([]byte, 0, 128); return &b }
 
 // Open opens (or creates) the store in dir, removes what an interrupted
 // Restore or WriteSnapshot left behind, and restores the applied index and
-// Meta from Pebble.
+// term from Pebble. A database in an older format is ErrOldFormat.
 func Open(dir string, o Options) (*Store, error) {
 	fsys := o.fs()
 	o.FS = fsys
@@ -212,6 +218,10 @@ func Open(dir string, o Options) (*Store, error) {
 		if db, err = openPebble(dbPath(fsys, dir, num), o, false, stalls); err != nil {
 			return nil, err
 		}
+		if err := writeFormat(db.DB); err != nil {
+			_ = db.Close()
+			return nil, err
+		}
 		if err := writeCurrent(fsys, dir, num); err != nil {
 			_ = db.Close()
 			return nil, err
@@ -232,8 +242,8 @@ func Open(dir string, o Options) (*Store, error) {
 	return s, nil
 }
 
-// install makes db the active database: it loads the applied index, term
-// and Meta from it and creates the reusable batches.
+// install makes db the active database: it loads the applied index and
+// term from it and creates the reusable batches.
 //
 // REQUIRES: applyMu and dbMu held exclusively, or s not yet shared.
 func (s *Store) install(db *pebbleDB) error {
@@ -245,14 +255,53 @@ func (s *Store) install(db *pebbleDB) error {
 	s.batch = db.NewBatch()
 	s.applied.Store(st.Index)
 	s.appliedTerm.Store(st.Term)
-	s.meta.Store(&st.Meta)
 	return nil
 }
 
-// loadState reads the applied index, term and Meta stored in db (all zero
-// for a database nothing was applied to).
+// writeFormat records storeFormatVersion in a new database and makes it
+// durable (a flush: the node runs Pebble without its WAL) before Open
+// writes the first CURRENT, so every database a CURRENT names has one.
+func writeFormat(db *pebble.DB) error {
+	var v [4]byte
+	binary.BigEndian.PutUint32(v[:], storeFormatVersion)
+	if err := db.Set(formatKey, v[:], pebble.NoSync); err != nil {
+		return fmt.Errorf("kv: writing format record: %w", err)
+	}
+	if err := db.Flush(); err != nil {
+		return fmt.Errorf("kv: writing format record: %w", err)
+	}
+	return nil
+}
+
+// checkFormat refuses a database whose format this store does not read.
+func checkFormat(db *pebble.DB) error {
+	v, closer, err := db.Get(formatKey)
+	switch {
+	case errors.Is(err, pebble.ErrNotFound):
+		what := "no format record"
+		if _, c, err := db.Get(legacyMetaKey); err == nil {
+			_ = c.Close()
+			what = "format 1: it holds the membership record that format 2 moved to the WAL"
+		}
+		return fmt.Errorf("%w: %s; this build reads format %d only (start the node on an empty data directory, or seed one from a backup taken with a matching build)",
+			ErrOldFormat, what, storeFormatVersion)
+	case err != nil:
+		return fmt.Errorf("kv: reading format record: %w", err)
+	}
+	defer closer.Close()
+	if len(v) != 4 || binary.BigEndian.Uint32(v) != storeFormatVersion {
+		return fmt.Errorf("%w: format record %x; this build reads format %d", ErrOldFormat, v, storeFormatVersion)
+	}
+	return nil
+}
+
+// loadState checks db's format and reads the applied index and term stored
+// in it (both zero for a database nothing was applied to).
 func loadState(db *pebble.DB) (SnapshotInfo, error) {
 	var st SnapshotInfo
+	if err := checkFormat(db); err != nil {
+		return SnapshotInfo{}, err
+	}
 	v, closer, err := db.Get(appliedKey)
 	switch {
 	case errors.Is(err, pebble.ErrNotFound):
@@ -265,15 +314,6 @@ func loadState(db *pebble.DB) (SnapshotInfo, error) {
 		}
 		st.Index = binary.BigEndian.Uint64(v[:8])
 		st.Term = binary.BigEndian.Uint64(v[8:])
-		_ = closer.Close()
-	}
-	v, closer, err = db.Get(metaKey)
-	switch {
-	case errors.Is(err, pebble.ErrNotFound):
-	case err != nil:
-		return SnapshotInfo{}, fmt.Errorf("kv: reading meta: %w", err)
-	default:
-		st.Meta = bytes.Clone(v)
 		_ = closer.Close()
 	}
 	return st, nil
@@ -365,10 +405,6 @@ func (s *Store) AppliedIndex() uint64 { return s.applied.Load() }
 // describe the same entry.
 func (s *Store) AppliedTerm() uint64 { return s.appliedTerm.Load() }
 
-// Meta is the membership blob saved with the applied index (nil if none was
-// ever saved). The caller must not modify it.
-func (s *Store) Meta() []byte { return *s.meta.Load() }
-
 // Get returns a copy of key's value. It reads the local state: the node
 // does a ReadIndex round first when the read must be linearizable.
 func (s *Store) Get(key []byte) (value []byte, ok bool, err error) {
@@ -378,6 +414,9 @@ func (s *Store) Get(key []byte) (value []byte, ok bool, err error) {
 	}
 	return v, ok, err
 }
+
+// Lookup is Get, under the name sm.StateMachine gives it.
+func (s *Store) Lookup(key []byte) ([]byte, bool, error) { return s.Get(key) }
 
 // AppendValue appends key's value to dst and reports whether key exists. It
 // lets a reader reuse one buffer across reads instead of allocating per Get.
@@ -456,7 +495,7 @@ func (s *Store) flushLocked() error {
 }
 
 // Hash is a 64-bit FNV-1a hash over every user key and value in key order
-// (each length-prefixed), not covering the applied index or Meta. Replicas
+// (each length-prefixed), not covering the applied index. Replicas
 // at the same applied index must have equal hashes; chaos tests compare
 // them.
 func (s *Store) Hash() (uint64, error) {

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/raftpipe/raftpipe/wire"
 )
 
@@ -31,7 +33,7 @@ func TestApplySemantics(t *testing.T) {
 		cmd(wire.ClientRequest{Op: wire.OpNoop}), // 14
 		cmd(wire.ClientRequest{Op: wire.OpGet, Key: []byte("a")}),    // 15: replicated get
 		cmd(wire.ClientRequest{Op: wire.OpGet, Key: []byte("nope")}), // 16
-	), nil)
+	))
 	want := []Result{
 		{}, {}, {}, {},
 		{}, {Status: wire.StatusCASFailed, Value: []byte("10")},
@@ -51,19 +53,19 @@ func TestApplySemantics(t *testing.T) {
 		t.Fatalf("AppliedIndex = %d, want 16", got)
 	}
 
-	// Noop and conf-change entries only advance the index; meta is saved.
+	// Noop and conf-change entries only advance the index.
 	res = apply(t, s, []wire.Entry{
 		{Index: 17, Term: 2, Type: wire.EntryNoop},
 		{Index: 18, Term: 3, Type: wire.EntryConfChange, Data: []byte("cc")},
-	}, []byte("members-v2"))
+	})
 	if res[0].Status != wire.StatusOK || res[1].Status != wire.StatusOK || res[0].Value != nil || res[1].Value != nil {
 		t.Fatalf("noop/confchange results %+v", res)
 	}
-	if s.AppliedIndex() != 18 || s.AppliedTerm() != 3 || string(s.Meta()) != "members-v2" {
-		t.Fatalf("AppliedIndex %d AppliedTerm %d Meta %q", s.AppliedIndex(), s.AppliedTerm(), s.Meta())
+	if s.AppliedIndex() != 18 || s.AppliedTerm() != 3 {
+		t.Fatalf("AppliedIndex %d AppliedTerm %d", s.AppliedIndex(), s.AppliedTerm())
 	}
 	// A present key with an empty value reads as present and empty.
-	apply(t, s, withTerm(3, entries(19, putCmd("empty", ""))), nil)
+	apply(t, s, withTerm(3, entries(19, putCmd("empty", ""))))
 	if v, ok, err := s.Get([]byte("empty")); err != nil || !ok || v == nil || len(v) != 0 {
 		t.Fatalf("Get(empty) = %q, %v, %v", v, ok, err)
 	}
@@ -83,7 +85,7 @@ func TestCASSeesSameBatchWrites(t *testing.T) {
 		casCmd("k", "v1", "v3"),
 		delCmd("k"),
 		casAbsentCmd("k", "v4"),
-	), nil)
+	))
 	if res[1].Status != wire.StatusOK || res[2].Status != wire.StatusCASFailed || string(res[2].Value) != "v2" || res[4].Status != wire.StatusOK {
 		t.Fatalf("results %+v", res)
 	}
@@ -95,21 +97,21 @@ func TestReplayIsNoop(t *testing.T) {
 	defer s.Close()
 	m := model{}
 	data := workload(m, 1, 20)
-	apply(t, s, entries(1, data[:10]...), []byte("m10"))
+	apply(t, s, entries(1, data[:10]...))
 	h10, _ := s.Hash()
 	// Replaying exactly what was applied changes nothing, even with
 	// commands that would change the state if applied again.
-	res := apply(t, s, entries(1, data[:10]...), []byte("ignored"))
+	res := apply(t, s, entries(1, data[:10]...))
 	for i, r := range res {
 		if r.Status != wire.StatusUnknown {
 			t.Fatalf("skipped entry %d: result %+v, want StatusUnknown", i+1, r)
 		}
 	}
-	if h, _ := s.Hash(); h != h10 || s.AppliedIndex() != 10 || string(s.Meta()) != "m10" {
-		t.Fatalf("replay changed state: hash %x->%x index %d meta %q", h10, h, s.AppliedIndex(), s.Meta())
+	if h, _ := s.Hash(); h != h10 || s.AppliedIndex() != 10 {
+		t.Fatalf("replay changed state: hash %x->%x index %d", h10, h, s.AppliedIndex())
 	}
 	// An overlapping batch applies only its new suffix.
-	res = apply(t, s, entries(5, data[4:]...), nil)
+	res = apply(t, s, entries(5, data[4:]...))
 	if res[0].Status != wire.StatusUnknown || res[5].Status != wire.StatusUnknown || res[6].Status != wire.StatusOK {
 		t.Fatalf("overlap results %+v", res[:8])
 	}
@@ -122,7 +124,7 @@ func TestReplayIsNoop(t *testing.T) {
 func TestApplyGapPanics(t *testing.T) {
 	s := openT(t, t.TempDir(), Options{DisableWAL: true})
 	defer s.Close()
-	apply(t, s, entries(1, putCmd("a", "1")), nil)
+	apply(t, s, entries(1, putCmd("a", "1")))
 	for name, es := range map[string][]wire.Entry{
 		"gap after applied":      entries(3, putCmd("a", "2")),
 		"gap inside batch":       {{Index: 2, Term: 1, Type: wire.EntryNoop}, {Index: 4, Term: 1, Type: wire.EntryNoop}},
@@ -135,11 +137,11 @@ func TestApplyGapPanics(t *testing.T) {
 					t.Errorf("%s: recover() = %v, want an invariant panic", name, r)
 				}
 			}()
-			_ = s.Apply(es, nil, make([]Result, len(es)))
+			_ = s.Apply(es, make([]Result, len(es)))
 		}()
 	}
 	// The store is still usable and nothing from the panicking calls landed.
-	apply(t, s, entries(2, putCmd("b", "2")), nil)
+	apply(t, s, entries(2, putCmd("b", "2")))
 	checkModel(t, s, model{"a": "1", "b": "2"})
 }
 
@@ -159,31 +161,30 @@ func TestRestart(t *testing.T) {
 			log := entries(1, data...)
 			withTerm(2, log[:30])
 			withTerm(4, log[30:])
-			apply(t, s, log[:30], []byte("meta-30"))
+			apply(t, s, log[:30])
 			if err := s.Flush(); err != nil {
 				t.Fatal(err)
 			}
-			apply(t, s, log[30:], []byte("meta-60"))
+			apply(t, s, log[30:])
 			s.crashClose()
 
 			s = openT(t, dir, o)
 			idx := s.AppliedIndex()
-			wantIdx, wantTerm, wantMeta := uint64(60), uint64(4), "meta-60"
+			wantIdx, wantTerm := uint64(60), uint64(4)
 			if disableWAL {
 				// The unflushed batch sat in the memtable: lost with the crash.
-				wantIdx, wantTerm, wantMeta = 30, 2, "meta-30"
+				wantIdx, wantTerm = 30, 2
 			}
-			if idx != wantIdx || s.AppliedTerm() != wantTerm || string(s.Meta()) != wantMeta {
-				t.Fatalf("after crash: AppliedIndex %d AppliedTerm %d Meta %q, want %d %d %q", idx, s.AppliedTerm(), s.Meta(), wantIdx, wantTerm, wantMeta)
+			if idx != wantIdx || s.AppliedTerm() != wantTerm {
+				t.Fatalf("after crash: AppliedIndex %d AppliedTerm %d, want %d %d", idx, s.AppliedTerm(), wantIdx, wantTerm)
 			}
 			mAt := model{}
 			workload(mAt, 1, idx)
 			checkModel(t, s, mAt)
 
 			// Replay the whole log as the node would; only the missing
-			// suffix applies. The node passes the membership as of the
-			// batch's end again (meta is saved only with applied entries).
-			apply(t, s, log, []byte("meta-60"))
+			// suffix applies.
+			apply(t, s, log)
 			checkModel(t, s, m)
 			if err := s.Close(); err != nil {
 				t.Fatal(err)
@@ -191,8 +192,8 @@ func TestRestart(t *testing.T) {
 			// A clean Close flushes: everything survives.
 			s = openT(t, dir, o)
 			defer s.Close()
-			if s.AppliedIndex() != 60 || s.AppliedTerm() != 4 || string(s.Meta()) != "meta-60" {
-				t.Fatalf("after clean restart: AppliedIndex %d AppliedTerm %d Meta %q", s.AppliedIndex(), s.AppliedTerm(), s.Meta())
+			if s.AppliedIndex() != 60 || s.AppliedTerm() != 4 {
+				t.Fatalf("after clean restart: AppliedIndex %d AppliedTerm %d", s.AppliedIndex(), s.AppliedTerm())
 			}
 			checkModel(t, s, m)
 		})
@@ -206,7 +207,7 @@ func TestClosed(t *testing.T) {
 	}
 	checks := map[string]error{
 		"Close": s.Close(),
-		"Apply": s.Apply(entries(1, putCmd("a", "b")), nil, make([]Result, 1)),
+		"Apply": s.Apply(entries(1, putCmd("a", "b")), make([]Result, 1)),
 		"Flush": s.Flush(),
 	}
 	_, checks["Restore"] = s.Restore(strings.NewReader(""))
@@ -244,16 +245,47 @@ func TestHashCoversUserDataOnly(t *testing.T) {
 	defer a.Close()
 	b := openT(t, t.TempDir(), Options{DisableWAL: true})
 	defer b.Close()
-	apply(t, a, entries(1, putCmd("k", "v")), []byte("meta-a"))
-	apply(t, b, entries(1, cmd(wire.ClientRequest{Op: wire.OpNoop}), putCmd("k", "v"), putCmd("x", "y"), delCmd("x")), []byte("meta-b"))
+	apply(t, a, entries(1, putCmd("k", "v")))
+	apply(t, b, entries(1, cmd(wire.ClientRequest{Op: wire.OpNoop}), putCmd("k", "v"), putCmd("x", "y"), delCmd("x")))
 	ha, _ := a.Hash()
 	hb, _ := b.Hash()
 	if ha != hb {
-		t.Fatalf("same user data, different index/meta: hashes %x != %x", ha, hb)
+		t.Fatalf("same user data, different index: hashes %x != %x", ha, hb)
 	}
 	// Moving a byte between key and value must change the hash.
-	apply(t, a, entries(2, delCmd("k"), putCmd("kv", "")), nil)
+	apply(t, a, entries(2, delCmd("k"), putCmd("kv", "")))
 	if ha2, _ := a.Hash(); ha2 == hb {
 		t.Fatalf("hash ignores the key/value boundary")
+	}
+}
+
+// TestOpenRefusesOldFormat rewrites a store's database into format 1 (no
+// format record, a membership record under the old meta key) and checks
+// that Open refuses it with ErrOldFormat and says which format it found,
+// rather than starting with the membership silently ignored.
+func TestOpenRefusesOldFormat(t *testing.T) {
+	dir := t.TempDir()
+	s := openT(t, dir, Options{DisableWAL: true})
+	apply(t, s, entries(1, putCmd("k", "v")))
+	num := s.dbNum
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err := pebble.Open(dbPath(vfs.Default, dir, num), &pebble.Options{FS: vfs.Default})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Delete(formatKey, pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Set(legacyMetaKey, []byte("members"), pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Open(dir, Options{DisableWAL: true})
+	if !errors.Is(err, ErrOldFormat) || !strings.Contains(err.Error(), "format 1") {
+		t.Fatalf("Open of a format-1 store = %v, want ErrOldFormat naming format 1", err)
 	}
 }

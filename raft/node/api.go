@@ -10,45 +10,43 @@ import (
 	"github.com/raftpipe/raftpipe/wire"
 )
 
-// Submit starts one client operation and calls cb exactly once with its
-// answer, from some node goroutine; cb must not block. It is the
-// asynchronous entry point the client server uses (no goroutine per
-// request). req's byte slices are not retained after Submit returns.
-func (n *Node) Submit(req *wire.ClientRequest, cb func(*wire.ClientResponse)) {
+// submit is Node.Submit for this group: validate, refuse what this replica
+// cannot take, or queue a read or a write for the loop.
+func (rep *replica) submit(req *wire.ClientRequest, cb func(*wire.ClientResponse)) {
 	id := req.ID
 	if err := kv.ValidateRequest(req); err != nil {
 		cb(&wire.ClientResponse{ID: id, Status: wire.StatusBadRequest, Err: err.Error()})
 		return
 	}
 	select {
-	case <-n.stopc:
+	case <-rep.stopc:
 		cb(&wire.ClientResponse{ID: id, Status: wire.StatusError, Err: ErrStopped.Error()})
 		return
 	default:
 	}
-	if n.draining.Load() {
-		n.refuseDraining(id, cb)
+	if rep.host.draining.Load() {
+		rep.refuseDraining(id, cb)
 		return
 	}
 	switch {
 	case req.Op == wire.OpGet && req.Flags&wire.FlagStale != 0:
-		n.staleGet(req, cb)
+		rep.staleGet(req, cb)
 	case req.Op == wire.OpGet:
-		if !n.isLeader.Load() {
-			cb(&wire.ClientResponse{ID: id, Status: wire.StatusNotLeader, LeaderHint: n.leaderHint()})
+		if !rep.isLeader.Load() {
+			cb(&wire.ClientResponse{ID: id, Status: wire.StatusNotLeader, LeaderHint: rep.leaderHint()})
 			return
 		}
 		// Every read counts against MaxPendingReads from here until it is
 		// answered, wherever it waits (queue, ReadIndex round, apply).
-		if n.readsPending.Add(1) > int64(n.cfg.MaxPendingReads) {
-			n.readsPending.Add(-1)
-			n.metrics.busy.Add(1)
+		if rep.readsPending.Add(1) > int64(rep.cfg.MaxPendingReads) {
+			rep.readsPending.Add(-1)
+			rep.metrics.busy.Add(1)
 			cb(&wire.ClientResponse{ID: id, Status: wire.StatusBusy})
 			return
 		}
 		key := append([]byte(nil), req.Key...)
 		r := &readReq{key: key, cb: func(res readResult) {
-			n.readsPending.Add(-1)
+			rep.readsPending.Add(-1)
 			resp := &wire.ClientResponse{ID: id, Status: res.status, Value: res.value, Index: res.index, LeaderHint: res.leaderHint}
 			if res.err != nil {
 				resp.Err = res.err.Error()
@@ -56,13 +54,13 @@ func (n *Node) Submit(req *wire.ClientRequest, cb func(*wire.ClientResponse)) {
 			cb(resp)
 		}}
 		select {
-		case n.readc <- r:
+		case rep.readc <- r:
 		default:
-			n.metrics.busy.Add(1)
+			rep.metrics.busy.Add(1)
 			r.finish(readResult{status: wire.StatusBusy})
 		}
 	default:
-		n.propose1(kv.EncodeCommand(make([]byte, 0, kv.CommandBytes(req)), req), func(res proposalResult) {
+		rep.propose1(kv.EncodeCommand(make([]byte, 0, kv.CommandBytes(req)), req), func(res proposalResult) {
 			resp := &wire.ClientResponse{ID: id, Status: res.status, Value: res.value, Index: res.index, LeaderHint: res.leaderHint}
 			if res.err != nil {
 				resp.Err = res.err.Error()
@@ -74,43 +72,43 @@ func (n *Node) Submit(req *wire.ClientRequest, cb func(*wire.ClientResponse)) {
 
 // propose1 queues one encoded command for the loop, or answers at once if
 // this node cannot take it.
-func (n *Node) propose1(data []byte, cb func(proposalResult)) {
-	if !n.isLeader.Load() {
-		n.metrics.proposalFailed(failNotLeader, 1)
-		cb(proposalResult{status: wire.StatusNotLeader, leaderHint: n.leaderHint()})
+func (rep *replica) propose1(data []byte, cb func(proposalResult)) {
+	if !rep.isLeader.Load() {
+		rep.metrics.proposalFailed(failNotLeader, 1)
+		cb(proposalResult{status: wire.StatusNotLeader, leaderHint: rep.leaderHint()})
 		return
 	}
-	if n.ap.pending.Add(1) > int64(n.cfg.MaxPendingProposals) {
-		n.ap.pending.Add(-1)
-		n.metrics.proposalBusy()
+	if rep.ap.pending.Add(1) > int64(rep.cfg.MaxPendingProposals) {
+		rep.ap.pending.Add(-1)
+		rep.metrics.proposalBusy()
 		cb(proposalResult{status: wire.StatusBusy})
 		return
 	}
 	p := &proposal{data: data}
-	n.stages.maybeSample(p)
+	rep.stages.maybeSample(p)
 	p.cb = func(r proposalResult) {
-		n.ap.pending.Add(-1)
+		rep.ap.pending.Add(-1)
 		cb(r)
 	}
 	select {
-	case n.propc <- p:
+	case rep.propc <- p:
 	default:
-		n.metrics.proposalBusy()
+		rep.metrics.proposalBusy()
 		p.finish(proposalResult{status: wire.StatusBusy})
 	}
 }
 
 // staleGet serves a get from the local state machine without a ReadIndex
 // round: fast, possibly stale, available on any node.
-func (n *Node) staleGet(req *wire.ClientRequest, cb func(*wire.ClientResponse)) {
-	v, ok, err := n.kv.Get(req.Key)
+func (rep *replica) staleGet(req *wire.ClientRequest, cb func(*wire.ClientResponse)) {
+	v, ok, err := rep.sm.Lookup(req.Key)
 	switch {
 	case err != nil:
 		cb(&wire.ClientResponse{ID: req.ID, Status: wire.StatusError, Err: err.Error()})
 	case !ok:
-		cb(&wire.ClientResponse{ID: req.ID, Status: wire.StatusNotFound, Index: n.kv.AppliedIndex()})
+		cb(&wire.ClientResponse{ID: req.ID, Status: wire.StatusNotFound, Index: rep.sm.AppliedIndex()})
 	default:
-		cb(&wire.ClientResponse{ID: req.ID, Status: wire.StatusOK, Value: v, Index: n.kv.AppliedIndex()})
+		cb(&wire.ClientResponse{ID: req.ID, Status: wire.StatusOK, Value: v, Index: rep.sm.AppliedIndex()})
 	}
 }
 
@@ -193,26 +191,26 @@ func (n *Node) AddMember(ctx context.Context, m Member, learner bool) error {
 	if learner {
 		t = wire.ConfAddLearner
 	}
-	return n.confChange(ctx, wire.ConfChange{Type: t, NodeID: m.ID, Context: encodeMemberContext(m)})
+	return n.r0.confChange(ctx, wire.ConfChange{Type: t, NodeID: m.ID, Context: encodeMemberContext(m)})
 }
 
 // RemoveMember proposes removing node id and waits until it applies here.
 func (n *Node) RemoveMember(ctx context.Context, id uint64) error {
-	return n.confChange(ctx, wire.ConfChange{Type: wire.ConfRemove, NodeID: id})
+	return n.r0.confChange(ctx, wire.ConfChange{Type: wire.ConfRemove, NodeID: id})
 }
 
 // confChange proposes cc on the loop and waits for it to apply.
-func (n *Node) confChange(ctx context.Context, cc wire.ConfChange) error {
+func (rep *replica) confChange(ctx context.Context, cc wire.ConfChange) error {
 	done := make(chan proposalResult, 1)
 	p := &proposal{cb: func(r proposalResult) { done <- r }}
 	errc := make(chan error, 1)
-	ok := n.submitEvent(ctx, func() {
-		if err := n.rn.ProposeConfChange(cc); err != nil {
+	ok := rep.submitEvent(ctx, func() {
+		if err := rep.rn.ProposeConfChange(cc); err != nil {
 			errc <- err
 			return
 		}
-		p.index, p.term = n.rn.LastIndex(), n.rn.Term()
-		n.ap.register([]*proposal{p})
+		p.index, p.term = rep.rn.LastIndex(), rep.rn.Term()
+		rep.ap.register([]*proposal{p})
 		errc <- nil
 	})
 	if !ok {
@@ -221,7 +219,7 @@ func (n *Node) confChange(ctx context.Context, cc wire.ConfChange) error {
 	select {
 	case err := <-errc:
 		if errors.Is(err, raft.ErrNotLeader) {
-			return fmt.Errorf("node: conf change: %w (leader %d): %w", ErrNotLeader, n.Leader(), err)
+			return fmt.Errorf("node: conf change: %w (leader %d): %w", ErrNotLeader, rep.leaderID.Load(), err)
 		}
 		if err != nil {
 			return fmt.Errorf("node: conf change: %w", err)
@@ -240,21 +238,21 @@ func (n *Node) confChange(ctx context.Context, cc wire.ConfChange) error {
 	}
 }
 
-// TransferLeadership asks the leader to hand leadership to node `to`.
-func (n *Node) TransferLeadership(ctx context.Context, to uint64) error {
-	if !n.isLeader.Load() {
-		return fmt.Errorf("node: transfer leadership: %w (leader %d)", ErrNotLeader, n.Leader())
+// transferLeadership is Node.TransferLeadership for this group.
+func (rep *replica) transferLeadership(ctx context.Context, to uint64) error {
+	if !rep.isLeader.Load() {
+		return fmt.Errorf("node: transfer leadership: %w (leader %d)", ErrNotLeader, rep.leaderID.Load())
 	}
-	if !n.submitEvent(ctx, func() { n.rn.TransferLeadership(to) }) {
+	if !rep.submitEvent(ctx, func() { rep.rn.TransferLeadership(to) }) {
 		return errors.Join(ctx.Err(), ErrStopped)
 	}
 	return nil
 }
 
-// Campaign makes this node start an election now (tests, operators).
-func (n *Node) Campaign(ctx context.Context) error {
+// campaign is Node.Campaign for this group.
+func (rep *replica) campaign(ctx context.Context) error {
 	errc := make(chan error, 1)
-	if !n.submitEvent(ctx, func() { errc <- n.rn.Campaign() }) {
+	if !rep.submitEvent(ctx, func() { errc <- rep.rn.Campaign() }) {
 		return errors.Join(ctx.Err(), ErrStopped)
 	}
 	select {
@@ -304,10 +302,10 @@ type FollowerStatus struct {
 	LagEntries uint64 `json:"lag_entries"`
 }
 
-// Status asks the loop for a consistent view of the node.
-func (n *Node) Status(ctx context.Context) (Status, error) {
+// status is Node.Status for this group, from its loop.
+func (rep *replica) status(ctx context.Context) (Status, error) {
 	ch := make(chan raft.Status, 1)
-	if !n.submitEvent(ctx, func() { ch <- n.rn.Status() }) {
+	if !rep.submitEvent(ctx, func() { ch <- rep.rn.Status() }) {
 		return Status{}, errors.Join(ctx.Err(), ErrStopped)
 	}
 	var s raft.Status
@@ -318,12 +316,9 @@ func (n *Node) Status(ctx context.Context) (Status, error) {
 	}
 	st := Status{
 		ID: s.ID, Term: s.Term, Leader: s.Lead, Role: s.Role.String(), Commit: s.Commit,
-		Applied: n.kv.AppliedIndex(), LastIndex: s.LastIndex, FirstIndex: n.wal.FirstIndex(),
+		Applied: rep.sm.AppliedIndex(), LastIndex: s.LastIndex, FirstIndex: rep.wal.FirstIndex(),
 		Durable: s.Durable, Voters: s.Conf.Voters, Learners: s.Conf.Learners,
-		PendingProposals: n.ap.pending.Load(), PendingReads: n.readsPending.Load(),
-	}
-	if n.srv != nil {
-		st.ClientRequestsUnanswered = n.srv.unanswered.Load()
+		PendingProposals: rep.ap.pending.Load(), PendingReads: rep.readsPending.Load(),
 	}
 	if len(s.Progress) > 0 {
 		st.Followers = make(map[uint64]FollowerStatus, len(s.Progress))

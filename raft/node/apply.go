@@ -5,7 +5,7 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/raftpipe/raftpipe/raft/kv"
+	"github.com/raftpipe/raftpipe/raft/sm"
 	"github.com/raftpipe/raftpipe/wire"
 )
 
@@ -79,8 +79,11 @@ func (r *readReq) finish(res readResult) {
 // to apply, reads to serve at an index, or a barrier to close once
 // everything before it is applied.
 type applyTask struct {
-	entries   []wire.Entry
-	meta      []byte
+	entries []wire.Entry
+	// members, if not nil, is the encoded membership after the conf
+	// change at index membersAt among entries.
+	members   []byte
+	membersAt uint64
 	readIndex uint64
 	reads     []*readReq
 	barrier   chan struct{}
@@ -91,7 +94,7 @@ type applyTask struct {
 // applier applies committed entries to the state machine on its own
 // goroutine and answers the writes and reads that wait on them.
 type applier struct {
-	n     *Node
+	rep   *replica
 	tasks chan applyTask
 	// pending counts writes accepted and not yet answered (for Busy).
 	pending atomic.Int64
@@ -107,7 +110,7 @@ type applier struct {
 	// found is scratch space for the waiters one batch answers.
 	found        []*proposal
 	reads        []pendingRead
-	results      []kv.Result
+	results      []sm.Result
 	applied      uint64
 	sinceCompact uint64
 	// flushing is set while a state-machine flush started by startFlush is
@@ -121,8 +124,8 @@ type pendingRead struct {
 	reads []*readReq
 }
 
-func newApplier(n *Node) *applier {
-	a := &applier{n: n, tasks: make(chan applyTask, maxApplyTasks), applied: n.kv.AppliedIndex()}
+func newApplier(rep *replica) *applier {
+	a := &applier{rep: rep, tasks: make(chan applyTask, maxApplyTasks), applied: rep.sm.AppliedIndex()}
 	return a
 }
 
@@ -182,7 +185,7 @@ func (a *applier) dropForSnapshot(index, term uint64) {
 	a.mu.Unlock()
 	for _, w := range ws {
 		if w.index <= index && w.term > term {
-			w.finish(proposalResult{status: wire.StatusNotLeader, leaderHint: a.n.leaderHint()})
+			w.finish(proposalResult{status: wire.StatusNotLeader, leaderHint: a.rep.leaderHint()})
 			continue
 		}
 		w.finish(proposalResult{status: wire.StatusUnknown, err: errEntryLeftLog})
@@ -194,7 +197,7 @@ func (a *applier) dropForSnapshot(index, term uint64) {
 func (a *applier) enqueue(t applyTask) {
 	select {
 	case a.tasks <- t:
-	case <-a.n.stopc:
+	case <-a.rep.stopc:
 	}
 }
 
@@ -205,26 +208,31 @@ func (a *applier) barrier() bool {
 	select {
 	case <-ch:
 		return true
-	case <-a.n.stopc:
+	case <-a.rep.stopc:
 		return false
 	}
 }
 
 // run is the apply goroutine.
 func (a *applier) run() {
-	defer a.n.wg.Done()
+	defer a.rep.wg.Done()
 	for {
 		select {
-		case <-a.n.stopc:
+		case <-a.rep.stopc:
 			return
 		case t := <-a.tasks:
 			switch {
 			case t.barrier != nil:
-				a.applied = a.n.kv.AppliedIndex()
+				a.applied = a.rep.sm.AppliedIndex()
 				close(t.barrier)
 			case len(t.entries) > 0:
-				if err := a.apply(t.entries, t.meta, t.sampled); err != nil {
-					a.n.failFatal(err)
+				if t.members != nil {
+					// Before the batch applies, so that any checkpoint
+					// covering the change finds it (memberHistory).
+					a.rep.memberHist.record(t.membersAt, t.members)
+				}
+				if err := a.apply(t.entries, t.sampled); err != nil {
+					a.rep.failFatal(err)
 					return
 				}
 			}
@@ -236,27 +244,27 @@ func (a *applier) run() {
 	}
 }
 
-// apply applies one batch in one Pebble batch and answers its writers;
-// sampled says the batch holds a timed write.
-func (a *applier) apply(ents []wire.Entry, meta []byte, sampled bool) error {
-	defer a.n.metrics.observeApply(monoNanos())
+// apply applies one batch to the state machine (one Pebble batch, for kv)
+// and answers its writers; sampled says the batch holds a timed write.
+func (a *applier) apply(ents []wire.Entry, sampled bool) error {
+	defer a.rep.metrics.observeApply(monoNanos())
 	if cap(a.results) < len(ents) {
-		a.results = make([]kv.Result, len(ents))
+		a.results = make([]sm.Result, len(ents))
 	}
 	results := a.results[:len(ents)]
-	if err := a.n.kv.Apply(ents, meta, results); err != nil {
+	if err := a.rep.sm.Apply(ents, results); err != nil {
 		return err
 	}
 	var appliedAt int64
 	if sampled {
-		appliedAt = a.n.stages.now()
+		appliedAt = a.rep.stages.now()
 	}
 	last := ents[len(ents)-1].Index
 	if last > a.applied {
 		a.applied = last
 	}
-	a.n.metrics.applied.Add(uint64(len(ents)))
-	a.n.metrics.observeApplied(ents)
+	a.rep.metrics.applied.Add(uint64(len(ents)))
+	a.rep.metrics.observeApplied(ents)
 
 	a.mu.Lock()
 	found := a.mu.waiters.popThrough(last, a.found[:0])
@@ -276,20 +284,20 @@ func (a *applier) apply(ents []wire.Entry, meta []byte, sampled bool) error {
 		if e.Term != w.term {
 			// Another leader's entry took this index: ours was
 			// overwritten and can never commit. Safe to retry.
-			a.n.metrics.proposalFailed(failOverwritten, 1)
-			w.finish(proposalResult{status: wire.StatusNotLeader, leaderHint: a.n.leaderHint()})
+			a.rep.metrics.proposalFailed(failOverwritten, 1)
+			w.finish(proposalResult{status: wire.StatusNotLeader, leaderHint: a.rep.leaderHint()})
 			continue
 		}
 		w.finish(proposalResult{status: r.Status, value: r.Value, index: e.Index})
 		if sampled && w.sample != nil {
-			a.n.stages.replied(w.sample, appliedAt)
+			a.rep.stages.replied(w.sample, appliedAt)
 		}
 	}
 	a.found = found[:0]
 	clear(results)
 
 	a.sinceCompact += uint64(len(ents))
-	if a.sinceCompact >= a.n.cfg.SnapshotEntries && !a.flushing.Load() {
+	if a.sinceCompact >= a.rep.cfg.SnapshotEntries && !a.flushing.Load() {
 		a.sinceCompact = 0
 		return a.startFlush()
 	}
@@ -304,21 +312,21 @@ func (a *applier) apply(ents []wire.Entry, meta []byte, sampled bool) error {
 // it for up to 640 ms (commit_to_applied max in raftbench's stage
 // breakdown on a busy disk). One flush at a time.
 func (a *applier) startFlush() error {
-	flushed, done, err := a.n.kv.FlushAsync()
+	flushed, done, err := a.rep.sm.FlushAsync()
 	if err != nil {
 		return err
 	}
 	a.flushing.Store(true)
-	a.n.wg.Add(1)
+	a.rep.wg.Add(1)
 	go func() {
-		defer a.n.wg.Done()
+		defer a.rep.wg.Done()
 		select {
 		case <-done:
-		case <-a.n.stopc:
+		case <-a.rep.stopc:
 			return
 		}
 		a.flushing.Store(false)
-		a.n.submitEventAsync(func() { a.n.compact(flushed) })
+		a.rep.submitEventAsync(func() { a.rep.compact(flushed) })
 	}()
 	return nil
 }
@@ -333,7 +341,7 @@ func (a *applier) serveReads() {
 			continue
 		}
 		for _, r := range pr.reads {
-			v, ok, err := a.n.kv.Get(r.key)
+			v, ok, err := a.rep.sm.Lookup(r.key)
 			switch {
 			case err != nil:
 				r.finish(readResult{status: wire.StatusError, err: err})
@@ -356,7 +364,7 @@ func (a *applier) failAll(err error) {
 	ws := a.mu.waiters.takeAll(nil)
 	a.mu.failed = err
 	a.mu.Unlock()
-	a.n.metrics.proposalFailed(failStopped, len(ws))
+	a.rep.metrics.proposalFailed(failStopped, len(ws))
 	for _, w := range ws {
 		w.finish(proposalResult{status: wire.StatusUnknown, err: err})
 	}

@@ -19,8 +19,10 @@ const maxSnapshotStreams = 1
 type snapshotStreams struct{ n atomic.Int32 }
 
 // serveSnapshot streams a consistent snapshot of this node's state machine
-// (kv.WriteSnapshot's archive: its header records the applied index and
-// term and the membership) for `raftnode admin snapshot save`.
+// (its own bytes, without the runtime's frame: for kv, the archive whose
+// header records the applied index and term) for `raftnode admin snapshot
+// save`. A backup holds data only; SeedFromSnapshot gives the cluster it
+// founds a membership of its own.
 //
 // The node must lead, and first completes a ReadIndex round, so the
 // checkpoint holds every write acknowledged before the request arrived:
@@ -51,7 +53,7 @@ func (n *Node) serveSnapshot(streams *snapshotStreams) http.HandlerFunc {
 		}
 		w.Header().Set("Content-Type", "application/octet-stream")
 		cw := &countingWriter{w: w}
-		info, err := n.kv.WriteSnapshot(cw)
+		info, err := n.r0.sm.WriteSnapshot(cw)
 		if err != nil {
 			n.log.Warn("snapshot stream to admin client failed", "bytes", cw.n, "err", err)
 			if cw.n == 0 {

@@ -38,17 +38,17 @@ func (c *tickClock) due(now time.Time) int {
 
 // tick runs the core's clock for one ticker event: one Tick, or in lease
 // mode every tick elapsed since the last one.
-func (n *Node) tick() {
-	if n.cfg.ReadMode != ReadModeLease {
-		n.rn.Tick()
+func (rep *replica) tick() {
+	if rep.cfg.ReadMode != ReadModeLease {
+		rep.rn.Tick()
 		return
 	}
-	n.catchUpTicks()
+	rep.catchUpTicks()
 }
 
 // catchUpTicks ticks the core for every interval elapsed (lease mode).
-func (n *Node) catchUpTicks() {
-	for i := n.clock.due(time.Now()); i > 0; i-- {
-		n.rn.Tick()
+func (rep *replica) catchUpTicks() {
+	for i := rep.clock.due(time.Now()); i > 0; i-- {
+		rep.rn.Tick()
 	}
 }

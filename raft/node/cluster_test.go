@@ -73,9 +73,9 @@ func checkAll(t *testing.T, c *testCluster, acked map[string]string) {
 		}
 	}
 	for id, n := range c.nodes {
-		waitFor(t, 30*time.Second, fmt.Sprintf("node %d applies %d", id, barrier), func() bool { return n.kv.AppliedIndex() >= barrier })
+		waitFor(t, 30*time.Second, fmt.Sprintf("node %d applies %d", id, barrier), func() bool { return n.r0.sm.AppliedIndex() >= barrier })
 		for k, v := range acked {
-			got, ok, err := n.kv.Get([]byte(k))
+			got, ok, err := n.r0.sm.Lookup([]byte(k))
 			if err != nil || !ok || string(got) != v {
 				t.Fatalf("node %d lost acknowledged write %s=%s: got %q ok=%v err=%v", id, k, v, got, ok, err)
 			}
@@ -108,7 +108,7 @@ func TestClusterRestartAll(t *testing.T) {
 	acked := putAll(t, c, "k", 300)
 	applied := map[uint64]uint64{}
 	for id, n := range c.nodes {
-		applied[id] = n.kv.AppliedIndex()
+		applied[id] = n.r0.sm.AppliedIndex()
 	}
 	c.stopAll()
 	for _, m := range c.members {
@@ -116,7 +116,7 @@ func TestClusterRestartAll(t *testing.T) {
 	}
 	for id, n := range c.nodes {
 		// Nothing is replayed below what the state machine already holds.
-		if got := n.kv.AppliedIndex(); got == 0 {
+		if got := n.r0.sm.AppliedIndex(); got == 0 {
 			t.Fatalf("node %d applied index reset to %d (was %d)", id, got, applied[id])
 		}
 	}

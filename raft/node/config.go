@@ -9,6 +9,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/raftpipe/raftpipe/raft/kv"
+	"github.com/raftpipe/raftpipe/raft/sm"
 	"github.com/raftpipe/raftpipe/wal"
 	"github.com/raftpipe/raftpipe/wire"
 )
@@ -90,7 +91,8 @@ type Config struct {
 	ID uint64
 	// ClusterID is checked in every peer and client handshake.
 	ClusterID uint64
-	// DataDir holds the WAL (DataDir/wal) and the state machine (DataDir/kv).
+	// DataDir holds the WAL (DataDir/wal) and the state machine (DataDir/kv,
+	// or wherever OpenStateMachine puts it).
 	DataDir string
 	// LeaderSyncDelay is an extra wait before each WAL fsync while this
 	// node leads (WAL.SyncDelay applies otherwise), so that more entries
@@ -179,6 +181,13 @@ type Config struct {
 	KV kv.Options
 	// KeepPebbleWAL leaves Pebble's WAL on (double logging; for debugging).
 	KeepPebbleWAL bool
+	// OpenStateMachine, if set, opens the state machine instead of raft/kv
+	// (which is then not opened, and KV is ignored): tests run a cluster
+	// on a small in-memory one to prove the seam. It gets Config.FS and
+	// DataDir and picks its own place inside DataDir; every durable write
+	// it makes must go through fs. The wire protocol is unchanged, so it
+	// is handed kv commands (kv.DecodeCommand) and asked for reads by key.
+	OpenStateMachine func(fs vfs.FS, dataDir string) (sm.StateMachine, error)
 	// StageSampleEvery times one accepted write in StageSampleEvery stage
 	// by stage (StageStats); 0 means DefaultStageSampleEvery, negative
 	// turns sampling off.

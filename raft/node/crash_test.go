@@ -76,9 +76,9 @@ func newCrashDriver(t *testing.T, check func(im crashImage) string) *crashDriver
 		acked := slices.Clone(d.mu.acked)
 		var durable uint64
 		if n := d.mu.node; n != nil {
-			n.persistedAt.Lock()
-			durable = n.persistedAt.index
-			n.persistedAt.Unlock()
+			n.r0.persistedAt.Lock()
+			durable = n.r0.persistedAt.index
+			n.r0.persistedAt.Unlock()
 		}
 		d.mu.Unlock()
 		d.points = p.N
@@ -161,14 +161,14 @@ func checkAcked(n *Node, acked []ackedWrite) string {
 		last = max(last, w.index)
 	}
 	deadline := time.Now().Add(10 * time.Second)
-	for n.kv.AppliedIndex() < last {
+	for n.r0.sm.AppliedIndex() < last {
 		if time.Now().After(deadline) {
-			return fmt.Sprintf("applied %d, want at least %d (the last acknowledged write)", n.kv.AppliedIndex(), last)
+			return fmt.Sprintf("applied %d, want at least %d (the last acknowledged write)", n.r0.sm.AppliedIndex(), last)
 		}
 		time.Sleep(time.Millisecond)
 	}
 	for _, w := range acked {
-		v, ok, err := n.kv.Get([]byte(w.key))
+		v, ok, err := n.r0.sm.Lookup([]byte(w.key))
 		if err != nil || !ok || string(v) != w.value {
 			return fmt.Sprintf("acknowledged write %s=%s (index %d) reads back %q, %v, %v", w.key, w.value, w.index, v, ok, err)
 		}
@@ -283,8 +283,8 @@ func TestCrashPointsSnapshotInstall(t *testing.T) {
 			return fmt.Sprintf("node does not start: %v", err)
 		}
 		defer n.Stop()
-		if got := max(n.wal.LastIndex(), n.kv.AppliedIndex()); got < im.durable {
-			return fmt.Sprintf("log ends at %d and state machine at %d, but the node had acknowledged up to %d", n.wal.LastIndex(), n.kv.AppliedIndex(), im.durable)
+		if got := max(n.wal.LastIndex(), n.r0.sm.AppliedIndex()); got < im.durable {
+			return fmt.Sprintf("log ends at %d and state machine at %d, but the node had acknowledged up to %d", n.wal.LastIndex(), n.r0.sm.AppliedIndex(), im.durable)
 		}
 		return ""
 	})
@@ -312,7 +312,7 @@ func TestCrashPointsSnapshotInstall(t *testing.T) {
 	waitFor(t, 20*time.Second, "the victim restored from a snapshot", func() bool { return n.wal.FirstIndex() > 1 })
 	putAll(t, c, "after", 10)
 	leader := c.leader()
-	waitFor(t, 20*time.Second, "the victim caught up", func() bool { return n.kv.AppliedIndex() >= leader.kv.AppliedIndex() })
+	waitFor(t, 20*time.Second, "the victim caught up", func() bool { return n.r0.sm.AppliedIndex() >= leader.r0.sm.AppliedIndex() })
 	c.stop(victim)
 	d.finish("snapshot-install")
 }

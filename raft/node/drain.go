@@ -54,8 +54,8 @@ func (n *Node) Drain(ctx context.Context) error {
 		n.srv.stopAccepting()
 	}
 	var errs []error
-	if err := n.waitDrain(ctx, func() bool { return n.ap.pending.Load() == 0 && n.readsPending.Load() == 0 }); err != nil {
-		errs = append(errs, fmt.Errorf("node: drain: %d writes and %d reads still in flight: %w", n.ap.pending.Load(), n.readsPending.Load(), err))
+	if err := n.waitDrain(ctx, func() bool { return n.r0.ap.pending.Load() == 0 && n.r0.readsPending.Load() == 0 }); err != nil {
+		errs = append(errs, fmt.Errorf("node: drain: %d writes and %d reads still in flight: %w", n.r0.ap.pending.Load(), n.r0.readsPending.Load(), err))
 	}
 	if err := n.handOff(ctx); err != nil {
 		errs = append(errs, err)
@@ -78,7 +78,7 @@ func (n *Node) waitDrain(ctx context.Context, cond func() bool) error {
 		case <-t.C:
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-n.loopDone:
+		case <-n.r0.loopDone:
 			return ErrStopped
 		}
 	}
@@ -125,22 +125,21 @@ func (n *Node) handOff(ctx context.Context) error {
 }
 
 // refuseDraining answers a request that arrives while draining.
-func (n *Node) refuseDraining(id uint64, cb func(*wire.ClientResponse)) {
-	if n.isLeader.Load() {
-		n.metrics.busy.Add(1)
+func (rep *replica) refuseDraining(id uint64, cb func(*wire.ClientResponse)) {
+	if rep.isLeader.Load() {
+		rep.metrics.busy.Add(1)
 		cb(&wire.ClientResponse{ID: id, Status: wire.StatusBusy, Err: "node is draining"})
 		return
 	}
-	cb(&wire.ClientResponse{ID: id, Status: wire.StatusNotLeader, LeaderHint: n.leaderHint()})
+	cb(&wire.ClientResponse{ID: id, Status: wire.StatusNotLeader, LeaderHint: rep.leaderHint()})
 }
 
 // onRemovedSelf stops the node once it knows it is no longer a member.
-// Runs on the loop.
-func (n *Node) onRemovedSelf(why string, args ...any) {
-	n.log.Warn("removed from the cluster, stopping: "+why, args...)
-	err := ErrRemoved
-	n.fatal.CompareAndSwap(nil, &err)
-	n.stopOnce.Do(func() { close(n.stopc) })
+// Runs on the loop. With one group per host a removed member has nothing
+// left to serve, so the whole host stops.
+func (rep *replica) onRemovedSelf(why string, args ...any) {
+	rep.log.Warn("removed from the cluster, stopping: "+why, args...)
+	rep.host.stopWith(ErrRemoved)
 }
 
 // stopAfterApplied stops the node once every apply task queued so far
@@ -151,45 +150,45 @@ func (n *Node) onRemovedSelf(why string, args ...any) {
 // when it is done. The wait runs on its own goroutine, which ends with the
 // node (Stop waits for it), and hands the stop to the loop without ever
 // dropping it.
-func (n *Node) stopAfterApplied(index uint64) {
+func (rep *replica) stopAfterApplied(index uint64) {
 	done := make(chan struct{})
-	n.ap.enqueue(applyTask{barrier: done})
-	n.wg.Add(1) // the loop is in wg, so Stop's Wait has not returned
+	rep.ap.enqueue(applyTask{barrier: done})
+	rep.wg.Add(1) // the loop is in wg, so Stop's Wait has not returned
 	go func() {
-		defer n.wg.Done()
+		defer rep.wg.Done()
 		select {
 		case <-done:
-		case <-n.stopc:
+		case <-rep.stopc:
 			return
 		}
-		n.submitEvent(context.Background(), func() {
-			n.onRemovedSelf("applied the configuration change removing this node", "index", index)
+		rep.submitEvent(context.Background(), func() {
+			rep.onRemovedSelf("applied the configuration change removing this node", "index", index)
 		})
 	}()
 }
 
 // onRemovedPeer runs (on the loop) when this node applies the removal of
 // another node: tell it, and drop its link after removedPeerGrace.
-func (n *Node) onRemovedPeer(id uint64) {
-	n.removedPeers[id] = struct{}{}
-	n.sendRemovalNotice(id)
-	time.AfterFunc(removedPeerGrace, func() { n.tr.RemovePeer(id) })
+func (rep *replica) onRemovedPeer(id uint64) {
+	rep.removedPeers[id] = struct{}{}
+	rep.sendRemovalNotice(id)
+	time.AfterFunc(removedPeerGrace, func() { rep.tr.RemovePeer(id) })
 }
 
 // sendRemovalNotice tells node id that this node applied its removal.
-func (n *Node) sendRemovalNotice(id uint64) {
-	n.tr.Send(&wire.Message{Type: wire.MsgHeartbeat, To: id, From: n.cfg.ID, Context: removalNoticeContext})
+func (rep *replica) sendRemovalNotice(id uint64) {
+	rep.tr.Send(&wire.Message{Type: wire.MsgHeartbeat, Group: rep.group, To: id, From: rep.cfg.ID, Context: removalNoticeContext})
 }
 
 // stepMembership handles, before the core, messages that concern
 // membership rather than the protocol; it reports whether m was consumed.
-func (n *Node) stepMembership(m *wire.Message) bool {
-	if _, gone := n.removedPeers[m.From]; gone {
-		n.sendRemovalNotice(m.From)
+func (rep *replica) stepMembership(m *wire.Message) bool {
+	if _, gone := rep.removedPeers[m.From]; gone {
+		rep.sendRemovalNotice(m.From)
 		return true
 	}
 	if m.Type == wire.MsgHeartbeat && m.Term == 0 && string(m.Context) == string(removalNoticeContext) {
-		n.onRemovedSelf("a member applied the configuration change removing this node", "told_by", m.From)
+		rep.onRemovedSelf("a member applied the configuration change removing this node", "told_by", m.From)
 		return true
 	}
 	return false

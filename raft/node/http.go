@@ -130,13 +130,15 @@ var (
 	descWALSync     = prometheus.NewDesc("raftpipe_wal_fsync_seconds", "WAL fsync latency.", nil, nil)
 	descBatchSize   = prometheus.NewDesc("raftpipe_wal_entries_per_batch", "Average entries per WAL batch since start.", nil, nil)
 	descCompactions = prometheus.NewDesc("raftpipe_compactions_total", "Log compactions.", nil, nil)
+	descUnknownGrp  = prometheus.NewDesc("raftpipe_peer_messages_unknown_group_total",
+		"Peer messages and snapshots dropped because they named a Raft group this node does not host.", nil, nil)
 )
 
 // Describe implements prometheus.Collector.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descTerm, descRole, descCommit, descApplied, descLast, descMatch, descLag,
 		descPending, descInbox, descPropQ, descApplyQ, descAppliedN, descBusy, descDropped, descWALBatches,
-		descWALEntries, descWALBytes, descWALSync, descBatchSize, descCompactions} {
+		descWALEntries, descWALBytes, descWALSync, descBatchSize, descCompactions, descUnknownGrp} {
 		ch <- d
 	}
 	for _, d := range countersDescs {
@@ -171,14 +173,15 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			gauge(descLag, float64(f.LagEntries), l)
 		}
 	}
-	gauge(descPending, float64(n.ap.pending.Load()))
-	gauge(descInbox, float64(len(n.inbox)))
-	gauge(descPropQ, float64(len(n.propc)))
-	gauge(descApplyQ, float64(len(n.ap.tasks)))
+	gauge(descPending, float64(n.r0.ap.pending.Load()))
+	gauge(descInbox, float64(len(n.r0.inbox)))
+	gauge(descPropQ, float64(len(n.r0.propc)))
+	gauge(descApplyQ, float64(len(n.r0.ap.tasks)))
 	counter(descAppliedN, float64(n.metrics.applied.Load()))
 	counter(descBusy, float64(n.metrics.busy.Load()))
 	counter(descDropped, float64(n.metrics.inboxDropped.Load()))
 	counter(descCompactions, float64(n.metrics.compactions.Load()))
+	counter(descUnknownGrp, float64(n.unknownGroup.count.Load()))
 	n.metrics.collect(n, ch)
 	ws := n.wal.Stats()
 	counter(descWALBatches, float64(ws.Batches))

@@ -18,43 +18,43 @@ const maxDrainPerTurn = 8192
 // input that is already queued (up to maxDrainPerTurn), so that proposals
 // arriving while the previous Ready was handled become one batch, then
 // handles one Ready.
-func (n *Node) run() {
-	defer n.wg.Done()
-	defer close(n.loopDone)
-	ticker := time.NewTicker(n.cfg.TickInterval)
+func (rep *replica) run() {
+	defer rep.wg.Done()
+	defer close(rep.loopDone)
+	ticker := time.NewTicker(rep.cfg.TickInterval)
 	defer ticker.Stop()
-	n.clock.start(n.cfg.TickInterval, time.Now())
+	rep.clock.start(rep.cfg.TickInterval, time.Now())
 	var props [][]byte
 	var waiters []*proposal
 	for {
 		props, waiters = props[:0], waiters[:0]
 		var reads []*readReq
 		select {
-		case <-n.stopc:
+		case <-rep.stopc:
 			return
 		case <-ticker.C:
-			n.tick()
-		case m := <-n.inbox:
-			n.step(m)
-		case p := <-n.propc:
+			rep.tick()
+		case m := <-rep.inbox:
+			rep.step(m)
+		case p := <-rep.propc:
 			props, waiters = append(props, p.data), append(waiters, p)
-		case r := <-n.readc:
+		case r := <-rep.readc:
 			reads = append(reads, r)
-		case <-n.persisted:
-			n.ackPersisted()
-		case fn := <-n.eventc:
+		case <-rep.persisted:
+			rep.ackPersisted()
+		case fn := <-rep.eventc:
 			fn()
 		}
-		props, waiters, reads = n.drain(props, waiters, reads)
+		props, waiters, reads = rep.drain(props, waiters, reads)
 		if len(props) > 0 {
-			n.propose(props, waiters)
+			rep.propose(props, waiters)
 		}
 		if len(reads) > 0 {
-			n.readIndex(reads)
+			rep.readIndex(reads)
 		}
-		if n.rn.HasReady() {
-			if err := n.handleReady(); err != nil {
-				n.failFatal(err)
+		if rep.rn.HasReady() {
+			if err := rep.handleReady(); err != nil {
+				rep.failFatal(err)
 				return
 			}
 		}
@@ -68,20 +68,20 @@ func (n *Node) run() {
 // 3-node cluster's CPU in selectgo at 256 clients. It loops over the
 // channels until none yields, so a steady stream on one cannot starve the
 // others for longer than maxDrainPerTurn inputs.
-func (n *Node) drain(props [][]byte, waiters []*proposal, reads []*readReq) ([][]byte, []*proposal, []*readReq) {
+func (rep *replica) drain(props [][]byte, waiters []*proposal, reads []*readReq) ([][]byte, []*proposal, []*readReq) {
 	budget := maxDrainPerTurn
 	for budget > 0 {
 		took := budget
 		select {
-		case <-n.persisted:
-			n.ackPersisted()
+		case <-rep.persisted:
+			rep.ackPersisted()
 		default:
 		}
 	inbox:
 		for ; budget > 0; budget-- {
 			select {
-			case m := <-n.inbox:
-				n.step(m)
+			case m := <-rep.inbox:
+				rep.step(m)
 			default:
 				break inbox
 			}
@@ -89,7 +89,7 @@ func (n *Node) drain(props [][]byte, waiters []*proposal, reads []*readReq) ([][
 	proposals:
 		for ; budget > 0; budget-- {
 			select {
-			case p := <-n.propc:
+			case p := <-rep.propc:
 				props, waiters = append(props, p.data), append(waiters, p)
 			default:
 				break proposals
@@ -98,7 +98,7 @@ func (n *Node) drain(props [][]byte, waiters []*proposal, reads []*readReq) ([][
 	readq:
 		for ; budget > 0; budget-- {
 			select {
-			case r := <-n.readc:
+			case r := <-rep.readc:
 				reads = append(reads, r)
 			default:
 				break readq
@@ -107,7 +107,7 @@ func (n *Node) drain(props [][]byte, waiters []*proposal, reads []*readReq) ([][
 	events:
 		for ; budget > 0; budget-- {
 			select {
-			case fn := <-n.eventc:
+			case fn := <-rep.eventc:
 				fn()
 			default:
 				break events
@@ -132,61 +132,61 @@ const maxTerm = 1 << 62
 // book, which holds every configured member and every member added by a
 // conf change this node has appended) and messages with absurd terms are
 // dropped.
-func (n *Node) step(m wire.Message) {
+func (rep *replica) step(m wire.Message) {
 	if m.Term >= maxTerm {
-		n.log.Warn("dropping peer message with an impossible term", "from", m.From, "type", m.Type, "term", m.Term)
+		rep.log.Warn("dropping peer message with an impossible term", "from", m.From, "type", m.Type, "term", m.Term)
 		return
 	}
-	if _, known := n.members.member(m.From); !known {
-		n.log.Warn("dropping message from an unknown node", "from", m.From, "type", m.Type)
+	if _, known := rep.members.member(m.From); !known {
+		rep.log.Warn("dropping message from an unknown node", "from", m.From, "type", m.Type)
 		return
 	}
-	if n.stepMembership(&m) {
+	if rep.stepMembership(&m) {
 		return
 	}
-	n.metrics.rtt.onRecv(&m)
-	if err := n.rn.Step(m); err != nil {
-		n.log.Debug("step failed", "type", m.Type, "from", m.From, "err", err)
+	rep.metrics.rtt.onRecv(&m)
+	if err := rep.rn.Step(m); err != nil {
+		rep.log.Debug("step failed", "type", m.Type, "from", m.From, "err", err)
 	}
-	if n.stages.following() && m.Type == wire.MsgAppResp && !m.Reject {
-		n.stages.acked(m.From, m.Index, m.Term)
+	if rep.stages.following() && m.Type == wire.MsgAppResp && !m.Reject {
+		rep.stages.acked(m.From, m.Index, m.Term)
 	}
 }
 
 // ackPersisted reports the WAL's latest durable position to the core.
-func (n *Node) ackPersisted() {
-	n.persistedAt.Lock()
-	idx, term, fresh := n.persistedAt.index, n.persistedAt.term, n.persistedAt.fresh
-	n.persistedAt.fresh = false
-	n.persistedAt.Unlock()
+func (rep *replica) ackPersisted() {
+	rep.persistedAt.Lock()
+	idx, term, fresh := rep.persistedAt.index, rep.persistedAt.term, rep.persistedAt.fresh
+	rep.persistedAt.fresh = false
+	rep.persistedAt.Unlock()
 	if fresh {
-		n.rn.AckPersisted(idx, term)
+		rep.rn.AckPersisted(idx, term)
 	}
 }
 
 // propose hands a batch of client writes to the core and registers their
 // waiters under the (index, term) the entries got.
-func (n *Node) propose(data [][]byte, ws []*proposal) {
-	err := n.rn.Propose(data...)
+func (rep *replica) propose(data [][]byte, ws []*proposal) {
+	err := rep.rn.Propose(data...)
 	if err != nil {
-		res := proposalRefused(err, n)
-		n.metrics.proposalFailed(failReasonOf(res.status), len(ws))
+		res := proposalRefused(err, rep)
+		rep.metrics.proposalFailed(failReasonOf(res.status), len(ws))
 		for _, w := range ws {
 			w.finish(res)
 		}
 		return
 	}
-	last, term := n.rn.LastIndex(), n.rn.Term()
+	last, term := rep.rn.LastIndex(), rep.rn.Term()
 	first := last - uint64(len(ws)) + 1
 	for i, w := range ws {
 		w.index, w.term = first+uint64(i), term
 		if w.sample != nil {
-			n.stageProposed(w)
+			rep.stageProposed(w)
 		}
 	}
-	n.ap.register(ws)
-	n.metrics.sampler.proposed(last, term)
-	n.adjustLeaderSyncDelay()
+	rep.ap.register(ws)
+	rep.metrics.sampler.proposed(last, term)
+	rep.adjustLeaderSyncDelay()
 }
 
 // leaderSyncDelayMinPending is how many writes must be waiting before a
@@ -201,28 +201,28 @@ const leaderSyncDelayMinPending = 64
 // adjustLeaderSyncDelay turns the leader's fsync delay on while enough
 // writes are pending for batching to pay, and off otherwise. Owned by the
 // loop; SetSyncDelay is an atomic store, done only on a change.
-func (n *Node) adjustLeaderSyncDelay() {
-	if n.cfg.LeaderSyncDelay <= 0 || !n.isLeader.Load() {
+func (rep *replica) adjustLeaderSyncDelay() {
+	if rep.cfg.LeaderSyncDelay <= 0 || !rep.isLeader.Load() {
 		return
 	}
-	on := n.ap.pending.Load() >= leaderSyncDelayMinPending
-	if on == n.leaderDelayOn {
+	on := rep.ap.pending.Load() >= leaderSyncDelayMinPending
+	if on == rep.leaderDelayOn {
 		return
 	}
-	n.leaderDelayOn = on
+	rep.leaderDelayOn = on
 	if on {
-		n.wal.SetSyncDelay(n.cfg.LeaderSyncDelay)
+		rep.host.setSyncDelay(rep.cfg.LeaderSyncDelay)
 	} else {
-		n.wal.SetSyncDelay(n.cfg.WAL.SyncDelay)
+		rep.host.setSyncDelay(rep.cfg.WAL.SyncDelay)
 	}
 }
 
 // proposalRefused maps a core refusal to the answer a client sees. Every
 // refusal here means the entry was not appended: safe to retry.
-func proposalRefused(err error, n *Node) proposalResult {
+func proposalRefused(err error, rep *replica) proposalResult {
 	switch {
 	case errors.Is(err, raft.ErrNotLeader): // *raft.NotLeaderError matches too (its Is)
-		return proposalResult{status: wire.StatusNotLeader, leaderHint: n.leaderHint()}
+		return proposalResult{status: wire.StatusNotLeader, leaderHint: rep.leaderHint()}
 	case errors.Is(err, raft.ErrProposalDropped), errors.Is(err, raft.ErrTransferInProgress):
 		return proposalResult{status: wire.StatusBusy}
 	}
@@ -230,90 +230,94 @@ func proposalRefused(err error, n *Node) proposalResult {
 }
 
 // readIndex starts one ReadIndex round for a batch of linearizable reads.
-func (n *Node) readIndex(reads []*readReq) {
-	if !n.rn.IsLeader() {
+func (rep *replica) readIndex(reads []*readReq) {
+	if !rep.rn.IsLeader() {
 		for _, r := range reads {
-			r.finish(readResult{status: wire.StatusNotLeader, leaderHint: n.leaderHint()})
+			r.finish(readResult{status: wire.StatusNotLeader, leaderHint: rep.leaderHint()})
 		}
 		return
 	}
-	if n.cfg.ReadMode == ReadModeLease {
-		n.catchUpTicks() // the lease check must see every elapsed tick
+	if rep.cfg.ReadMode == ReadModeLease {
+		rep.catchUpTicks() // the lease check must see every elapsed tick
 	}
-	n.readSeq++
+	rep.readSeq++
 	var ctx [8]byte
-	binary.LittleEndian.PutUint64(ctx[:], n.readSeq)
-	if err := n.rn.ReadIndex(ctx[:]); err != nil {
+	binary.LittleEndian.PutUint64(ctx[:], rep.readSeq)
+	if err := rep.rn.ReadIndex(ctx[:]); err != nil {
 		res := readResult{status: wire.StatusBusy}
 		if errors.Is(err, raft.ErrNotLeader) {
-			res = readResult{status: wire.StatusNotLeader, leaderHint: n.leaderHint()}
+			res = readResult{status: wire.StatusNotLeader, leaderHint: rep.leaderHint()}
 		}
 		for _, r := range reads {
 			r.finish(res)
 		}
 		return
 	}
-	n.pendingReads[n.readSeq] = reads
+	rep.pendingReads[rep.readSeq] = reads
 }
 
 // handleReady performs one Ready: persist (asynchronously), send, apply.
 // See the call contract in raft/doc.go.
-func (n *Node) handleReady() error {
-	rd := n.rn.Ready()
-	n.metrics.observeReady(&rd)
+func (rep *replica) handleReady() error {
+	rd := rep.rn.Ready()
+	rep.metrics.observeReady(&rd)
 	if rd.SoftState != nil {
-		n.onSoftState(*rd.SoftState)
+		rep.onSoftState(*rd.SoftState)
 	}
 	// 3a. Messages that may leave now: the leader's MsgApps replicate while
 	// its own fsync runs.
 	for i := range rd.Messages {
-		if n.stages.following() {
-			n.stages.sent(&rd.Messages[i])
+		if rep.stages.following() {
+			rep.stages.sent(&rd.Messages[i])
 		}
-		n.send(&rd.Messages[i])
+		rep.send(&rd.Messages[i])
 	}
 	// 3b. Persist. A snapshot is installed synchronously (rare); entries and
 	// hard state go to the WAL's group commit and the loop moves on.
 	if rd.Snapshot != nil {
-		if err := n.installSnapshot(*rd.Snapshot); err != nil {
+		if err := rep.installSnapshot(*rd.Snapshot); err != nil {
 			return err
 		}
-		n.lastHanded.index, n.lastHanded.term = rd.Snapshot.Index, rd.Snapshot.Term
+		rep.lastHanded.index, rep.lastHanded.term = rd.Snapshot.Index, rd.Snapshot.Term
 	}
-	if k := len(rd.Entries); k > 0 && rd.Entries[0].Index <= n.lastHanded.index {
+	if k := len(rd.Entries); k > 0 && rd.Entries[0].Index <= rep.lastHanded.index {
 		// A conflicting append: the WAL truncates from here, so proposals
 		// waiting at these indexes lose their entries.
-		n.ap.dropFrom(rd.Entries[0].Index)
+		rep.ap.dropFrom(rd.Entries[0].Index)
 	}
 	if k := len(rd.Entries); k > 0 {
-		n.learnAddresses(rd.Entries)
-		n.lastHanded.index, n.lastHanded.term = rd.Entries[k-1].Index, rd.Entries[k-1].Term
+		rep.learnAddresses(rd.Entries)
+		rep.lastHanded.index, rep.lastHanded.term = rd.Entries[k-1].Index, rd.Entries[k-1].Term
 	}
-	hs := n.hardStateToPersist(&rd)
+	hs := rep.hardStateToPersist(&rd)
 	if len(rd.Entries) > 0 || hs != nil || rd.Snapshot != nil || len(rd.MessagesAfterPersist) > 0 {
 		ack := len(rd.Entries) > 0 || rd.Snapshot != nil
-		idx, term, after := n.lastHanded.index, n.lastHanded.term, rd.MessagesAfterPersist
-		var sampled []*stageSample
-		if n.stages.following() && len(rd.Entries) > 0 {
-			sampled = n.stages.handedOff(rd.Entries)
+		idx, term, after := rep.lastHanded.index, rep.lastHanded.term, rd.MessagesAfterPersist
+		for i := range after {
+			// Stamped here, on the loop: the WAL's callback only reads them.
+			after[i].Group = rep.group
 		}
-		n.wal.AppendAsync(rd.Entries, hs, func(err error) {
+		var sampled []*stageSample
+		if rep.stages.following() && len(rd.Entries) > 0 {
+			sampled = rep.stages.handedOff(rd.Entries)
+		}
+		rep.wal.AppendAsync(rd.Entries, hs, func(err error) {
 			if err != nil {
-				n.failFatal(err)
+				rep.failFatal(err)
 				return
 			}
 			if sampled != nil {
-				n.stages.walDurable(sampled)
+				rep.stages.walDurable(sampled)
 			}
 			for i := range after {
-				n.sendAfterPersist(&after[i])
+				rep.sendAfterPersist(&after[i])
 			}
 			if ack {
-				n.persistedAt.Lock()
-				n.persistedAt.index, n.persistedAt.term, n.persistedAt.fresh = idx, term, true
-				n.persistedAt.Unlock()
+				rep.persistedAt.Lock()
+				rep.persistedAt.index, rep.persistedAt.term, rep.persistedAt.fresh = idx, term, true
+				rep.persistedAt.Unlock()
 				select {
-				case n.persisted <- struct{}{}:
+				case rep.persisted <- struct{}{}:
 				default:
 				}
 			}
@@ -322,12 +326,12 @@ func (n *Node) handleReady() error {
 	// 3c. Apply: conf changes take effect in the core here (ApplyConfChange),
 	// the state machine applies the batch on the apply goroutine.
 	if len(rd.CommittedEntries) > 0 {
-		meta := n.applyConfChanges(rd.CommittedEntries)
-		sampled := n.stages.following() && n.stages.committed(rd.CommittedEntries)
-		n.ap.enqueue(applyTask{entries: rd.CommittedEntries, meta: meta, sampled: sampled})
-		if idx := n.removedAt; idx != 0 {
-			n.removedAt = 0
-			n.stopAfterApplied(idx)
+		members, membersAt := rep.applyConfChanges(rd.CommittedEntries)
+		sampled := rep.stages.following() && rep.stages.committed(rd.CommittedEntries)
+		rep.ap.enqueue(applyTask{entries: rd.CommittedEntries, members: members, membersAt: membersAt, sampled: sampled})
+		if idx := rep.removedAt; idx != 0 {
+			rep.removedAt = 0
+			rep.stopAfterApplied(idx)
 		}
 	}
 	// 3d. Reads confirmed by a heartbeat round are served once applied.
@@ -336,13 +340,13 @@ func (n *Node) handleReady() error {
 			continue
 		}
 		seq := binary.LittleEndian.Uint64(rs.Ctx)
-		if reads, ok := n.pendingReads[seq]; ok {
-			delete(n.pendingReads, seq)
-			n.metrics.readBatches[b2i(rs.Lease)].Add(1)
-			n.ap.enqueue(applyTask{readIndex: rs.Index, reads: reads})
+		if reads, ok := rep.pendingReads[seq]; ok {
+			delete(rep.pendingReads, seq)
+			rep.metrics.readBatches[b2i(rs.Lease)].Add(1)
+			rep.ap.enqueue(applyTask{readIndex: rs.Index, reads: reads})
 		}
 	}
-	n.rn.Advance(rd)
+	rep.rn.Advance(rd)
 	return nil
 }
 
@@ -357,19 +361,23 @@ func (n *Node) handleReady() error {
 // a loop turn without new entries cost a WAL round with its own fdatasync:
 // at 256 clients the leader synced 3.2 times as often as its followers
 // (13272 against about 4100 fsyncs in 12 s, raftbench -mode direct).
-func (n *Node) hardStateToPersist(rd *raft.Ready) *wire.HardState {
+func (rep *replica) hardStateToPersist(rd *raft.Ready) *wire.HardState {
 	if !rd.HardState.IsEmpty() {
-		n.hardState.latest = rd.HardState
+		rep.hardState.latest = rd.HardState
 	}
-	latest, handed := n.hardState.latest, n.hardState.handed
+	latest, handed := rep.hardState.latest, rep.hardState.handed
 	if latest == handed {
 		return nil
 	}
 	if latest.Term == handed.Term && latest.Vote == handed.Vote && len(rd.Entries) == 0 && rd.Snapshot == nil {
 		return nil
 	}
-	n.hardState.handed = latest
-	return &latest
+	rep.hardState.handed = latest
+	// A pointer into the replica, not to a local: the WAL copies the hard
+	// state before AppendAsync returns (logView), and through the
+	// interface the compiler cannot see that, so a local would be moved to
+	// the heap on every Ready that writes one.
+	return &rep.hardState.handed
 }
 
 // onSoftState records leadership changes. Reads waiting for a ReadIndex
@@ -377,34 +385,34 @@ func (n *Node) hardStateToPersist(rd *raft.Ready) *wire.HardState {
 // pending writes keep waiting for their index to apply, which tells
 // whether they committed (raft/doc.go, "Proposals are never lost
 // silently").
-func (n *Node) onSoftState(ss raft.SoftState) {
-	wasLeader := n.isLeader.Load()
-	n.isLeader.Store(ss.Role == raft.RoleLeader)
-	if wasLeader && ss.Role != raft.RoleLeader && n.leaderDelayOn {
-		n.leaderDelayOn = false
-		n.wal.SetSyncDelay(n.cfg.WAL.SyncDelay)
+func (rep *replica) onSoftState(ss raft.SoftState) {
+	wasLeader := rep.isLeader.Load()
+	rep.isLeader.Store(ss.Role == raft.RoleLeader)
+	if wasLeader && ss.Role != raft.RoleLeader && rep.leaderDelayOn {
+		rep.leaderDelayOn = false
+		rep.host.setSyncDelay(rep.cfg.WAL.SyncDelay)
 	}
-	n.leaderID.Store(ss.Lead)
+	rep.leaderID.Store(ss.Lead)
 	addr := ""
-	if m, ok := n.members.member(ss.Lead); ok {
+	if m, ok := rep.members.member(ss.Lead); ok {
 		addr = m.ClientAddr
 	}
-	n.leaderClientAddr.Store(&addr)
+	rep.leaderClientAddr.Store(&addr)
 	if wasLeader && ss.Role != raft.RoleLeader {
-		n.stages.dropAll()
-		for seq, reads := range n.pendingReads {
-			delete(n.pendingReads, seq)
+		rep.stages.dropAll()
+		for seq, reads := range rep.pendingReads {
+			delete(rep.pendingReads, seq)
 			for _, r := range reads {
 				r.finish(readResult{status: wire.StatusNotLeader, leaderHint: addr})
 			}
 		}
 	}
-	n.log.Info("role change", "role", ss.Role.String(), "leader", ss.Lead, "term", n.rn.Term())
+	rep.log.Info("role change", "role", ss.Role.String(), "leader", ss.Lead, "term", rep.rn.Term())
 }
 
 // leaderHint is the leader's client address, if known.
-func (n *Node) leaderHint() string {
-	if p := n.leaderClientAddr.Load(); p != nil {
+func (rep *replica) leaderHint() string {
+	if p := rep.leaderClientAddr.Load(); p != nil {
 		return *p
 	}
 	return ""
@@ -412,36 +420,38 @@ func (n *Node) leaderHint() string {
 
 // send hands one message to the transport; snapshots get their own
 // goroutine. A dropped MsgApp makes the leader probe the follower.
-func (n *Node) send(m *wire.Message) {
-	n.metrics.rtt.onSend(m)
+func (rep *replica) send(m *wire.Message) {
+	m.Group = rep.group
+	rep.metrics.rtt.onSend(m)
 	if m.Type == wire.MsgSnap {
-		n.startSnapshotSend(*m)
+		rep.startSnapshotSend(*m)
 		return
 	}
-	if !n.tr.Send(m) && m.Type == wire.MsgApp {
-		n.rn.ReportUnreachable(m.To)
+	if !rep.tr.Send(m) && m.Type == wire.MsgApp {
+		rep.rn.ReportUnreachable(m.To)
 	}
 }
 
 // sendAfterPersist runs on the WAL's completion callback: it may only use
-// the transport (the core belongs to the loop).
-func (n *Node) sendAfterPersist(m *wire.Message) {
+// the transport (the core belongs to the loop). handleReady stamped the
+// messages with the group already.
+func (rep *replica) sendAfterPersist(m *wire.Message) {
 	if m.Type == wire.MsgSnap {
 		// The core waits for a ReportSnapshot for every MsgSnap, so this
 		// hand-off must not be dropped; the WAL's goroutine must not block
 		// either, so a short-lived goroutine waits (it ends with the node).
 		snap := *m
-		go n.submitEvent(context.Background(), func() { n.startSnapshotSend(snap) })
+		go rep.submitEvent(context.Background(), func() { rep.startSnapshotSend(snap) })
 		return
 	}
-	n.tr.Send(m)
+	rep.tr.Send(m)
 }
 
 // submitEventAsync queues fn for the loop without waiting; dropped if the
 // event queue is full (used only for rare, retryable work).
-func (n *Node) submitEventAsync(fn func()) {
+func (rep *replica) submitEventAsync(fn func()) {
 	select {
-	case n.eventc <- fn:
+	case rep.eventc <- fn:
 	default:
 	}
 }
@@ -450,54 +460,46 @@ func (n *Node) submitEventAsync(fn func()) {
 // entries as soon as they are appended: membership takes effect at append
 // time in the core, so the leader must be able to reach a new member
 // before the change commits.
-func (n *Node) learnAddresses(ents []wire.Entry) {
+func (rep *replica) learnAddresses(ents []wire.Entry) {
 	for i := range ents {
-		if ents[i].Type != wire.EntryConfChange {
-			continue
+		if m, ok := addedMember(&ents[i]); ok {
+			rep.members.setMember(m)
+			rep.host.addPeer(m)
 		}
-		var cc wire.ConfChange
-		if wire.DecodeConfChange(ents[i].Data, &cc) != nil || cc.Type == wire.ConfRemove || len(cc.Context) == 0 {
-			continue
-		}
-		m, err := decodeMemberContext(cc.Context)
-		if err != nil || m.ID != cc.NodeID {
-			continue
-		}
-		n.members.setMember(m)
-		n.addPeer(m)
 	}
 }
 
 // applyConfChanges applies the conf changes among committed entries to the
-// core's applied membership and returns the state machine's new Meta blob,
-// or nil if no entry changed the membership.
-func (n *Node) applyConfChanges(ents []wire.Entry) []byte {
-	changed := false
+// core's applied membership and returns the encoded membership after them
+// with the index of the last one, or nil if no entry changed the
+// membership. The apply goroutine records it (memberHist) for snapshots.
+func (rep *replica) applyConfChanges(ents []wire.Entry) ([]byte, uint64) {
+	var changedAt uint64
 	for i := range ents {
 		if ents[i].Type != wire.EntryConfChange {
 			continue
 		}
 		var cc wire.ConfChange
 		if err := wire.DecodeConfChange(ents[i].Data, &cc); err != nil {
-			n.log.Error("undecodable conf change entry", "index", ents[i].Index, "err", err)
+			rep.log.Error("undecodable conf change entry", "index", ents[i].Index, "err", err)
 			continue
 		}
-		n.members.conf = n.rn.ApplyConfChange(cc)
+		rep.members.conf = rep.rn.ApplyConfChange(cc)
 		if cc.Type != wire.ConfRemove && len(cc.Context) > 0 {
 			if m, err := decodeMemberContext(cc.Context); err == nil && m.ID == cc.NodeID {
-				n.members.setMember(m)
+				rep.members.setMember(m)
 			}
 		}
 		switch {
-		case cc.Type == wire.ConfRemove && cc.NodeID != n.cfg.ID:
-			n.onRemovedPeer(cc.NodeID)
+		case cc.Type == wire.ConfRemove && cc.NodeID != rep.cfg.ID:
+			rep.onRemovedPeer(cc.NodeID)
 		case cc.Type == wire.ConfRemove:
-			n.removedAt = ents[i].Index // handleReady stops the node once it applied
+			rep.removedAt = ents[i].Index // handleReady stops the node once it applied
 		}
-		changed = true
+		changedAt = ents[i].Index
 	}
-	if !changed {
-		return nil
+	if changedAt == 0 {
+		return nil, 0
 	}
-	return encodeMembership(nil, &n.members)
+	return encodeMembership(nil, &rep.members), changedAt
 }

@@ -22,10 +22,11 @@ type Member struct {
 	ClientAddr string
 }
 
-// membership is what the node stores in the state machine's Meta blob next to
-// the applied index: the configuration as of that index plus every member's
-// addresses. It is also what a snapshot carries, so a restored follower knows
-// the cluster without replaying the log.
+// membership is the configuration as of some log index plus every member's
+// addresses. Encoded, it is what the WAL stores with the log's base (its
+// base bytes) and what the runtime's snapshot frame carries, so a restored
+// follower knows the cluster without replaying the log. The state machine
+// never holds it.
 type membership struct {
 	// conf is the voter/learner sets as of the applied index.
 	conf wire.ConfState

@@ -476,7 +476,7 @@ func (c *counters) collect(n *Node, ch chan<- prometheus.Metric) {
 	ch <- c.snapSendTime.metric(descSnapSendTime)
 	ch <- c.snapRecvTime.metric(descSnapRecvTime)
 	hasLeader := 0.0
-	if n.leaderID.Load() != 0 {
+	if n.r0.leaderID.Load() != 0 {
 		hasLeader = 1
 	}
 	gauge(descHasLeader, hasLeader)

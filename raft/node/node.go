@@ -1,33 +1,35 @@
 package node
 
 import (
-	"cmp"
-	"context"
 	"errors"
 	"fmt"
-	"github.com/raftpipe/raftpipe/internal/vfsutil"
 	"log/slog"
-	"math/rand/v2"
 	"net"
-	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
-	"github.com/raftpipe/raftpipe/raft"
-	"github.com/raftpipe/raftpipe/raft/kv"
+	"github.com/raftpipe/raftpipe/internal/vfsutil"
 	"github.com/raftpipe/raftpipe/raft/transport"
 	"github.com/raftpipe/raftpipe/wal"
-	"github.com/raftpipe/raftpipe/wire"
 )
 
-// Node runs one member of a raftpipe cluster: the consensus core, its WAL,
-// the peer transport, the Pebble state machine and the client server.
+// Node is one raftpipe process: the host of this node's replicas. It owns
+// what every Raft group on the process shares: the WAL (one writer, one
+// fsync for all), the peer transport (one connection per peer host, its
+// messages routed by group), the client server, the admin HTTP handler
+// and the metrics. Each group this host is a member of is a replica
+// (replica.go): its core, storage, applier, state machine and loop.
 //
-// Goroutines: the loop (owns the RawNode), the apply loop (owns applying
-// to the state machine), the WAL writer, the transport's goroutines, one
-// goroutine per snapshot in flight, and the client server's accept loop plus
-// two goroutines per client connection. Stop ends all of them.
+// Today a host runs one replica, group 0, and Node's methods (Submit, Do,
+// Status, AddMember and the rest) act on it; a host with many groups is a
+// host with more replicas.
+//
+// Goroutines: per replica a loop (owns the RawNode) and an apply
+// goroutine, plus one per snapshot in flight; the WAL writer; the
+// transport's goroutines; the client server's accept loop plus two
+// goroutines per client connection. Stop ends all of them.
 type Node struct {
 	// cfg is the validated configuration.
 	cfg Config
@@ -35,105 +37,40 @@ type Node struct {
 	log *slog.Logger
 	// fs is Config.FS: every file the node writes goes through it.
 	fs vfs.FS
-	// snapSeq numbers snapshot files so that names never repeat.
+	// snapSeq numbers snapshot files so that names never repeat, across
+	// every group of the host.
 	snapSeq atomic.Uint64
-	// wal is the durable Raft log.
+	// wal is the durable Raft log of every group on this host.
 	wal *wal.Log
-	// kv is the replicated state machine.
-	kv *kv.Store
-	// store adapts wal to the core's Storage.
-	store *storage
-	// tr carries peer messages and snapshots.
+	// tr carries peer messages and snapshots for every group.
 	tr *transport.Transport
-	// rn is the core. Owned by the loop goroutine.
-	rn *raft.RawNode
-
-	// inbox carries peer messages from the transport to the loop (bounded;
-	// overflow is dropped, which Raft tolerates).
-	inbox chan wire.Message
-	// propc carries client writes to the loop (bounded; overflow is Busy).
-	propc chan *proposal
-	// readc carries linearizable reads to the loop (bounded).
-	readc chan *readReq
-	// readsPending counts linearizable reads accepted and not yet
-	// answered, wherever they wait: readc, a ReadIndex round or the apply
-	// queue. Bounded by MaxPendingReads (beyond it: Busy). Counting reads,
-	// not ReadIndex batches, is what keeps reads queued behind a leader
-	// that cannot commit bounded.
-	readsPending atomic.Int64
-	// eventc carries rare events (snapshots, compaction, admin, status
-	// requests) to the loop.
-	eventc chan func()
-	// persisted wakes the loop when the WAL reports durability; the
-	// durable position itself is in persistedAt.
-	persisted chan struct{}
-	// persistedAt is the latest (index, term) the WAL made durable, written
-	// by the WAL's completion callbacks in order.
-	persistedAt struct {
-		sync.Mutex
-		index, term uint64
-		fresh       bool
-	}
-
-	// ap is the apply side: waiters, reads, and the apply goroutine.
-	ap *applier
-
-	// members is the address book and membership, owned by the loop.
-	members membership
-	// leaderClientAddr is the leader's client address, for not-leader
-	// answers; written by the loop.
-	leaderClientAddr atomic.Pointer[string]
-	// leaderID is the known leader, written by the loop.
-	leaderID atomic.Uint64
-	// isLeader is set while this node leads, written by the loop.
-	isLeader atomic.Bool
+	// replicas holds this host's replicas, indexed by group ID. Written
+	// once by open, before the transport can deliver anything; read-only
+	// after, so routing a message takes no lock.
+	replicas []*replica
+	// r0 is replicas[0], the single group's replica that the public
+	// methods act on.
+	r0 *replica
+	// unknownGroup counts and logs peer messages for groups this host
+	// does not have (route.go).
+	unknownGroup unknownGroupDrops
 
 	// srv is the client server (nil without ClientAddr).
 	srv *clientServer
+	// metrics holds counters exported on /metrics.
+	metrics counters
+	// draining is set by Drain: new requests are refused (retryable).
+	draining atomic.Bool
 
 	// stopc is closed by Stop; every goroutine watches it.
 	stopc chan struct{}
 	// stopOnce guards stopc.
 	stopOnce sync.Once
-	// wg tracks the loop, the apply goroutine and snapshot goroutines.
+	// wg tracks every replica's loop, apply and snapshot goroutines.
 	wg sync.WaitGroup
-	// fatal records the first fatal error (a WAL failure); the node stops
-	// serving writes after it.
+	// fatal records the first fatal error (a WAL failure) or ErrRemoved;
+	// the node stops serving after it.
 	fatal atomic.Pointer[error]
-	// loopDone is closed when the loop goroutine exits.
-	loopDone chan struct{}
-
-	// snaps tracks snapshot transfers, owned by the loop.
-	snaps snapshotState
-	// lastHanded is the (index, term) of the last entry handed to the WAL.
-	lastHanded struct{ index, term uint64 }
-	// removedAt is the index of a committed change removing this node,
-	// set by applyConfChanges until handleReady has queued its batch.
-	// Owned by the loop.
-	removedAt uint64
-	// leaderDelayOn says the WAL currently runs with LeaderSyncDelay (see
-	// adjustLeaderSyncDelay). Owned by the loop.
-	leaderDelayOn bool
-	// hardState tracks, for the loop, the core's latest hard state and the
-	// last one handed to the WAL (see hardStateToPersist).
-	hardState struct{ latest, handed wire.HardState }
-	// readSeq numbers ReadIndex batches.
-	readSeq uint64
-	// pendingReads maps a ReadIndex context to its batch, owned by the loop.
-	pendingReads map[uint64][]*readReq
-	// metrics holds counters exported on /metrics.
-	metrics counters
-	// stages times sampled writes stage by stage (stages.go).
-	stages stageTracker
-	// draining is set by Drain: new requests are refused (retryable).
-	draining atomic.Bool
-	// removedPeers holds nodes whose removal this node applied; their
-	// messages get a removal notice instead of reaching the core. Owned by
-	// the loop.
-	removedPeers map[uint64]struct{}
-	// clock counts core ticks by elapsed monotonic time in lease mode
-	// (clock.go); owned by the loop.
-	clock tickClock
 }
 
 // Start opens (or creates) the node's data, recovers, and starts serving.
@@ -143,20 +80,11 @@ func Start(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{
-		cfg:          cfg,
-		log:          cfg.Logger.With("node", cfg.ID),
-		fs:           cfg.FS,
-		inbox:        make(chan wire.Message, cfg.MaxInboxMsgs),
-		propc:        make(chan *proposal, cfg.MaxPendingProposals),
-		readc:        make(chan *readReq, cfg.MaxPendingReads),
-		eventc:       make(chan func(), 64),
-		persisted:    make(chan struct{}, 1),
-		stopc:        make(chan struct{}),
-		loopDone:     make(chan struct{}),
-		pendingReads: map[uint64][]*readReq{},
-		removedPeers: map[uint64]struct{}{},
+		cfg:   cfg,
+		log:   cfg.Logger.With("node", cfg.ID),
+		fs:    cfg.FS,
+		stopc: make(chan struct{}),
 	}
-	n.stages.init(cfg.StageSampleEvery)
 	if err := n.open(); err != nil {
 		if n.tr != nil {
 			n.tr.Close()
@@ -164,9 +92,9 @@ func Start(cfg Config) (*Node, error) {
 		n.closeStores()
 		return nil, err
 	}
-	n.wg.Add(2)
-	go n.ap.run()
-	go n.run()
+	for _, rep := range n.replicas {
+		rep.start()
+	}
 	if cfg.ClientAddr != "" {
 		srv, err := newClientServer(n, cfg.ClientAddr)
 		if err != nil {
@@ -176,12 +104,13 @@ func Start(cfg Config) (*Node, error) {
 		n.srv = srv
 	}
 	n.log.Info("node started", "peer", n.PeerAddr(), "client", n.ClientAddr(),
-		"first", n.wal.FirstIndex(), "last", n.wal.LastIndex(), "applied", n.kv.AppliedIndex())
+		"first", n.wal.FirstIndex(), "last", n.wal.LastIndex(), "applied", n.r0.sm.AppliedIndex())
 	return n, nil
 }
 
-// open recovers the WAL and the state machine, bootstraps if asked, and
-// builds the core and the transport.
+// open prepares the data directory and the WAL, recovers the replicas,
+// then starts the transport (whose handlers route to the replicas, so it
+// comes last) and registers every known member with it.
 func (n *Node) open() error {
 	cfg := n.cfg
 	if err := vfsutil.MkdirAllDurable(n.fs, cfg.DataDir); err != nil {
@@ -207,78 +136,11 @@ func (n *Node) open() error {
 	if n.wal, err = wal.Open(n.fs.PathJoin(cfg.DataDir, "wal"), walOpts); err != nil {
 		return err
 	}
-	kvOpts := cfg.KV
-	if kvOpts.Logger == nil {
-		kvOpts.Logger = n.log
-	}
-	if n.kv, err = kv.Open(n.fs.PathJoin(cfg.DataDir, "kv"), kvOpts); err != nil {
-		return err
-	}
-	if err := n.finishInstall(); err != nil {
-		return err
-	}
-	if err := n.maybeBootstrap(); err != nil {
-		return err
-	}
-	n.store = &storage{log: n.wal, applied: n.kv.AppliedIndex()}
-	base, err := baseMembership(n.wal)
+	rep, err := newReplica(n, 0, n.wal)
 	if err != nil {
 		return err
 	}
-
-	// The address book: configured members, then what the log's base and
-	// the state machine recorded (newer knowledge wins).
-	for _, m := range cfg.Members {
-		n.members.setMember(m)
-	}
-	for _, src := range [][]byte{encodeMembership(nil, &base), n.kv.Meta()} {
-		ms, err := decodeMembership(src)
-		if err != nil {
-			return err
-		}
-		for _, m := range ms.members {
-			n.members.setMember(m)
-		}
-	}
-
-	if cfg.AdvertisePeerAddr != "" || cfg.AdvertiseClientAddr != "" {
-		me, _ := n.members.member(cfg.ID)
-		me.ID = cfg.ID
-		if cfg.AdvertisePeerAddr != "" {
-			me.PeerAddr = cfg.AdvertisePeerAddr
-		}
-		if cfg.AdvertiseClientAddr != "" {
-			me.ClientAddr = cfg.AdvertiseClientAddr
-		}
-		n.members.setMember(me)
-	}
-
-	n.rn, err = raft.NewRawNode(raft.Config{
-		ID:                         cfg.ID,
-		ElectionTicks:              cfg.ElectionTicks,
-		HeartbeatTicks:             cfg.HeartbeatTicks,
-		Storage:                    n.store,
-		Applied:                    n.kv.AppliedIndex(),
-		MaxSizePerMsgBytes:         cfg.MaxSizePerMsgBytes,
-		MaxInflightMsgs:            cfg.MaxInflightMsgs,
-		MaxInflightBytes:           cfg.MaxInflightBytes,
-		MaxUncommittedEntriesBytes: cfg.MaxUncommittedBytes,
-		PreVote:                    !cfg.DisablePreVote,
-		CheckQuorum:                !cfg.DisableCheckQuorum,
-		LeaseReads:                 cfg.ReadMode == ReadModeLease,
-		LeaseDriftTicks:            cfg.LeaseDriftTicks,
-		Rand:                       rand.New(rand.NewPCG(cfg.Seed, cfg.ID)),
-		Logger:                     n.log,
-	})
-	if err != nil {
-		return err
-	}
-	n.members.conf = n.rn.Status().Conf
-	n.hardState.latest = n.wal.HardState()
-	n.hardState.handed = n.hardState.latest
-	n.lastHanded.index = n.wal.LastIndex()
-	n.lastHanded.term, _ = n.wal.Term(n.lastHanded.index)
-	n.ap = newApplier(n)
+	n.replicas, n.r0 = []*replica{rep}, rep
 
 	n.tr, err = transport.New(transport.Config{
 		ClusterID:       cfg.ClusterID,
@@ -293,74 +155,13 @@ func (n *Node) open() error {
 	if err != nil {
 		return err
 	}
-	for _, m := range n.members.members {
-		n.addPeer(m)
+	for _, rep := range n.replicas {
+		rep.tr = n.tr
+		for _, m := range rep.members.members {
+			n.addPeer(m)
+		}
 	}
 	return nil
-}
-
-// maybeBootstrap writes the initial membership into a brand-new log as
-// committed conf-change entries 1..N in term 1 (every initial node writes
-// the same entries), so that the log alone tells any later member the
-// whole configuration history.
-//
-// The entries and the hard state go out in one WAL batch, the hard state
-// last, so a crash can leave a prefix of the entries without the hard
-// state (which is then still empty). Such a log was never acknowledged to anyone and must
-// not survive as a partial membership: it is truncated and written again.
-func (n *Node) maybeBootstrap() error {
-	if !n.cfg.Bootstrap || n.kv.AppliedIndex() > 0 || n.wal.FirstIndex() != 1 {
-		return nil
-	}
-	hs := n.wal.HardState()
-	if n.wal.LastIndex() > 0 || !hs.IsEmpty() {
-		if !hs.IsEmpty() || !n.onlyBootstrapEntries() {
-			return nil // bootstrapped (or joined) before: stored state wins
-		}
-		n.log.Warn("redoing a bootstrap that a crash interrupted", "entries", n.wal.LastIndex())
-		if err := n.wal.TruncateSuffix(1); err != nil {
-			return fmt.Errorf("node: redo bootstrap: %w", err)
-		}
-	}
-	// Sorted by ID so that every founder writes identical entries whatever
-	// order its member list was given in.
-	members := slices.SortedFunc(slices.Values(n.cfg.Members), func(a, b Member) int { return cmp.Compare(a.ID, b.ID) })
-	ents := make([]wire.Entry, 0, len(members))
-	for i, m := range members {
-		cc := wire.ConfChange{Type: wire.ConfAddVoter, NodeID: m.ID, Context: encodeMemberContext(m)}
-		ents = append(ents, wire.Entry{Term: 1, Index: uint64(i + 1), Type: wire.EntryConfChange, Data: wire.AppendConfChange(nil, &cc)})
-	}
-	hs = wire.HardState{Term: 1, Commit: uint64(len(ents))}
-	if err := n.wal.Append(ents, &hs); err != nil {
-		return fmt.Errorf("node: bootstrap: %w", err)
-	}
-	n.log.Info("bootstrapped new cluster", "members", len(ents))
-	return nil
-}
-
-// onlyBootstrapEntries reports whether the log holds nothing but term-1
-// conf-change entries, as an interrupted bootstrap leaves. A node that
-// joined an existing cluster gets its entries from a leader of term 2 or
-// more (term 1 ends with the bootstrap itself), and its hard state records
-// that term, so it is never mistaken for one.
-func (n *Node) onlyBootstrapEntries() bool {
-	last := n.wal.LastIndex()
-	if last > uint64(len(n.cfg.Members)) {
-		return false
-	}
-	if last == 0 {
-		return true
-	}
-	ents, err := n.wal.Entries(1, last+1, 1<<30)
-	if err != nil {
-		return false
-	}
-	for _, e := range ents {
-		if e.Term != 1 || e.Type != wire.EntryConfChange {
-			return false
-		}
-	}
-	return true
 }
 
 // ID is this node's Raft ID.
@@ -383,13 +184,13 @@ func (n *Node) ClientAddr() string {
 }
 
 // IsLeader reports whether this node currently leads.
-func (n *Node) IsLeader() bool { return n.isLeader.Load() }
+func (n *Node) IsLeader() bool { return n.r0.isLeader.Load() }
 
 // Leader is the known leader's ID, 0 if unknown.
-func (n *Node) Leader() uint64 { return n.leaderID.Load() }
+func (n *Node) Leader() uint64 { return n.r0.leaderID.Load() }
 
 // Done is closed once the node has stopped (by Stop or a fatal error).
-func (n *Node) Done() <-chan struct{} { return n.loopDone }
+func (n *Node) Done() <-chan struct{} { return n.r0.loopDone }
 
 // Err is the fatal error that stopped the node, if any, or ErrRemoved if
 // it stopped because it was removed from the cluster.
@@ -409,9 +210,16 @@ func (n *Node) failFatal(err error) {
 	n.stopOnce.Do(func() { close(n.stopc) })
 }
 
+// stopWith records why the node stops (if it is the first reason) and
+// stops it, without logging it as a failure.
+func (n *Node) stopWith(err error) {
+	n.fatal.CompareAndSwap(nil, &err)
+	n.stopOnce.Do(func() { close(n.stopc) })
+}
+
 // Stop stops accepting work, ends every goroutine, and closes the WAL and
-// the state machine. Pending requests fail (writes with an unknown outcome).
-// Safe to call more than once.
+// the state machines. Pending requests fail (writes with an unknown
+// outcome). Safe to call more than once.
 func (n *Node) Stop() error {
 	n.stopOnce.Do(func() { close(n.stopc) })
 	if n.srv != nil {
@@ -422,46 +230,34 @@ func (n *Node) Stop() error {
 	if n.tr != nil {
 		errs = append(errs, n.tr.Close())
 	}
-	n.failQueued(ErrStopped)
-	n.ap.failAll(ErrStopped)
+	for _, rep := range n.replicas {
+		rep.failQueued(ErrStopped)
+		rep.ap.failAll(ErrStopped)
+	}
 	errs = append(errs, n.closeStores())
 	return errors.Join(errs...)
 }
 
-// closeStores closes the WAL and the state machine if open.
+// closeStores closes the WAL and the replicas' state machines if open.
 func (n *Node) closeStores() error {
 	var errs []error
 	if n.wal != nil {
 		errs = append(errs, n.wal.Close())
 		n.wal = nil
 	}
-	if n.kv != nil {
-		errs = append(errs, n.kv.Close())
-		n.kv = nil
+	for _, rep := range n.replicas {
+		if rep.sm != nil {
+			errs = append(errs, rep.sm.Close())
+			rep.sm = nil
+		}
 	}
 	return errors.Join(errs...)
 }
 
-// onPeerMessage is the transport's handler: queue for the loop, or drop.
-func (n *Node) onPeerMessage(m *wire.Message) {
-	select {
-	case n.inbox <- *m:
-	default:
-		n.metrics.inboxDropped.Add(1)
-	}
-}
-
-// submitEvent runs fn on the loop goroutine; false if the node stopped.
-func (n *Node) submitEvent(ctx context.Context, fn func()) bool {
-	select {
-	case n.eventc <- fn:
-		return true
-	case <-n.stopc:
-		return false
-	case <-ctx.Done():
-		return false
-	}
-}
+// setSyncDelay sets the WAL's fsync delay; replicas call it as they gain
+// and lose leadership (adjustLeaderSyncDelay). With many groups it becomes
+// a host-wide choice, which is why it is the host's to make.
+func (n *Node) setSyncDelay(d time.Duration) { n.wal.SetSyncDelay(d) }
 
 // listen opens a TCP listener; the caller wraps it in TLS if configured.
 func listen(addr string) (net.Listener, error) {
@@ -472,30 +268,8 @@ func listen(addr string) (net.Listener, error) {
 	return ln, nil
 }
 
-// failQueued answers work still queued for the loop after it exited: writes
-// that never reached the core did not apply, but the caller cannot tell
-// them from ones that did, so they get StatusUnknown like the rest.
-func (n *Node) failQueued(err error) {
-	for {
-		select {
-		case p := <-n.propc:
-			n.metrics.proposalFailed(failStopped, 1)
-			p.finish(proposalResult{status: wire.StatusUnknown, err: err})
-		case r := <-n.readc:
-			r.finish(readResult{status: wire.StatusError, err: err})
-		default:
-			for seq, reads := range n.pendingReads {
-				delete(n.pendingReads, seq)
-				for _, r := range reads {
-					r.finish(readResult{status: wire.StatusError, err: err})
-				}
-			}
-			return
-		}
-	}
-}
-
 // addPeer registers m's peer address with the transport (never our own).
+// Peers are hosts: every group a peer host is a member of shares its link.
 func (n *Node) addPeer(m Member) {
 	if m.ID == n.cfg.ID {
 		return
@@ -507,13 +281,28 @@ func (n *Node) addPeer(m Member) {
 	n.tr.AddPeer(m.ID, addr)
 }
 
+// snapFileName returns a fresh name in DataDir/dir for a snapshot file.
+func (n *Node) snapFileName(dir, prefix string, peer uint64) string {
+	return n.fs.PathJoin(n.cfg.DataDir, dir, fmt.Sprintf("%s-%d-%d", prefix, peer, n.snapSeq.Add(1)))
+}
+
 // InboxDropped is the number of peer messages dropped because the loop's
 // inbox was full.
 func (n *Node) InboxDropped() uint64 { return n.metrics.inboxDropped.Load() }
 
-// StateMachineWriteStalls is how many times Pebble delayed the state
-// machine's writes (diagnostics for benchmarks).
-func (n *Node) StateMachineWriteStalls() int64 { return n.kv.WriteStalls() }
+// UnknownGroupDropped is the number of peer messages and snapshots dropped
+// because they named a group this node does not host.
+func (n *Node) UnknownGroupDropped() uint64 { return n.unknownGroup.count.Load() }
+
+// StateMachineWriteStalls is how many times the state machine delayed its
+// writes (Pebble's write stalls, for benchmarks); 0 for a state machine
+// that does not report them.
+func (n *Node) StateMachineWriteStalls() int64 {
+	if s, ok := n.r0.sm.(interface{ WriteStalls() int64 }); ok {
+		return s.WriteStalls()
+	}
+	return 0
+}
 
 // WALStats reports the WAL's group-commit counters (batches, entries,
 // fsyncs and their latency), e.g. for entries-per-fsync in benchmarks.

@@ -41,13 +41,13 @@ type SeedInfo struct {
 // What the seeded directory holds, for a backup at index I and term T:
 //
 //   - the state machine: the backup's data, plus one founding entry at
-//     (I+1, T), a no-op whose only effect is to record the new membership
-//     as the state machine's Meta. kv records Meta only with an applied
-//     entry, and Meta must describe the new cluster: it is what snapshots
-//     sent to followers carry as their configuration, and what the address
-//     book is rebuilt from at start-up. Left as the backup's, the first
-//     follower to receive a snapshot would be told the old cluster's
-//     voters.
+//     (I+1, T), a no-op that brings it to the log's base. The base, not
+//     the backup's index, is where the new cluster's membership is
+//     recorded (in the log, below), so that the backup's own cluster is
+//     nowhere in the new one: the state machine holds no membership, the
+//     address book is rebuilt from the log at start-up, and snapshots sent
+//     to followers are framed with the membership the runtime derives
+//     from it.
 //   - the log: empty, its base at (I+1, T) with the membership {voters:
 //     cfg.ID} as base bytes (what the core's InitialState returns: the
 //     node is the only voter, so it can elect itself with its own vote),
@@ -71,6 +71,11 @@ func SeedFromSnapshot(cfg Config, r io.Reader) (SeedInfo, error) {
 	self, err := seedMember(cfg)
 	if err != nil {
 		return SeedInfo{}, err
+	}
+	if cfg.OpenStateMachine != nil {
+		// The archive is kv's and so is the store written below; another
+		// state machine would need its own way to identify a backup.
+		return SeedInfo{}, errors.New("node: seed: only the raft/kv state machine can be seeded from a backup (Config.OpenStateMachine is set)")
 	}
 	fs := cfg.FS
 	if err := checkEmptyDir(cfg); err != nil {
@@ -128,7 +133,7 @@ func SeedFromSnapshot(cfg Config, r io.Reader) (SeedInfo, error) {
 	if err != nil {
 		return undo(fmt.Errorf("node: seed: %w", err))
 	}
-	err = seedStore(s, io.MultiReader(&hdr, r), info, seed.Index, base)
+	err = seedStore(s, io.MultiReader(&hdr, r), info, seed.Index)
 	if cerr := s.Close(); err == nil {
 		err = cerr
 	}
@@ -141,9 +146,9 @@ func SeedFromSnapshot(cfg Config, r io.Reader) (SeedInfo, error) {
 }
 
 // seedStore restores the archive into the empty store s, checks it is
-// the one the header named, applies the founding no-op at index with the
-// new membership as Meta, and flushes.
-func seedStore(s *kv.Store, archive io.Reader, want kv.SnapshotInfo, index uint64, meta []byte) error {
+// the one the header named, applies the founding no-op at index, and
+// flushes.
+func seedStore(s *kv.Store, archive io.Reader, want kv.SnapshotInfo, index uint64) error {
 	got, err := s.Restore(archive)
 	if err != nil {
 		return err
@@ -153,7 +158,7 @@ func seedStore(s *kv.Store, archive io.Reader, want kv.SnapshotInfo, index uint6
 			got.Index, got.Term, want.Index, want.Term))
 	}
 	founding := []wire.Entry{{Index: index, Term: want.Term, Type: wire.EntryNoop}}
-	if err := s.Apply(founding, meta, make([]kv.Result, 1)); err != nil {
+	if err := s.Apply(founding, make([]kv.Result, 1)); err != nil {
 		return err
 	}
 	return s.Flush()

@@ -32,7 +32,7 @@ import (
 //	walDone    the WAL's completion callback for that Ready (write + fsync)
 //	ack        loop.go step: the MsgAppResp that completes a follower quorum
 //	committed  loop.go handleReady: it is in Ready.CommittedEntries
-//	applied    apply.go apply: kv.Apply of its batch returned
+//	applied    apply.go apply: the state machine's Apply of its batch returned
 //	replied    apply.go apply: its caller's callback returned
 //
 // Cost: an unsampled write pays one atomic add (the sampling counter, on
@@ -308,22 +308,22 @@ func (t *stageTracker) following() bool { return len(t.loop) > 0 }
 
 // stageProposed starts following w's sample once the core appended w
 // (loop).
-func (n *Node) stageProposed(w *proposal) {
-	t := &n.stages
+func (rep *replica) stageProposed(w *proposal) {
+	t := &rep.stages
 	s := w.sample
 	s.index, s.term, s.propose = w.index, w.term, t.now()
 	var self bool
-	for _, id := range n.members.conf.Voters {
-		if id == n.cfg.ID {
+	for _, id := range rep.members.conf.Voters {
+		if id == rep.cfg.ID {
 			self = true
 		}
 	}
-	s.need = len(n.members.conf.Voters)/2 + 1
+	s.need = len(rep.members.conf.Voters)/2 + 1
 	if self {
 		s.need--
 	}
-	s.expect = len(n.members.conf.Voters) + len(n.members.conf.Learners)
-	if self || slices.Contains(n.members.conf.Learners, n.cfg.ID) {
+	s.expect = len(rep.members.conf.Voters) + len(rep.members.conf.Learners)
+	if self || slices.Contains(rep.members.conf.Learners, rep.cfg.ID) {
 		s.expect--
 	}
 	if len(t.loop) == maxStageSamplesInFlight {
@@ -598,7 +598,7 @@ func fsyncStat(cur, base wal.Stats) StageStat {
 // reset and answered after it counts in the new window. Safe for
 // concurrent use.
 func (n *Node) StageStats(reset bool) StageStats {
-	t := &n.stages
+	t := &n.r0.stages
 	ws := n.wal.Stats()
 	t.mu.Lock()
 	defer t.mu.Unlock()

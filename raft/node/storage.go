@@ -9,7 +9,43 @@ import (
 	"github.com/raftpipe/raftpipe/wire"
 )
 
-// storage adapts the WAL to raft.Storage.
+// logView is everything a replica may do with its log: the WAL methods it
+// calls, and no others. *wal.Log satisfies it for the single group; with
+// many groups a per-group view of the one shared WAL (same methods,
+// entries and hard state of one group) will, so a replica never learns
+// whether it shares the WAL. Host-wide operations (SetSyncDelay, Stats,
+// Close) stay with the host, which owns the *wal.Log itself.
+type logView interface {
+	// AppendAsync queues entries and hs for the group commit; done runs
+	// once they are durable (or the WAL failed). The view is updated at
+	// once, and *hs is copied before it returns (the loop reuses it).
+	AppendAsync(entries []wire.Entry, hs *wire.HardState, done func(error))
+	// Append is AppendAsync waiting for durability (bootstrap only).
+	Append(entries []wire.Entry, hs *wire.HardState) error
+	// Entries returns entries [lo, hi) up to about maxBytes (at least one).
+	Entries(lo, hi, maxBytes uint64) ([]wire.Entry, error)
+	// Term is the term of entry i; FirstIndex()-1 gives the base's.
+	Term(i uint64) (uint64, error)
+	FirstIndex() uint64
+	LastIndex() uint64
+	// HardState is the last hard state written.
+	HardState() wire.HardState
+	// Base is the opaque bytes stored with the log's base: the encoded
+	// membership there.
+	Base() []byte
+	// CompactPrefix drops entries up to upTo, storing base with the new
+	// base in one durable record.
+	CompactPrefix(upTo uint64, base []byte) error
+	// Reset empties the log onto a snapshot at (snapIndex, snapTerm), its
+	// membership as base, in one durable record.
+	Reset(snapIndex, snapTerm uint64, base []byte) error
+	// TruncateSuffix drops entries from from on (redoing a bootstrap).
+	TruncateSuffix(from uint64) error
+}
+
+var _ logView = (*wal.Log)(nil)
+
+// storage adapts the replica's log view to raft.Storage.
 //
 // The core needs the membership at the log's base (FirstIndex()-1): the
 // configuration that the entries after it build on. It is stored in the
@@ -18,8 +54,9 @@ import (
 // becomes durable in the same write as the base it describes. There is no
 // side file and hence no crash window between the two.
 type storage struct {
-	// log is the durable Raft log. It synchronises itself.
-	log *wal.Log
+	// log is the replica's view of the durable Raft log. It synchronises
+	// itself.
+	log logView
 	// applied is the state machine's applied index at start-up; entries up
 	// to it were committed, which lets InitialState repair a lagging
 	// persisted commit index.
@@ -31,7 +68,7 @@ var _ raft.Storage = (*storage)(nil)
 // baseMembership decodes the membership stored with the log's base; a log
 // that was never compacted or reset has none (the membership is then
 // entirely in its conf-change entries).
-func baseMembership(l *wal.Log) (membership, error) {
+func baseMembership(l logView) (membership, error) {
 	ms, err := decodeMembership(l.Base())
 	if err != nil {
 		return membership{}, fmt.Errorf("node: membership at the log's base (index %d): %w", l.FirstIndex()-1, err)

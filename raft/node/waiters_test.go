@@ -16,7 +16,7 @@ func testWaiter(index, term uint64, got *[]proposalResult) *proposal {
 }
 
 func bareApplier() *applier {
-	return &applier{n: &Node{}}
+	return &applier{rep: &replica{host: &Node{}, metrics: new(counters)}}
 }
 
 // TestRegisterAnswersReplacedWaiter: a waiter registered at an index that
@@ -109,7 +109,7 @@ func TestReadsBoundedByCount(t *testing.T) {
 	}
 	// The isolated leader steps down (CheckQuorum) and answers the rest.
 	waitFor(t, 20*time.Second, "every read answered", func() bool {
-		return l.readsPending.Load() == 0
+		return l.r0.readsPending.Load() == 0
 	})
 	answers.check(t, keys)
 }
