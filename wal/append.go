@@ -27,7 +27,7 @@ import (
 //
 // AppendAsync blocks while MaxBatchBytes are already queued (backpressure).
 func (l *Log) AppendAsync(entries []wire.Entry, hs *wire.HardState, done func(error)) {
-	l.enqueue(entries, hs, waiter{fn: done})
+	l.enqueue(&l.g0, entries, hs, waiter{fn: done})
 }
 
 // Append is AppendAsync followed by a wait for durability.
@@ -40,7 +40,7 @@ func (l *Log) Append(entries []wire.Entry, hs *wire.HardState) error {
 // their own lock and wait outside it, exactly as Append does.
 func (l *Log) appendStart(entries []wire.Entry, hs *wire.HardState) *syncWaiter {
 	sw := syncWaiterPool.Get().(*syncWaiter)
-	l.enqueue(entries, hs, waiter{sw: sw})
+	l.enqueue(&l.g0, entries, hs, waiter{sw: sw})
 	return sw
 }
 
@@ -61,9 +61,10 @@ func (w waiter) fire(err error) {
 	}
 }
 
-// enqueue validates, encodes and queues one batch, updates the view, and
-// registers w for its completion.
-func (l *Log) enqueue(entries []wire.Entry, hs *wire.HardState, w waiter) {
+// enqueue validates, encodes and queues one batch of group gh, updates the
+// view, and registers w for its completion. A batch that records
+// something creates the group if it does not exist yet.
+func (l *Log) enqueue(gh *Group, entries []wire.Entry, hs *wire.HardState, w waiter) {
 	// Copy the data outside the lock: one allocation per call, not per entry.
 	var arena []byte
 	if n := dataBytes(entries); n > 0 {
@@ -77,10 +78,19 @@ func (l *Log) enqueue(entries []wire.Entry, hs *wire.HardState, w waiter) {
 		l.rejectLocked(w)
 		return
 	}
+	g := gh.stateLocked()
 	if len(entries) > 0 {
-		if msg := l.checkAppendLocked(entries); msg != "" {
+		if msg := checkAppend(g, entries); msg != "" {
 			l.mu.Unlock()
-			panic("wal: AppendAsync REQUIRES violated: " + msg)
+			panic(fmt.Sprintf("wal: AppendAsync (group %d) REQUIRES violated: %s", gh.id, msg))
+		}
+	}
+	if g == emptyGroup && (len(entries) > 0 || hs != nil) {
+		var err error
+		if g, err = gh.createLocked(); err != nil {
+			l.mu.Unlock()
+			go w.fire(err)
+			return
 		}
 	}
 	l.mu.batchSeq++
@@ -89,20 +99,20 @@ func (l *Log) enqueue(entries []wire.Entry, hs *wire.HardState, w waiter) {
 	// holds the hard state only together with every entry before it. (It
 	// went before the entries once: a prefix ending just after it recovered
 	// Commit beyond LastIndex, and the Raft core refused to start.)
-	if len(entries) > 0 && entries[0].Index <= l.lastLocked() {
-		l.truncateLocked(entries[0].Index)
+	if len(entries) > 0 && entries[0].Index <= g.last() {
+		l.truncateLocked(g, entries[0].Index)
 	}
 	pos := 0
 	for i := range entries {
 		e := &entries[i]
 		end := pos + len(e.Data)
-		l.entryLocked(wire.Entry{Term: e.Term, Index: e.Index, Type: e.Type, Data: arena[pos:end:end]})
+		l.entryLocked(g, wire.Entry{Term: e.Term, Index: e.Index, Type: e.Type, Data: arena[pos:end:end]})
 		pos = end
 	}
 	if hs != nil {
-		l.hardStateLocked(*hs)
+		l.hardStateLocked(g, *hs)
 	}
-	l.evictLocked()
+	l.evictLocked(g)
 	l.mu.waiters = append(l.mu.waiters, w)
 	l.queuedWaiters.Store(int64(len(l.mu.waiters)))
 	l.mu.work.Signal()
@@ -144,9 +154,10 @@ func (l *Log) rejectLocked(w waiter) {
 	l.mu.Unlock()
 }
 
-// checkAppendLocked returns why entries may not be appended, or "".
-func (l *Log) checkAppendLocked(entries []wire.Entry) string {
-	first, last := l.mu.markerIndex+1, l.lastLocked()
+// checkAppend returns why entries may not be appended to g, or "".
+// REQUIRES: l.mu held.
+func checkAppend(g *groupState, entries []wire.Entry) string {
+	first, last := g.markerIndex+1, g.last()
 	if i := entries[0].Index; i < first || i > last+1 {
 		return fmt.Sprintf("entries[0].Index %d outside [FirstIndex %d, LastIndex+1 %d]", i, first, last+1)
 	}
@@ -171,33 +182,54 @@ func (l *Log) reserveLocked(n int) int {
 	return len(l.mu.buf)
 }
 
-// preambleBytes is the size of the records every segment starts with when
-// the base is baseLen bytes: the current marker (with the base) and hard
-// state, so that older segments can be removed without losing either.
+// preambleBytes is the size of group 0's part of a segment preamble when
+// its base is baseLen bytes: its marker (with the base) and hard state.
 func preambleBytes(baseLen int) int {
 	return markerRecordBytes(baseLen) + recordHeaderBytes + hardStatePayloadBytes
+}
+
+// preambleBytesLocked is the size of the preamble a segment begun now
+// would start with: every group's marker, base and hard state, and for
+// groups other than 0 a group-start record. It is at most
+// len(groups) × groupPreambleFixedBytes + maxTotalBaseBytes.
+func (l *Log) preambleBytesLocked() int {
+	n := 0
+	for _, g := range l.mu.groupList {
+		n += preambleBytes(len(g.base))
+		if g.id != 0 {
+			n += recordHeaderBytes + groupStartPayloadBytes
+		}
+	}
+	return n
 }
 
 // rollLocked queues the creation of the next segment, sized to hold at
 // least a record of n bytes, with its header and preamble.
 //
-// The preamble restates l.mu.hs, the hard state of the last hard-state
-// record encoded. Every entry encoded before that record (its own batch's
-// included, since the hard state comes last in a batch) is in an earlier
-// segment, and the writer syncs the earlier segment fully before it creates
-// this one; so a durable preamble never carries a commit beyond entries
-// that are durable before it.
+// The preamble restates, for every group, its marker and base and g.hs,
+// the hard state of the group's last hard-state record encoded; for
+// groups other than 0 it first states the group's LastIndex()+1 (the
+// header states group 0's). Every entry encoded before such a hard-state
+// record (its own batch's included, since the hard state comes last in a
+// batch) is in an earlier segment, and the writer syncs the earlier
+// segment fully before it creates this one; so a durable preamble never
+// carries a commit beyond entries that are durable before it.
 func (l *Log) rollLocked(n int) {
 	seq := l.mu.curSeq + 1
 	size := l.opts.SegmentBytes
-	if need := int64(segmentHeaderBytes + preambleBytes(len(l.mu.base)) + n); need > size {
+	if need := int64(segmentHeaderBytes + l.preambleBytesLocked() + n); need > size {
 		size = need
 	}
 	start := len(l.mu.buf)
-	l.mu.buf = appendSegmentHeader(l.mu.buf, segmentHeader{seq: seq, firstIndex: l.lastLocked() + 1})
-	l.mu.buf = appendMarkerRecord(l.mu.buf, recCompact, l.mu.markerIndex, l.mu.markerTerm, l.mu.base)
-	hs := l.mu.hs
-	l.mu.buf = appendU64Record(l.mu.buf, recHardState, hs.Term, hs.Vote, hs.Commit)
+	l.mu.buf = appendSegmentHeader(l.mu.buf, segmentHeader{seq: seq, firstIndex: l.mu.g0.last() + 1})
+	for _, g := range l.mu.groupList {
+		if g.id != 0 {
+			l.mu.buf = appendGroupU64Record(l.mu.buf, recGroupStart, g.id, g.last()+1)
+		}
+		l.mu.buf = appendGroupMarkerRecord(l.mu.buf, recCompact, g.id, g.markerIndex, g.markerTerm, g.base)
+		hs := g.hs
+		l.mu.buf = appendGroupU64Record(l.mu.buf, recHardState, g.id, hs.Term, hs.Vote, hs.Commit)
+	}
 	l.mu.chunks = append(l.mu.chunks, chunk{seq: seq, off: 0, start: start, end: len(l.mu.buf), create: true, allocBytes: size})
 	l.mu.curSeq, l.mu.curOff, l.mu.curSize = seq, int64(len(l.mu.buf)-start), size
 	l.mu.segs = append(l.mu.segs, seq)
@@ -221,125 +253,160 @@ func (l *Log) commitLocked(pos int, isEntry bool) {
 	l.mu.curOff += int64(n)
 }
 
-// entryLocked encodes one entry and adds it to the view.
-// REQUIRES: e.Index == LastIndex()+1; e.Data is owned by the log.
-func (l *Log) entryLocked(e wire.Entry) {
+// entryLocked encodes one entry of group g and adds it to the view.
+// REQUIRES: e.Index == g.last()+1; e.Data is owned by the log.
+func (l *Log) entryLocked(g *groupState, e wire.Entry) {
 	size := entryRecordBytes(len(e.Data))
 	pos := l.reserveLocked(size)
 	off := l.mu.curOff
-	l.mu.buf = appendEntryRecord(l.mu.buf, e.Index, e.Term, uint8(e.Type), e.Data)
+	l.mu.buf = appendGroupEntryRecord(l.mu.buf, g.id, e.Index, e.Term, uint8(e.Type), e.Data)
 	l.commitLocked(pos, true)
-	l.mu.meta = append(l.mu.meta, entryMeta{term: e.Term, seq: uint32(l.mu.curSeq), off: uint32(off), size: uint32(size)})
+	g.meta = append(g.meta, entryMeta{term: e.Term, seq: uint32(l.mu.curSeq), off: uint32(off), size: uint32(size)})
 	// Every new entry enters the cache, even with caching disabled: it
 	// leaves only after the writer has written it (evictLocked).
-	l.mu.cache = append(l.mu.cache, cachedEntry{e: e, batch: l.mu.batchSeq})
-	l.mu.cacheBytes += int64(len(e.Data)) + cacheEntryOverheadBytes
+	g.cache = append(g.cache, cachedEntry{e: e, batch: l.mu.batchSeq})
+	n := int64(len(e.Data)) + cacheEntryOverheadBytes
+	g.cacheBytes += n
+	l.mu.cacheBytes += n
 }
 
-// hardStateLocked encodes a hard-state record and updates the view.
-func (l *Log) hardStateLocked(hs wire.HardState) {
+// hardStateLocked encodes a hard-state record of group g and updates the view.
+func (l *Log) hardStateLocked(g *groupState, hs wire.HardState) {
 	pos := l.reserveLocked(recordHeaderBytes + hardStatePayloadBytes)
-	l.mu.buf = appendU64Record(l.mu.buf, recHardState, hs.Term, hs.Vote, hs.Commit)
+	l.mu.buf = appendGroupU64Record(l.mu.buf, recHardState, g.id, hs.Term, hs.Vote, hs.Commit)
 	l.commitLocked(pos, false)
-	l.mu.hs = hs
+	g.hs = hs
 }
 
-// truncateLocked encodes a truncation record and drops entries >= from
-// from the view. REQUIRES: FirstIndex() <= from <= LastIndex().
-func (l *Log) truncateLocked(from uint64) {
+// truncateLocked encodes a truncation record of group g and drops its
+// entries >= from from the view. REQUIRES: g.markerIndex < from <= g.last().
+func (l *Log) truncateLocked(g *groupState, from uint64) {
 	pos := l.reserveLocked(recordHeaderBytes + truncatePayloadBytes)
-	l.mu.buf = appendU64Record(l.mu.buf, recTruncate, from)
+	l.mu.buf = appendGroupU64Record(l.mu.buf, recTruncate, g.id, from)
 	l.commitLocked(pos, false)
-	cf := l.cacheFirstLocked() // before meta shrinks: it depends on LastIndex
-	l.mu.meta = l.mu.meta[:l.metaPos(from)]
-	if from <= cf {
-		clear(l.mu.cache[l.mu.cacheHead:])
-		l.mu.cache = l.mu.cache[:0]
-		l.mu.cacheHead = 0
-		l.mu.cacheBytes = 0
-	} else {
-		cut := l.mu.cacheHead + int(from-cf)
-		for _, c := range l.mu.cache[cut:] {
-			l.mu.cacheBytes -= int64(len(c.e.Data)) + cacheEntryOverheadBytes
-		}
-		clear(l.mu.cache[cut:])
-		l.mu.cache = l.mu.cache[:cut]
+	cf := g.cacheFirst() // before meta shrinks: it depends on LastIndex
+	g.meta = g.meta[:g.metaPos(from)]
+	cut := g.cacheHead
+	if from > cf {
+		cut += int(from - cf)
+	}
+	l.dropCacheTailLocked(g, cut)
+}
+
+// dropCacheTailLocked drops g.cache[cut:].
+func (l *Log) dropCacheTailLocked(g *groupState, cut int) {
+	for _, c := range g.cache[cut:] {
+		n := int64(len(c.e.Data)) + cacheEntryOverheadBytes
+		g.cacheBytes -= n
+		l.mu.cacheBytes -= n
+	}
+	clear(g.cache[cut:])
+	g.cache = g.cache[:cut]
+	if cut == g.cacheHead {
+		g.cache = g.cache[:0]
+		g.cacheHead = 0
 	}
 }
 
-// markerLocked encodes a compaction (reset=false) or reset record and
-// updates the view. For a compaction REQUIRES markerIndex < index <= LastIndex().
-// REQUIRES: base is owned by the log (nil if empty), len(base) <= maxBaseBytes.
-func (l *Log) markerLocked(index, term uint64, base []byte, reset bool) {
+// markerLocked encodes a compaction (reset=false) or reset record of group
+// g and updates the view. For a compaction REQUIRES g.markerIndex < index
+// <= g.last(). REQUIRES: base is owned by the log (nil if empty),
+// len(base) <= maxBaseBytes, and the total of all bases stays within
+// maxTotalBaseBytes.
+func (l *Log) markerLocked(g *groupState, index, term uint64, base []byte, reset bool) {
 	t := recCompact
 	if reset {
 		t = recReset
 	}
 	pos := l.reserveLocked(markerRecordBytes(len(base)))
-	l.mu.buf = appendMarkerRecord(l.mu.buf, t, index, term, base)
+	l.mu.buf = appendGroupMarkerRecord(l.mu.buf, t, g.id, index, term, base)
 	l.commitLocked(pos, false)
-	drop := len(l.mu.meta) - l.mu.metaHead // reset: everything
-	cacheDrop := len(l.mu.cache) - l.mu.cacheHead
+	drop := len(g.meta) - g.metaHead // reset: everything
+	cacheDrop := len(g.cache) - g.cacheHead
 	if !reset {
-		drop = int(index - l.mu.markerIndex)
-		if cf := l.cacheFirstLocked(); index < cf {
+		drop = int(index - g.markerIndex)
+		if cf := g.cacheFirst(); index < cf {
 			cacheDrop = 0
 		} else {
 			cacheDrop = int(index - cf + 1)
 		}
 	}
-	l.mu.metaHead += drop
-	for i := l.mu.cacheHead; i < l.mu.cacheHead+cacheDrop; i++ {
-		l.mu.cacheBytes -= int64(len(l.mu.cache[i].e.Data)) + cacheEntryOverheadBytes
-		l.mu.cache[i] = cachedEntry{}
+	g.metaHead += drop
+	for i := g.cacheHead; i < g.cacheHead+cacheDrop; i++ {
+		n := int64(len(g.cache[i].e.Data)) + cacheEntryOverheadBytes
+		g.cacheBytes -= n
+		l.mu.cacheBytes -= n
+		g.cache[i] = cachedEntry{}
 	}
-	l.mu.cacheHead += cacheDrop
-	l.mu.markerIndex, l.mu.markerTerm = index, term
-	l.mu.base = base
-	l.compactSlicesLocked()
+	g.cacheHead += cacheDrop
+	g.markerIndex, g.markerTerm = index, term
+	l.mu.baseBytes += int64(len(base)) - int64(len(g.base))
+	g.base = base
+	compactSlices(g)
 }
 
-// compactSlicesLocked moves live meta and cache entries to the front of
+// compactSlices moves g's live meta and cache entries to the front of
 // their slices once more than half of each is dead, so memory stays
 // proportional to the live log.
-func (l *Log) compactSlicesLocked() {
-	if l.mu.metaHead > 0 && l.mu.metaHead >= len(l.mu.meta)/2 {
-		n := copy(l.mu.meta, l.mu.meta[l.mu.metaHead:])
-		l.mu.meta = l.mu.meta[:n]
-		l.mu.metaHead = 0
+func compactSlices(g *groupState) {
+	if g.metaHead > 0 && g.metaHead >= len(g.meta)/2 {
+		n := copy(g.meta, g.meta[g.metaHead:])
+		g.meta = g.meta[:n]
+		g.metaHead = 0
 	}
-	if l.mu.cacheHead > 0 && l.mu.cacheHead >= len(l.mu.cache)/2 {
-		n := copy(l.mu.cache, l.mu.cache[l.mu.cacheHead:])
-		clear(l.mu.cache[n:])
-		l.mu.cache = l.mu.cache[:n]
-		l.mu.cacheHead = 0
+	if g.cacheHead > 0 && g.cacheHead >= len(g.cache)/2 {
+		n := copy(g.cache, g.cache[g.cacheHead:])
+		clear(g.cache[n:])
+		g.cache = g.cache[:n]
+		g.cacheHead = 0
 	}
 }
 
-// evictLocked drops the oldest cached entries while the cache is over
-// budget, but only entries the writer has already written, so that every
-// live entry is always either cached or readable from disk.
-func (l *Log) evictLocked() {
-	budget := l.opts.CacheBytes
-	if budget < 0 {
-		budget = 0
+// evictLocked drops the oldest cached entries of group g while the cache
+// (shared by all groups) is over budget, but only entries the writer has
+// already written, so that every live entry is always either cached or
+// readable from disk. Appenders evict from their own group only, so an
+// append costs the same however many groups there are; the writer evicts
+// across groups after each round (evictAllLocked).
+func (l *Log) evictLocked(g *groupState) {
+	budget := max(l.opts.CacheBytes, 0)
+	if l.mu.cacheBytes <= budget {
+		return
 	}
-	h := l.mu.cacheHead
-	for l.mu.cacheBytes > budget && h < len(l.mu.cache) && l.mu.cache[h].batch <= l.mu.writtenBatch {
-		l.mu.cacheBytes -= int64(len(l.mu.cache[h].e.Data)) + cacheEntryOverheadBytes
-		l.mu.cache[h] = cachedEntry{}
+	h := g.cacheHead
+	for l.mu.cacheBytes > budget && h < len(g.cache) && g.cache[h].batch <= l.mu.writtenBatch {
+		n := int64(len(g.cache[h].e.Data)) + cacheEntryOverheadBytes
+		g.cacheBytes -= n
+		l.mu.cacheBytes -= n
+		g.cache[h] = cachedEntry{}
 		h++
 	}
-	if h != l.mu.cacheHead {
-		l.mu.cacheHead = h
-		l.compactSlicesLocked()
+	if h != g.cacheHead {
+		g.cacheHead = h
+		compactSlices(g)
+	}
+}
+
+// evictAllLocked is evictLocked over every group, starting one group
+// further on each time, so that the cache budget holds across groups
+// (not a global LRU: a group's oldest written entries go first, groups
+// in turn). It visits every group only while the cache is over budget.
+func (l *Log) evictAllLocked() {
+	n := len(l.mu.groupList)
+	budget := max(l.opts.CacheBytes, 0)
+	for k := 0; k < n && l.mu.cacheBytes > budget; k++ {
+		l.evictLocked(l.mu.groupList[(l.mu.evictCursor+k)%n])
+	}
+	if n > 1 {
+		l.mu.evictCursor = (l.mu.evictCursor + 1) % n
 	}
 }
 
 // syncOp queues a batch built by build (with mu held, after the checks in
-// build pass) and waits for it to be durable. build returns an error to
-// refuse without queuing anything, or skip=true when there is nothing to do.
-func (l *Log) syncOp(build func() (skip bool, err error)) error {
+// build pass) and waits for it to be durable. build returns the group it
+// wrote to, an error to refuse without queuing anything, or skip=true when
+// there is nothing to do.
+func (l *Log) syncOp(build func() (g *groupState, skip bool, err error)) error {
 	sw := syncWaiterPool.Get().(*syncWaiter)
 	defer syncWaiterPool.Put(sw)
 	l.mu.Lock()
@@ -347,13 +414,13 @@ func (l *Log) syncOp(build func() (skip bool, err error)) error {
 		l.rejectLocked(waiter{sw: sw})
 		return <-sw.ch
 	}
-	skip, err := build()
+	g, skip, err := build()
 	if err != nil || skip {
 		l.mu.Unlock()
 		return err
 	}
 	l.mu.batchSeq++
-	l.evictLocked()
+	l.evictLocked(g)
 	l.mu.waiters = append(l.mu.waiters, waiter{sw: sw})
 	l.queuedWaiters.Store(int64(len(l.mu.waiters)))
 	l.mu.work.Signal()
@@ -364,45 +431,58 @@ func (l *Log) syncOp(build func() (skip bool, err error)) error {
 // TruncateSuffix drops every entry >= from, durably before it returns.
 // from > LastIndex() is a no-op; from < FirstIndex() is ErrCompacted.
 func (l *Log) TruncateSuffix(from uint64) error {
-	return l.syncOp(func() (bool, error) {
-		if from < l.mu.markerIndex+1 {
-			return false, fmt.Errorf("wal: truncate from %d (first index %d): %w", from, l.mu.markerIndex+1, ErrCompacted)
+	return l.truncateSuffix(&l.g0, from)
+}
+
+// truncateSuffix is TruncateSuffix for group gh.
+func (l *Log) truncateSuffix(gh *Group, from uint64) error {
+	return l.syncOp(func() (*groupState, bool, error) {
+		g := gh.stateLocked()
+		if from < g.markerIndex+1 {
+			return nil, false, fmt.Errorf("wal: truncate from %d (first index %d): %w", from, g.markerIndex+1, ErrCompacted)
 		}
-		if from > l.lastLocked() {
-			return true, nil
+		if from > g.last() {
+			return nil, true, nil
 		}
-		l.truncateLocked(from)
-		return false, nil
+		l.truncateLocked(g, from)
+		return g, false, nil
 	})
 }
 
 // CompactPrefix records, durably, that a snapshot covers entries <= upTo:
 // FirstIndex() becomes upTo+1, Term(upTo) stays answerable, and Base()
 // becomes base (the caller's opaque description of the state at upTo, e.g.
-// the membership there; the log copies it). Segments holding only entries
-// <= upTo are then removed. upTo <= FirstIndex()-1 is a no-op that ignores
-// base; upTo > LastIndex() is ErrUnavailable (use Reset); a base longer
-// than 1 MiB is ErrBaseTooLarge.
+// the membership there; the log copies it). Segments that no group needs
+// any more are then removed. upTo <= FirstIndex()-1 is a no-op that
+// ignores base; upTo > LastIndex() is ErrUnavailable (use Reset); a base
+// longer than 1 MiB, or one that would take all groups' bases together
+// past 16 MiB, is ErrBaseTooLarge.
 func (l *Log) CompactPrefix(upTo uint64, base []byte) error {
+	return l.compactPrefix(&l.g0, upTo, base)
+}
+
+// compactPrefix is CompactPrefix for group gh.
+func (l *Log) compactPrefix(gh *Group, upTo uint64, base []byte) error {
 	own, err := ownBase(base)
 	if err != nil {
 		return err
 	}
 	var removeBelow uint64
-	err = l.syncOp(func() (bool, error) {
-		if upTo <= l.mu.markerIndex {
-			return true, nil
+	err = l.syncOp(func() (*groupState, bool, error) {
+		g := gh.stateLocked()
+		if upTo <= g.markerIndex {
+			return nil, true, nil
 		}
-		if upTo > l.lastLocked() {
-			return false, fmt.Errorf("wal: compact to %d (last index %d): %w", upTo, l.lastLocked(), ErrUnavailable)
+		if upTo > g.last() {
+			return nil, false, fmt.Errorf("wal: compact to %d (last index %d): %w", upTo, g.last(), ErrUnavailable)
 		}
-		term := l.mu.meta[l.metaPos(upTo)].term
-		l.markerLocked(upTo, term, own, false)
-		removeBelow = l.mu.curSeq
-		if l.lastLocked() > upTo {
-			removeBelow = min(removeBelow, uint64(l.mu.meta[l.mu.metaHead].seq))
+		if err := l.checkTotalBaseLocked(g, own); err != nil {
+			return nil, false, err
 		}
-		return false, nil
+		term := g.meta[g.metaPos(upTo)].term
+		l.markerLocked(g, upTo, term, own, false)
+		removeBelow = l.removableBelowLocked()
+		return g, false, nil
 	})
 	if err != nil || removeBelow == 0 {
 		return err
@@ -412,23 +492,62 @@ func (l *Log) CompactPrefix(upTo uint64, base []byte) error {
 
 // Reset drops every entry and makes the log continue at snapIndex+1 with
 // marker term snapTerm and Base() base (a follower installed a snapshot
-// beyond its log; the log copies base), durably before it returns. Older
-// segments are then removed. A base longer than 1 MiB is ErrBaseTooLarge.
+// beyond its log; the log copies base), durably before it returns.
+// Segments that no group needs any more are then removed. A base longer
+// than 1 MiB, or one that would take all groups' bases together past
+// 16 MiB, is ErrBaseTooLarge.
 func (l *Log) Reset(snapIndex, snapTerm uint64, base []byte) error {
+	return l.reset(&l.g0, snapIndex, snapTerm, base)
+}
+
+// reset is Reset for group gh.
+func (l *Log) reset(gh *Group, snapIndex, snapTerm uint64, base []byte) error {
 	own, err := ownBase(base)
 	if err != nil {
 		return err
 	}
 	var removeBelow uint64
-	err = l.syncOp(func() (bool, error) {
-		l.markerLocked(snapIndex, snapTerm, own, true)
-		removeBelow = l.mu.curSeq
-		return false, nil
+	err = l.syncOp(func() (*groupState, bool, error) {
+		if err := l.checkTotalBaseLocked(gh.stateLocked(), own); err != nil {
+			return nil, false, err
+		}
+		g, err := gh.createLocked()
+		if err != nil {
+			return nil, false, err
+		}
+		l.markerLocked(g, snapIndex, snapTerm, own, true)
+		removeBelow = l.removableBelowLocked()
+		return g, false, nil
 	})
 	if err != nil {
 		return err
 	}
 	return l.removeSegmentsBelow(removeBelow)
+}
+
+// checkTotalBaseLocked refuses a new base for g that would take the bases
+// of all groups together past maxTotalBaseBytes.
+func (l *Log) checkTotalBaseLocked(g *groupState, base []byte) error {
+	if total := l.mu.baseBytes - int64(len(g.base)) + int64(len(base)); total > maxTotalBaseBytes {
+		return fmt.Errorf("wal: group %d base of %d bytes would make all groups' bases %d bytes (at most %d): %w",
+			g.id, len(base), total, maxTotalBaseBytes, ErrBaseTooLarge)
+	}
+	return nil
+}
+
+// removableBelowLocked is the oldest segment some group still needs: the
+// segment of the first live entry of every group that has live entries,
+// and at most the current segment (whose preamble restates every group's
+// marker, base and hard state). Every segment below it holds only records
+// that are dead for every group, or restated by a later preamble.
+func (l *Log) removableBelowLocked() uint64 {
+	below := l.mu.curSeq
+	for _, g := range l.mu.groupList {
+		if g.last() > g.markerIndex {
+			below = min(below, uint64(g.meta[g.metaHead].seq))
+		}
+	}
+	return below
 }
 
 // ownBase checks a caller's base against maxBaseBytes and returns the

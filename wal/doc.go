@@ -11,6 +11,8 @@
 //	l.CompactPrefix(snapIndex, base)                // after a snapshot; old segments go
 //	l.Reset(snapIndex, snapTerm, base)              // follower installed a snapshot beyond its log
 //	l.Base()                                        // the base bytes given with the marker
+//	g := l.Group(7)                                 // group 7's view: the same methods, its own log
+//	g.AppendAsync(entries, &hs, done)               // shares the writer and the fsync with every group
 //
 // The in-memory view (FirstIndex, LastIndex, Term, Entries, HardState)
 // reflects every call as soon as it returns; durability is reported by the
@@ -18,6 +20,41 @@
 // CompactPrefix, Reset). The Raft runtime may therefore send entries to
 // followers before its own disk has them, and count itself in the quorum
 // only when the callback fires.
+//
+// # Groups
+//
+// One log holds the entries and hard state of many Raft groups (a host's
+// replicas), each identified by a 64-bit ID chosen by the caller. The
+// Log's own methods act on group 0; Log.Group(id) returns a *Group with
+// the same methods (AppendAsync, Append, Entries, Term, FirstIndex,
+// LastIndex, HardState, Base, CompactPrefix, Reset, TruncateSuffix) and
+// the same contract, applied to that group alone: its entries, hard state,
+// marker and base, truncations and resets are its own, and a group never
+// sees another's entries. What the groups share is the writer: one round
+// writes the batches of every group queued during the previous fsync in
+// one write per segment touched and makes them durable with one fsync,
+// so fsyncs per second do not grow with the number of groups (Stats.Calls
+// per Stats.Syncs does instead).
+//
+// No call creates a group. A group that never recorded anything reads as
+// empty (FirstIndex 1, LastIndex 0, zero hard state, nil base) and costs
+// nothing; its first write that records something (an append with entries
+// or a hard state, or a Reset) creates it, in memory at once and on disk
+// once that write is durable. Groups are never deleted. Options.MaxGroups
+// (default DefaultMaxGroups, 4096; at most MaxGroupsLimit, 65536) bounds
+// how many exist: a write that would create one more fails with
+// ErrTooManyGroups and changes nothing, and Open fails with it on a
+// directory that holds more. The recent-entry cache budget (CacheBytes)
+// is shared by all groups.
+//
+// Recovery, compaction and snapshots are per group. A segment is removed
+// only when no group needs it: for every group, everything it wrote in
+// the segment is dead (below its marker, truncated or reset), i.e. the
+// group's first live entry lies in a later segment or it has none. The
+// removal runs after a CompactPrefix or Reset of any group, so a group
+// that lags in compacting keeps the segments from its first live entry on
+// for all groups. What a removed segment held besides entries (hard
+// states, markers, bases) is restated by every later segment's preamble.
 //
 // # Group commit
 //
@@ -90,8 +127,8 @@
 //     for a new preparation. Stats counts both kinds.
 //  3. fill: records are written in place; the zeros after the last record
 //     read as the end of the log.
-//  4. remove: once everything in a segment is dead (CompactPrefix, Reset)
-//     it is deleted.
+//  4. remove: once everything in a segment is dead for every group
+//     (CompactPrefix, Reset) it is deleted.
 //
 // next-segment.prep is never log data: its name is not a segment name, so
 // recovery does not read it; Open deletes one a crash left behind, and
@@ -111,13 +148,17 @@
 // same record as the marker, so marker and base become durable together
 // (no side file, no window between the two), and Base() returns them. A
 // no-op CompactPrefix (upTo <= FirstIndex()-1) ignores its base. An empty
-// base reads back as nil.
+// base reads back as nil. Each group has its own base; all groups' bases
+// together are bounded by maxTotalBaseBytes (16 MiB; more is
+// ErrBaseTooLarge), because every preamble restates all of them.
 //
-// # Byte format, version 2 (formatVersion)
+// # Byte format, version 3 (formatVersion)
 //
-// Version 2 added the base to compact and reset records. Version 1 logs
-// are not readable (nothing was deployed with them): their segment header
-// fails the version check, which Open reports as corruption.
+// Version 3 added many groups: records of any group ID, the group-start
+// record, and a preamble that restates every group. Version 2 added the
+// base to compact and reset records. Older logs are not readable (nothing
+// was deployed with them): their segment header fails the version check,
+// which Open reports as corruption.
 //
 // All integers are little-endian. CRCs are CRC-32C (Castagnoli).
 //
@@ -132,7 +173,8 @@
 //	 | magic | version | reserved |    seq     |    first index    | reserved | crc32c |
 //	 | u32   | u16 = 2 | u16 = 0  |    u64     |        u64        | u32 = 0  | of 0:28|
 //	 +-------+---------+----------+------------+-------------------+----------+--------+
-//	 magic = segmentMagic ("RPWL"); first index = LastIndex()+1 when the segment began.
+//	 magic = segmentMagic ("RPWL"); first index = group 0's LastIndex()+1 when
+//	 the segment began.
 //
 //	record (recordHeaderBytes = 20 + payload):
 //	 0        4        8      9          12          20
@@ -142,7 +184,7 @@
 //	 +--------+--------+------+----------+-----------+----------------+
 //	 crc32c covers bytes 4 .. 20+length (everything after the CRC itself).
 //	 length <= maxRecordPayloadBytes (256 MiB); checked before any use.
-//	 group ID is the Raft group (0 today; room for many groups per fsync).
+//	 group ID is the Raft group the record belongs to (any uint64).
 //
 //	payloads by type (recordType):
 //	 1 entry       index u64 | term u64 | entry type u8 | data (length-17 bytes)
@@ -150,6 +192,8 @@
 //	 3 truncate    from u64             drop entries >= from
 //	 4 compact     marker               entries <= index are covered by a snapshot
 //	 5 reset       marker               drop all entries; next index is index+1
+//	 6 group start next u64             preamble only: the group's LastIndex()+1
+//	                                    when the segment began (groups other than 0)
 //
 //	marker payload (compact, reset; markerFixedBytes = 20 + base length):
 //	 0          8          16            20
@@ -163,19 +207,41 @@
 // Type 0 is never written: an all-zero record header means "nothing was
 // written here" (the zero-filled or preallocated tail).
 //
-// Every segment begins, right after its header, with a preamble: a compact
-// record restating the current marker and base, and a hard-state record
-// restating the current hard state. Hence a segment plus the ones after it hold
-// everything needed to rebuild the log, and older segments can be removed
-// once all their entries are dead (below the marker, or truncated).
-// Hard state, truncations and markers live in the same record stream as
-// the entries (no side file), so one write and one fsync carry them all.
+// Every segment begins, right after its header, with a preamble that
+// restates every group that exists, group 0 first, then in creation order:
+//
+//	group 0:        [compact: marker, base][hard state]
+//	each group g:   [group start: next][compact: marker, base][hard state]   (all with group ID g)
+//
+// Group 0's next index is the header's first index. Hence a segment plus
+// the ones after it hold everything needed to rebuild every group, and
+// older segments can be removed once all their entries are dead for every
+// group (see "Groups"). Hard state, truncations and markers live in the
+// same record stream as the entries (no side file), so one write and one
+// fsync carry them all, for all groups. Records of different groups
+// interleave freely; each group's records are in its own call order.
+//
+// The preamble's size is bounded: a group other than 0 costs
+// groupPreambleFixedBytes (112) plus its base, group 0 costs 84 plus its
+// base, and all bases together are at most 16 MiB. With 1,000 groups and
+// small bases (a membership of a few dozen bytes) that is about 150 KiB
+// per 64 MiB segment; at the limits (MaxGroupsLimit groups, 16 MiB of
+// bases) about 23 MiB. A segment is made large enough for its preamble
+// and the record that rolled it. Rolling costs O(groups) under the log's
+// mutex, once per segment.
 //
 // # Recovery
 //
-// Open replays the segments in order, rebuilding the marker, its base, the
-// hard state and an in-memory offset index (term, segment, offset, size
-// per live entry; 24 bytes each). At the first record at offset off of
+// Open replays the segments in order, rebuilding for every group the
+// marker, its base, the hard state and an in-memory offset index (term,
+// segment, offset, size per live entry; 24 bytes each). Records are routed
+// by group ID; a group's first record creates it. Only in the first
+// remaining segment may a group be first seen through a group-start
+// record (which then gives the index its entries continue at, as the
+// header does for group 0); in any later segment a group-start record
+// must restate exactly the group's LastIndex()+1, like the header's first
+// index for group 0, else it is corruption. Every check below holds per
+// group. At the first record at offset off of
 // segment s that is zeroed, torn or fails its CRC:
 //   - if the rest of s is all zeros, s ends there (normal);
 //   - else if s is sealed (not the last segment), it is corruption: Open
@@ -220,10 +286,13 @@
 // came before its first write was durable) is removed. As with any torn
 // tail, recovery cannot tell this from later damage to the last segment;
 // damage anywhere else is reported, never repaired. Segment sequence numbers
-// must be consecutive, each segment's first index must continue the previous
-// segment, and record indexes must be contiguous; anything else is
-// corruption. The recovered log is therefore always a prefix of what was
-// appended, and it contains every batch whose completion fired.
+// must be consecutive, each segment's first index (and group-start
+// records) must continue the previous segment, each group's record indexes
+// must be contiguous, and each group's entries from its marker on must be
+// present (a gap means a lost segment); anything else is corruption. Each
+// recovered group is therefore always a prefix of what was appended to it,
+// and it contains every batch whose completion fired. More groups than
+// Options.MaxGroups fail Open with ErrTooManyGroups (not corruption).
 //
 // After Open, new records always go to a fresh segment: a recovered
 // segment is never written again.
@@ -242,7 +311,19 @@
 //
 // # Known limits
 //
-// Only group 0 is written or accepted today.
+// Segments are removed only after a CompactPrefix or Reset: a truncation
+// that leaves a group with no live entries frees segments only at the
+// next compaction or reset of any group. One group that never compacts
+// keeps every segment from its first live entry on.
+//
+// A segment is made at least as large as its preamble plus the record
+// that rolled it; if the preamble alone approaches SegmentBytes (many
+// groups with large bases and small segments), segments hold few records
+// each. Keep SegmentBytes well above groups × 112 bytes plus all bases.
+//
+// The candidate filter of the search for a valid record after a bad one
+// cannot use the group ID (any ID is legal), so it has one check less
+// than in version 2; the CRC still decides.
 //
 // Looking for a valid record after a bad one in the last segment costs a
 // CRC per candidate offset with a plausible header; ordinary data has few,

@@ -11,7 +11,7 @@ const (
 	// segmentMagic opens every segment file ("RPWL" little-endian). Part of the format.
 	segmentMagic uint32 = 0x4c575052
 	// formatVersion is the version of the layout below. Part of the format.
-	formatVersion uint16 = 2
+	formatVersion uint16 = 3
 	// segmentHeaderBytes is the size of the segment header. Part of the format.
 	segmentHeaderBytes = 32
 	// recordHeaderBytes is the size of a record header. Part of the format.
@@ -29,6 +29,7 @@ const (
 	hardStatePayloadBytes   = 24 // term, vote, commit
 	truncatePayloadBytes    = 8  // from
 	markerFixedBytes        = 20 // index u64, term u64, base length u32; base bytes follow
+	groupStartPayloadBytes  = 8  // next index
 
 	// maxBaseBytes bounds the opaque base a compact or reset record carries
 	// (the membership at the log's base). A longer base is refused with
@@ -59,8 +60,13 @@ const (
 	recCompact recordType = 4
 	// recReset drops every entry; the log continues at index+1.
 	recReset recordType = 5
+	// recGroupStart opens a group's part of a segment preamble (every group
+	// but 0, whose value the segment header carries): the group's
+	// LastIndex()+1 when the segment began. It is to a group what the
+	// header's first index is to group 0. Added in format version 3.
+	recGroupStart recordType = 6
 	// recTypeMax is one past the last valid type.
-	recTypeMax recordType = 6
+	recTypeMax recordType = 7
 )
 
 // castagnoli is the CRC32C table (hardware accelerated on amd64 and arm64).
@@ -120,10 +126,15 @@ func finishRecord(b []byte, start int) {
 	binary.LittleEndian.PutUint32(b[start:], crc32.Checksum(b[start+4:], castagnoli))
 }
 
-// appendEntryRecord encodes one entry record.
+// appendEntryRecord encodes one entry record of group 0.
 func appendEntryRecord(b []byte, index, term uint64, typ uint8, data []byte) []byte {
+	return appendGroupEntryRecord(b, 0, index, term, typ, data)
+}
+
+// appendGroupEntryRecord encodes one entry record of group g.
+func appendGroupEntryRecord(b []byte, g, index, term uint64, typ uint8, data []byte) []byte {
 	start := len(b)
-	b = appendRecordHeader(b, recEntry, 0, entryPayloadHeaderBytes+len(data))
+	b = appendRecordHeader(b, recEntry, g, entryPayloadHeaderBytes+len(data))
 	b = binary.LittleEndian.AppendUint64(b, index)
 	b = binary.LittleEndian.AppendUint64(b, term)
 	b = append(b, typ)
@@ -132,11 +143,16 @@ func appendEntryRecord(b []byte, index, term uint64, typ uint8, data []byte) []b
 	return b
 }
 
-// appendMarkerRecord encodes a compact or reset record: index, term and
-// the opaque base bytes.
+// appendMarkerRecord encodes a compact or reset record of group 0: index,
+// term and the opaque base bytes.
 func appendMarkerRecord(b []byte, t recordType, index, term uint64, base []byte) []byte {
+	return appendGroupMarkerRecord(b, t, 0, index, term, base)
+}
+
+// appendGroupMarkerRecord is appendMarkerRecord for group g.
+func appendGroupMarkerRecord(b []byte, t recordType, g, index, term uint64, base []byte) []byte {
 	start := len(b)
-	b = appendRecordHeader(b, t, 0, markerFixedBytes+len(base))
+	b = appendRecordHeader(b, t, g, markerFixedBytes+len(base))
 	b = binary.LittleEndian.AppendUint64(b, index)
 	b = binary.LittleEndian.AppendUint64(b, term)
 	b = binary.LittleEndian.AppendUint32(b, uint32(len(base)))
@@ -153,10 +169,16 @@ func markerRecordBytes(n int) int { return recordHeaderBytes + markerFixedBytes 
 // (aliasing it). REQUIRES: payloadOK accepted it.
 func markerBase(p []byte) []byte { return p[markerFixedBytes:] }
 
-// appendU64Record encodes a record whose payload is a list of uint64s.
+// appendU64Record encodes a record of group 0 whose payload is a list of
+// uint64s.
 func appendU64Record(b []byte, t recordType, vals ...uint64) []byte {
+	return appendGroupU64Record(b, t, 0, vals...)
+}
+
+// appendGroupU64Record is appendU64Record for group g.
+func appendGroupU64Record(b []byte, t recordType, g uint64, vals ...uint64) []byte {
 	start := len(b)
-	b = appendRecordHeader(b, t, 0, 8*len(vals))
+	b = appendRecordHeader(b, t, g, 8*len(vals))
 	for _, v := range vals {
 		b = binary.LittleEndian.AppendUint64(b, v)
 	}
@@ -188,6 +210,8 @@ func payloadOK(t recordType, p []byte) bool {
 		return n == hardStatePayloadBytes
 	case recTruncate:
 		return n == truncatePayloadBytes
+	case recGroupStart:
+		return n == groupStartPayloadBytes
 	case recCompact, recReset:
 		if n < markerFixedBytes {
 			return false
@@ -209,6 +233,8 @@ func payloadSizePlausible(t recordType, n int64) bool {
 		return n == hardStatePayloadBytes
 	case recTruncate:
 		return n == truncatePayloadBytes
+	case recGroupStart:
+		return n == groupStartPayloadBytes
 	case recCompact, recReset:
 		return n >= markerFixedBytes && n <= markerFixedBytes+maxBaseBytes
 	}

@@ -62,6 +62,12 @@ type Options struct {
 	FS vfs.FS
 	// Logger receives recovery and error reports; nil means slog.Default().
 	Logger *slog.Logger
+	// MaxGroups bounds the number of Raft groups the log holds (default
+	// DefaultMaxGroups, at most MaxGroupsLimit). Every group is restated
+	// in every segment's preamble, so this bounds the preamble too; a
+	// write that would create one more fails with ErrTooManyGroups, and
+	// Open fails with it if the directory holds more.
+	MaxGroups int
 }
 
 // withDefaults fills in zero fields.
@@ -86,6 +92,12 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
+	}
+	if o.MaxGroups <= 0 {
+		o.MaxGroups = DefaultMaxGroups
+	}
+	if o.MaxGroups > MaxGroupsLimit {
+		o.MaxGroups = MaxGroupsLimit
 	}
 	return o
 }
@@ -171,22 +183,24 @@ type Log struct {
 		// space wakes appenders blocked on MaxBatchBytes or the sticky error.
 		space sync.Cond
 
-		// markerIndex and markerTerm are the compaction/snapshot marker:
-		// entries <= markerIndex are gone. Invariant: FirstIndex() == markerIndex+1.
-		markerIndex, markerTerm uint64
-		// base is the caller's opaque description of the state at the
-		// marker (the membership at FirstIndex()-1), owned by the log; nil
-		// when empty. The marker's records and every preamble carry it.
-		base []byte
-		// meta[metaHead:] locates entries markerIndex+1 .. LastIndex().
-		meta     []entryMeta
-		metaHead int
-		// hs is the latest hard state appended.
-		hs wire.HardState
-		// cache[cacheHead:] holds the entries LastIndex()-n+1 .. LastIndex().
-		cache      []cachedEntry
-		cacheHead  int
+		// g0 is group 0, which the Log's own methods act on; it always
+		// exists (groups[0] == g0) and is the first of groupList.
+		g0 *groupState
+		// groups holds every group that has written something (or was
+		// recovered), by ID. Invariant: len(groups) <= opts.MaxGroups.
+		groups map[uint64]*groupState
+		// groupList is groups in creation order: the order of preambles,
+		// so that a segment's preamble is deterministic.
+		groupList []*groupState
+		// cacheBytes is the sum of every group's cacheBytes: the
+		// recent-entry cache budget (CacheBytes) is shared by all groups.
 		cacheBytes int64
+		// baseBytes is the sum of every group's len(base). Invariant:
+		// baseBytes <= maxTotalBaseBytes, which bounds the preamble.
+		baseBytes int64
+		// evictCursor is where the next eviction pass over other groups
+		// starts, so that no group is always the first to lose its cache.
+		evictCursor int
 
 		// curSeq is the segment new records go to; curOff is the offset of
 		// the next record; curSize is the segment's allocated size.
@@ -241,6 +255,9 @@ type Log struct {
 	// prep zero-fills the next segment in the background (prepare.go).
 	prep *segmentPreparer
 
+	// g0 is the handle of group 0, through which the Log's own methods go.
+	g0 Group
+
 	// removeMu serialises segment removal by concurrent compactions.
 	removeMu sync.Mutex
 
@@ -274,16 +291,22 @@ func Open(dir string, o Options) (*Log, error) {
 	if err != nil {
 		return nil, fmt.Errorf("wal: %s is in use by another process: %w", dir, err)
 	}
-	st, err := recoverDir(l.fs, dir, l.log)
+	st, err := recoverDir(l.fs, dir, l.log, o.MaxGroups)
 	if err != nil {
 		lock.Close()
 		return nil, err
 	}
 	l.lock = lock
-	l.mu.markerIndex, l.mu.markerTerm = st.markerIndex, st.markerTerm
-	l.mu.base = st.base
-	l.mu.meta = st.meta
-	l.mu.hs = st.hs
+	l.mu.groups = make(map[uint64]*groupState, len(st.groups))
+	for _, g := range st.groups {
+		l.addGroupLocked(&groupState{
+			id:          g.id,
+			markerIndex: g.markerIndex, markerTerm: g.markerTerm,
+			base: g.base, meta: g.meta, hs: g.hs,
+		})
+	}
+	l.mu.g0 = l.mu.groups[0]
+	l.g0 = Group{l: l, id: 0, st: l.mu.g0}
 	l.mu.segs = st.segs
 	if n := len(st.segs); n > 0 {
 		l.mu.curSeq = st.segs[n-1]
@@ -308,19 +331,14 @@ func (l *Log) SetSyncDelay(d time.Duration) {
 func (l *Log) FirstIndex() uint64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.mu.markerIndex + 1
+	return l.mu.g0.markerIndex + 1
 }
 
 // LastIndex is the last index appended (FirstIndex()-1 if the log is empty).
 func (l *Log) LastIndex() uint64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.lastLocked()
-}
-
-// lastLocked is LastIndex with mu held.
-func (l *Log) lastLocked() uint64 {
-	return l.mu.markerIndex + uint64(len(l.mu.meta)-l.mu.metaHead)
+	return l.mu.g0.last()
 }
 
 // Base returns a copy of the base bytes given to the latest CompactPrefix
@@ -330,14 +348,14 @@ func (l *Log) lastLocked() uint64 {
 func (l *Log) Base() []byte {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return bytes.Clone(l.mu.base)
+	return bytes.Clone(l.mu.g0.base)
 }
 
 // HardState is the latest hard state appended (durable or not yet).
 func (l *Log) HardState() wire.HardState {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.mu.hs
+	return l.mu.g0.hs
 }
 
 // Term returns the term of entry i. i == FirstIndex()-1 gives the marker's
@@ -345,25 +363,7 @@ func (l *Log) HardState() wire.HardState {
 func (l *Log) Term(i uint64) (uint64, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	switch {
-	case i < l.mu.markerIndex:
-		return 0, fmt.Errorf("wal: term of %d (first index %d): %w", i, l.mu.markerIndex+1, ErrCompacted)
-	case i == l.mu.markerIndex:
-		return l.mu.markerTerm, nil
-	case i > l.lastLocked():
-		return 0, fmt.Errorf("wal: term of %d (last index %d): %w", i, l.lastLocked(), ErrUnavailable)
-	}
-	return l.mu.meta[l.metaPos(i)].term, nil
-}
-
-// metaPos is the position of entry i in meta. REQUIRES: i is live.
-func (l *Log) metaPos(i uint64) int {
-	return l.mu.metaHead + int(i-l.mu.markerIndex-1)
-}
-
-// cacheFirstLocked is the first index the cache holds (LastIndex()+1 if empty).
-func (l *Log) cacheFirstLocked() uint64 {
-	return l.lastLocked() + 1 - uint64(len(l.mu.cache)-l.mu.cacheHead)
+	return termLocked(l.mu.g0, i)
 }
 
 // Close waits for queued batches to be written, stops the writer and closes

@@ -196,8 +196,9 @@ func randomBase(rng *rand.Rand) []byte {
 	return b
 }
 
-// compareModel checks every observable of l against m.
-func compareModel(t *testing.T, l *Log, m *model, rng *rand.Rand, where string) {
+// compareModel checks every observable of l (the log's group 0, or any
+// group's view) against m.
+func compareModel(t *testing.T, l logView, m *model, rng *rand.Rand, where string) {
 	t.Helper()
 	if b := l.Base(); !bytes.Equal(b, m.base) || (b == nil) != (len(m.base) == 0) {
 		t.Fatalf("%s: base of %d bytes, model %d bytes", where, len(b), len(m.base))

@@ -21,12 +21,17 @@ import (
 // modify it.
 func (l *Log) Entries(lo, hi, maxBytes uint64) ([]wire.Entry, error) {
 	l.mu.Lock()
-	if lo <= l.mu.markerIndex {
-		first := l.mu.markerIndex + 1
+	return l.entriesLocked(l.mu.g0, lo, hi, maxBytes)
+}
+
+// entriesLocked is Entries for group g. REQUIRES: l.mu held; it unlocks it.
+func (l *Log) entriesLocked(g *groupState, lo, hi, maxBytes uint64) ([]wire.Entry, error) {
+	if lo <= g.markerIndex {
+		first := g.markerIndex + 1
 		l.mu.Unlock()
 		return nil, fmt.Errorf("wal: entries from %d (first index %d): %w", lo, first, ErrCompacted)
 	}
-	if last := l.lastLocked(); hi > last+1 {
+	if last := g.last(); hi > last+1 {
 		l.mu.Unlock()
 		return nil, fmt.Errorf("wal: entries up to %d (last index %d): %w", hi, last, ErrUnavailable)
 	}
@@ -37,13 +42,13 @@ func (l *Log) Entries(lo, hi, maxBytes uint64) ([]wire.Entry, error) {
 	// Decide how many entries fit the byte budget.
 	var total uint64
 	end := lo
-	cf := l.cacheFirstLocked()
+	cf := g.cacheFirst()
 	for end < hi {
 		var n uint64
 		if end >= cf {
-			n = uint64(len(l.mu.cache[l.mu.cacheHead+int(end-cf)].e.Data))
+			n = uint64(len(g.cache[g.cacheHead+int(end-cf)].e.Data))
 		} else {
-			n = uint64(l.mu.meta[l.metaPos(end)].dataLen())
+			n = uint64(g.meta[g.metaPos(end)].dataLen())
 		}
 		if end > lo && total+n > maxBytes {
 			break
@@ -58,7 +63,7 @@ func (l *Log) Entries(lo, hi, maxBytes uint64) ([]wire.Entry, error) {
 		from := max(lo, cf)
 		diskHi = from
 		for i := from; i < end; i++ {
-			out = append(out, l.mu.cache[l.mu.cacheHead+int(i-cf)].e)
+			out = append(out, g.cache[g.cacheHead+int(i-cf)].e)
 		}
 	}
 	if lo >= diskHi {
@@ -67,7 +72,7 @@ func (l *Log) Entries(lo, hi, maxBytes uint64) ([]wire.Entry, error) {
 	}
 	// Disk part: copy its metadata, then read without holding mu.
 	metas := make([]entryMeta, diskHi-lo)
-	copy(metas, l.mu.meta[l.metaPos(lo):l.metaPos(lo)+len(metas)])
+	copy(metas, g.meta[g.metaPos(lo):g.metaPos(lo)+len(metas)])
 	l.mu.Unlock()
 
 	disk, err := l.readEntries(lo, metas)

@@ -13,15 +13,21 @@ import (
 	"github.com/raftpipe/raftpipe/wire"
 )
 
-// replayState is the log rebuilt from records during recovery.
+// replayState is one group's log rebuilt from its records during recovery.
 //
-// Because old segments are removed once everything in them is dead, the
-// first remaining segment may start (header firstIndex F) above its
+// Because old segments are removed once everything in them is dead for
+// every group, the first remaining segment may start (header firstIndex F
+// for group 0, the group-start record's index for the others) above its
 // preamble's marker m: entries m+1..F-1 lived in removed segments. The
 // replay then tracks a "hole" [markerIndex+1, start) that later records
 // (the compaction or reset that made those segments dead) must close;
 // a hole left at the end means a segment is missing.
 type replayState struct {
+	// id is the group.
+	id uint64
+	// fresh means no record of the group has been applied yet: a
+	// group-start record then sets start instead of checking it.
+	fresh                   bool
 	markerIndex, markerTerm uint64
 	// base is the marker's base bytes (a copy; nil if empty).
 	base []byte
@@ -29,8 +35,46 @@ type replayState struct {
 	start uint64
 	meta  []entryMeta
 	hs    wire.HardState
+}
+
+// dirReplay is the whole directory rebuilt during recovery: every group's
+// replayState and the segments that remain.
+type dirReplay struct {
+	// groups lists the groups in the order they were first seen; group 0
+	// is always first.
+	groups []*replayState
+	// byID indexes groups.
+	byID map[uint64]*replayState
+	// maxGroups is Options.MaxGroups; tooMany is set once a record of one
+	// group more is seen.
+	maxGroups int
+	tooMany   error
 	// segs are the segments that remain, in order.
 	segs []uint64
+}
+
+// apply routes one record found at offset off of segment seq to its
+// group's replay, creating the group on its first record. first says seq
+// is the first remaining segment: only there may a group be first seen in
+// a preamble (a group-start record), since every later preamble restates
+// only groups that had written before it.
+func (d *dirReplay) apply(r record, seq uint64, first bool, off int64, size int) string {
+	s := d.byID[r.group]
+	if s == nil {
+		if len(d.groups) >= d.maxGroups {
+			d.tooMany = fmt.Errorf("wal: the log holds more than Options.MaxGroups (%d) groups: %w", d.maxGroups, ErrTooManyGroups)
+			return "too many groups"
+		}
+		if r.typ == recGroupStart && !first {
+			return fmt.Sprintf("group %d first seen in the preamble of a later segment", r.group)
+		}
+		s = &replayState{id: r.group, fresh: true, start: 1}
+		d.byID[r.group] = s
+		d.groups = append(d.groups, s)
+	}
+	why := s.apply(r, seq, off, size)
+	s.fresh = false
+	return why
 }
 
 // last is the last index replayed so far.
@@ -38,12 +82,21 @@ func (s *replayState) last() uint64 { return s.start + uint64(len(s.meta)) - 1 }
 
 // apply applies one record found at offset off of segment seq. It returns
 // a reason string if the record breaks the log's invariants.
+//
+// The record's group is not checked: the caller routes records by group.
 func (s *replayState) apply(r record, seq uint64, off int64, size int) string {
-	if r.group != 0 {
-		return fmt.Sprintf("record for group %d; this version stores group 0 only", r.group)
-	}
 	p := r.payload
 	switch r.typ {
+	case recGroupStart:
+		next := u64(p, 0)
+		switch {
+		case next == 0:
+			return "group start at index 0"
+		case s.fresh:
+			s.start = next
+		case next != s.last()+1:
+			return fmt.Sprintf("group %d starts the segment at index %d, previous segments end at %d", s.id, next, s.last())
+		}
 	case recEntry:
 		idx, term := u64(p, 0), u64(p, 1)
 		if idx != s.last()+1 {
@@ -203,13 +256,14 @@ func classifyTail(data []byte, off int64) (next int64, ok bool) {
 // findValidRecord returns the offset of the first valid record that starts
 // in [from, to) of data (it may end past to: a record's last bytes can be
 // zeros). It is cheap on ordinary data: a candidate offset must first show
-// a plausible header (a known type, zero reserved bytes, group 0, a legal
-// length for the type that fits in data) before its CRC is computed.
+// a plausible header (a known type, zero reserved bytes, a legal length
+// for the type that fits in data) before its CRC is computed. Any group
+// ID is plausible: IDs are the caller's.
 func findValidRecord(data []byte, from, to int64) (int64, bool) {
 	for p := from; p < to && p+recordHeaderBytes <= int64(len(data)); p++ {
 		h := data[p : p+recordHeaderBytes]
 		t := recordType(h[8])
-		if t == 0 || t >= recTypeMax || h[9]|h[10]|h[11] != 0 || binary.LittleEndian.Uint64(h[12:]) != 0 {
+		if t == 0 || t >= recTypeMax || h[9]|h[10]|h[11] != 0 {
 			continue
 		}
 		n := int64(binary.LittleEndian.Uint32(h[4:]))
@@ -226,7 +280,7 @@ func findValidRecord(data []byte, from, to int64) (int64, bool) {
 // recoverDir replays every segment in dir. It cuts a torn tail off the
 // last segment (durably) and removes a last segment whose header never
 // reached the disk; everything else that is wrong is an error.
-func recoverDir(fsys vfs.FS, dir string, log *slog.Logger) (*replayState, error) {
+func recoverDir(fsys vfs.FS, dir string, log *slog.Logger, maxGroups int) (*dirReplay, error) {
 	names, err := listDir(fsys, dir)
 	if err != nil {
 		return nil, fmt.Errorf("wal: list %s: %w", dir, err)
@@ -253,6 +307,7 @@ func recoverDir(fsys vfs.FS, dir string, log *slog.Logger) (*replayState, error)
 		}
 	}
 	st := &replayState{start: 1}
+	d := &dirReplay{groups: []*replayState{st}, byID: map[uint64]*replayState{0: st}, maxGroups: maxGroups}
 	var buf []byte
 	for i, seq := range seqs {
 		name := segmentName(dir, seq)
@@ -289,12 +344,15 @@ func recoverDir(fsys vfs.FS, dir string, log *slog.Logger) (*replayState, error)
 			}
 		}
 		end, torn, err := scanSegment(name, data, last, func(r record, off int64, size int) string {
-			return st.apply(r, seq, off, size)
+			return d.apply(r, seq, i == 0, off, size)
 		})
+		if d.tooMany != nil {
+			return nil, d.tooMany
+		}
 		if err != nil {
 			return nil, err
 		}
-		st.segs = append(st.segs, seq)
+		d.segs = append(d.segs, seq)
 		if torn {
 			log.Warn("wal: cutting torn tail of last segment", "file", name, "offset", end, "size", len(data))
 			if err := cutTail(fsys, name, data, end); err != nil {
@@ -302,19 +360,21 @@ func recoverDir(fsys vfs.FS, dir string, log *slog.Logger) (*replayState, error)
 			}
 		}
 	}
-	if st.start != st.markerIndex+1 {
-		return nil, corruptf(segmentName(dir, seqs[0]), 0, "entries %d..%d missing: a segment was lost", st.markerIndex+1, st.start-1)
+	for _, g := range d.groups {
+		if g.start != g.markerIndex+1 {
+			return nil, corruptf(segmentName(dir, seqs[0]), 0, "group %d: entries %d..%d missing: a segment was lost", g.id, g.markerIndex+1, g.start-1)
+		}
+		// Defence in depth: batches put their hard state after their
+		// entries and a preamble restates only a hard state whose entries
+		// precede it durably, so this should never fire; but the Raft core
+		// cannot start with a commit beyond its last index, and the
+		// entries above the last index are not there to commit.
+		if last := g.last(); g.hs.Commit > last {
+			log.Warn("wal: recovered hard state commits beyond the last index; clamping", "group", g.id, "commit", g.hs.Commit, "last_index", last)
+			g.hs.Commit = last
+		}
 	}
-	// Defence in depth: batches put their hard state after their entries
-	// and a preamble restates only a hard state whose entries precede it
-	// durably, so this should never fire; but the Raft core cannot start
-	// with a commit beyond its last index, and the entries above the last
-	// index are not there to commit.
-	if last := st.last(); st.hs.Commit > last {
-		log.Warn("wal: recovered hard state commits beyond the last index; clamping", "commit", st.hs.Commit, "last_index", last)
-		st.hs.Commit = last
-	}
-	return st, nil
+	return d, nil
 }
 
 // readWhole reads a segment file into *buf (reused across segments) after

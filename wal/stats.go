@@ -43,6 +43,13 @@ type Stats struct {
 	// Syncs is the number of fdatasync calls on segments (one per batch,
 	// plus one when a batch spans a segment boundary).
 	Syncs uint64
+	// Calls counts the calls (appends and the synchronous operations, of
+	// every group) whose records the rounds wrote: Calls/Batches is how
+	// many callers one write+fsync served. With many groups it grows with
+	// the number of groups writing, while Syncs does not.
+	Calls uint64
+	// Groups is the number of groups the log holds (group 0 included).
+	Groups int
 	// SyncLatency is the distribution of fdatasync latencies.
 	SyncLatency Histogram
 	// SegmentsZeroFilled counts new segments that were a prepared,
@@ -60,6 +67,10 @@ type Stats struct {
 type counters struct {
 	// batches, entries, bytes and syncs back the Stats fields of those names.
 	batches, entries, bytes, syncs atomic.Uint64
+	// calls backs Stats.Calls.
+	calls atomic.Uint64
+	// groups mirrors len(Log.mu.groupList) for Stats.Groups.
+	groups atomic.Int64
 	// segmentsZeroFilled and segmentsFallocated back the Stats fields of
 	// those names.
 	segmentsZeroFilled, segmentsFallocated atomic.Uint64
@@ -97,6 +108,7 @@ func (l *Log) Stats() Stats {
 		Entries: c.entries.Load(),
 		Bytes:   c.bytes.Load(),
 		Syncs:   c.syncs.Load(),
+		Calls:   c.calls.Load(),
 
 		SegmentsZeroFilled: c.segmentsZeroFilled.Load(),
 		SegmentsFallocated: c.segmentsFallocated.Load(),
@@ -107,5 +119,6 @@ func (l *Log) Stats() Stats {
 		s.SyncLatency.Count += n
 	}
 	s.SyncLatency.Sum = time.Duration(c.syncNanos.Load())
+	s.Groups = int(c.groups.Load())
 	return s
 }

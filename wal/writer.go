@@ -53,7 +53,8 @@ func (l *Log) run() {
 			} else {
 				l.mu.Lock()
 				l.mu.writtenBatch = batch
-				l.evictLocked()
+				l.evictAllLocked()
+				l.counters.calls.Add(uint64(len(waiters)))
 				l.mu.Unlock()
 			}
 		}
