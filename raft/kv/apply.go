@@ -47,16 +47,7 @@ func (s *Store) Apply(entries []wire.Entry, results []Result) error {
 	if len(todo) == 0 {
 		return nil
 	}
-	term := s.appliedTerm.Load()
-	for i := range todo {
-		if want := applied + 1 + uint64(i); todo[i].Index != want {
-			panic(fmt.Sprintf("kv: entry index %d where %d was expected (invariant: committed entries are applied contiguously)", todo[i].Index, want))
-		}
-		if todo[i].Term < term {
-			panic(fmt.Sprintf("kv: entry %d has term %d after term %d (invariant: terms in the log do not decrease)", todo[i].Index, todo[i].Term, term))
-		}
-		term = todo[i].Term
-	}
+	term := checkApplyOrder(todo, applied, s.appliedTerm.Load())
 	b := s.batch
 	err := s.fillBatch(b, todo, results[start:])
 	if err == nil {
@@ -75,13 +66,8 @@ func (s *Store) Apply(entries []wire.Entry, results []Result) error {
 
 // fillBatch writes todo's effects and the applied index into b.
 func (s *Store) fillBatch(b *pebble.Batch, todo []wire.Entry, results []Result) error {
-	s.written.reset()
-	for i := range todo {
-		r, err := s.applyEntry(b, todo, results, i)
-		if err != nil {
-			return err
-		}
-		results[i] = r
+	if err := s.ap.fill(b, s.db.DB, todo, results); err != nil {
+		return err
 	}
 	lastEntry := &todo[len(todo)-1]
 	binary.BigEndian.PutUint64(s.idxBuf[:8], lastEntry.Index)
@@ -89,10 +75,56 @@ func (s *Store) fillBatch(b *pebble.Batch, todo []wire.Entry, results []Result) 
 	return b.Set(appliedKey, s.idxBuf[:], nil)
 }
 
+// checkApplyOrder panics unless todo is contiguous from applied+1 with
+// terms that do not decrease from term, and returns the last entry's term.
+func checkApplyOrder(todo []wire.Entry, applied, term uint64) uint64 {
+	for i := range todo {
+		if want := applied + 1 + uint64(i); todo[i].Index != want {
+			panic(fmt.Sprintf("kv: entry index %d where %d was expected (invariant: committed entries are applied contiguously)", todo[i].Index, want))
+		}
+		if todo[i].Term < term {
+			panic(fmt.Sprintf("kv: entry %d has term %d after term %d (invariant: terms in the log do not decrease)", todo[i].Index, todo[i].Term, term))
+		}
+		term = todo[i].Term
+	}
+	return term
+}
+
+// batchApplier turns committed entries into the writes of one Pebble
+// batch. It holds the scratch state of one Apply call and the key prefix of
+// the keyspace it writes to, so the single-group Store and the engine's
+// groups share one implementation of the command semantics.
+type batchApplier struct {
+	// prefix goes in front of every user key: userKeyPrefix for a Store,
+	// the group's user-key prefix for a Group.
+	prefix []byte
+	// written is a Bloom-style bit set of the keys written by the Apply
+	// call in progress; see readUser.
+	written writtenFilter
+	// keyBuf is scratch space for prefixed user keys read during Apply.
+	keyBuf []byte
+	// req is the decoded command of the entry being applied, reused.
+	req wire.ClientRequest
+}
+
+// fill writes the effects of todo into b and their outcomes into results;
+// CAS and get read db underneath the batch.
+func (a *batchApplier) fill(b *pebble.Batch, db pebble.Reader, todo []wire.Entry, results []Result) error {
+	a.written.reset()
+	for i := range todo {
+		r, err := a.applyEntry(b, db, todo, results, i)
+		if err != nil {
+			return err
+		}
+		results[i] = r
+	}
+	return nil
+}
+
 // applyEntry adds the effect of todo[i] to b and returns its result.
 // results[:i] hold the outcomes of the batch's earlier entries. An error is
 // an I/O error from Pebble, never a property of the entry.
-func (s *Store) applyEntry(b *pebble.Batch, todo []wire.Entry, results []Result, i int) (Result, error) {
+func (a *batchApplier) applyEntry(b *pebble.Batch, db pebble.Reader, todo []wire.Entry, results []Result, i int) (Result, error) {
 	e := &todo[i]
 	switch e.Type {
 	case wire.EntryNormal:
@@ -104,24 +136,24 @@ func (s *Store) applyEntry(b *pebble.Batch, todo []wire.Entry, results []Result,
 	if len(e.Data) == 0 {
 		return Result{}, nil
 	}
-	req := &s.req
+	req := &a.req
 	if err := DecodeCommand(e.Data, req); err != nil {
 		return Result{Status: wire.StatusBadRequest}, nil
 	}
 	switch req.Op {
 	case wire.OpPut:
-		s.written.add(req.Key)
-		return Result{}, setUser(b, req.Key, req.Value)
+		a.written.add(req.Key)
+		return Result{}, a.setUser(b, req.Key, req.Value)
 	case wire.OpDelete:
 		// No read: deleting a missing key is StatusOK, which keeps deletes
 		// as cheap as puts.
-		s.written.add(req.Key)
-		return Result{}, deleteUser(b, req.Key)
+		a.written.add(req.Key)
+		return Result{}, a.deleteUser(b, req.Key)
 	case wire.OpNoop:
 		return Result{}, nil
 	case wire.OpGet:
 		var res Result
-		found, err := s.readUser(todo[:i], results[:i], req.Key, func(v []byte) {
+		found, err := a.readUser(db, todo[:i], results[:i], req.Key, func(v []byte) {
 			res.Value = append([]byte{}, v...)
 		})
 		if !found {
@@ -132,7 +164,7 @@ func (s *Store) applyEntry(b *pebble.Batch, todo []wire.Entry, results []Result,
 		var res Result
 		var swap bool
 		absent := req.Flags&wire.FlagExpectAbsent != 0
-		found, err := s.readUser(todo[:i], results[:i], req.Key, func(v []byte) {
+		found, err := a.readUser(db, todo[:i], results[:i], req.Key, func(v []byte) {
 			if !absent && bytes.Equal(v, req.Expect) {
 				swap = true
 				return
@@ -149,8 +181,8 @@ func (s *Store) applyEntry(b *pebble.Batch, todo []wire.Entry, results []Result,
 			res.Status = wire.StatusCASFailed
 			return res, nil
 		}
-		s.written.add(req.Key)
-		return Result{}, setUser(b, req.Key, req.Value)
+		a.written.add(req.Key)
+		return Result{}, a.setUser(b, req.Key, req.Value)
 	default:
 		panic(fmt.Sprintf("kv: decoded op %d (invariant: DecodeCommand accepts known ops only)", req.Op))
 	}
@@ -166,8 +198,8 @@ func (s *Store) applyEntry(b *pebble.Batch, todo []wire.Entry, results []Result,
 // touched it, and a plain database read answers; only a hit (the key was
 // written earlier in this batch, or a false positive) scans the batch's
 // earlier entries backwards, which are at hand already decoded-able.
-func (s *Store) readUser(earlier []wire.Entry, results []Result, key []byte, fn func(v []byte)) (found bool, err error) {
-	if s.written.mayContain(key) {
+func (a *batchApplier) readUser(db pebble.Reader, earlier []wire.Entry, results []Result, key []byte, fn func(v []byte)) (found bool, err error) {
+	if a.written.mayContain(key) {
 		if v, found, ok := lastWrite(earlier, results, key); ok {
 			if found {
 				fn(v)
@@ -175,8 +207,8 @@ func (s *Store) readUser(earlier []wire.Entry, results []Result, key []byte, fn 
 			return found, nil
 		}
 	}
-	s.keyBuf = append(append(s.keyBuf[:0], userKeyPrefix), key...)
-	v, closer, err := s.db.Get(s.keyBuf)
+	a.keyBuf = append(append(a.keyBuf[:0], a.prefix...), key...)
+	v, closer, err := db.Get(a.keyBuf)
 	if errors.Is(err, pebble.ErrNotFound) {
 		return false, nil
 	}
@@ -253,18 +285,18 @@ func (f *writtenFilter) mayContain(key []byte) bool {
 
 // setUser adds a set of the prefixed key to b, writing the prefix and key
 // straight into the batch's buffer (no intermediate copy).
-func setUser(b *pebble.Batch, key, value []byte) error {
-	op := b.SetDeferred(1+len(key), len(value))
-	op.Key[0] = userKeyPrefix
-	copy(op.Key[1:], key)
+func (a *batchApplier) setUser(b *pebble.Batch, key, value []byte) error {
+	op := b.SetDeferred(len(a.prefix)+len(key), len(value))
+	n := copy(op.Key, a.prefix)
+	copy(op.Key[n:], key)
 	copy(op.Value, value)
 	return op.Finish()
 }
 
 // deleteUser adds a delete of the prefixed key to b.
-func deleteUser(b *pebble.Batch, key []byte) error {
-	op := b.DeleteDeferred(1 + len(key))
-	op.Key[0] = userKeyPrefix
-	copy(op.Key[1:], key)
+func (a *batchApplier) deleteUser(b *pebble.Batch, key []byte) error {
+	op := b.DeleteDeferred(len(a.prefix) + len(key))
+	n := copy(op.Key, a.prefix)
+	copy(op.Key[n:], key)
 	return op.Finish()
 }

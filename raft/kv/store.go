@@ -17,7 +17,6 @@ import (
 	"github.com/cockroachdb/pebble/v2/bloom"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/raftpipe/raftpipe/raft/sm"
-	"github.com/raftpipe/raftpipe/wire"
 )
 
 // ErrClosed is returned by every Store method called after Close.
@@ -147,15 +146,11 @@ type Store struct {
 	// batch is reused by every Apply whose entries only write. Reusing it
 	// keeps Pebble's batch buffer warm so Apply allocates nothing per entry.
 	batch *pebble.Batch
-	// written is a Bloom-style bit set of the keys written by the Apply
-	// call in progress; see batchReader.
-	written writtenFilter
-	// keyBuf is scratch space for prefixed user keys read during Apply.
-	keyBuf []byte
+	// ap builds Apply's batches: the command semantics and their scratch
+	// state, writing user keys behind userKeyPrefix.
+	ap batchApplier
 	// idxBuf holds the encoded applied record while a batch is built.
 	idxBuf [appliedRecordBytes]byte
-	// req is the decoded command of the entry being applied, reused.
-	req wire.ClientRequest
 	// dbNum is n in the active db-<n> directory.
 	dbNum uint64
 	// err is the first commit error. Once set, Apply refuses to go on: the
@@ -235,6 +230,7 @@ func Open(dir string, o Options) (*Store, error) {
 		}
 	}
 	s := &Store{dir: dir, fs: fsys, opts: o, dbNum: num, writeStalls: stalls}
+	s.ap.prefix = userKeyLower
 	if err := s.install(db); err != nil {
 		_ = db.Close()
 		return nil, err
@@ -347,7 +343,8 @@ func (d *pebbleDB) Close() error {
 // openPebble opens the Pebble database at path. mustExist makes a missing
 // database an error instead of creating an empty one (a snapshot or a
 // CURRENT that names nothing must not silently become an empty store).
-func openPebble(path string, o Options, mustExist bool, stalls *atomic.Int64) (*pebbleDB, error) {
+// tune, if given, adjusts Pebble's options last (the Engine uses it).
+func openPebble(path string, o Options, mustExist bool, stalls *atomic.Int64, tune ...func(*pebble.Options)) (*pebbleDB, error) {
 	cacheBytes := o.CacheBytes
 	if cacheBytes <= 0 {
 		cacheBytes = defaultCacheBytes
@@ -382,6 +379,9 @@ func openPebble(path string, o Options, mustExist bool, stalls *atomic.Int64) (*
 	// a missing key, would otherwise search every L0 table.
 	for i := range po.Levels {
 		po.Levels[i].FilterPolicy = bloom.FilterPolicy(bloomBitsPerKey)
+	}
+	for _, fn := range tune {
+		fn(po)
 	}
 	db, err := pebble.Open(path, po)
 	if err != nil {
