@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/raftpipe/raftpipe/internal/testutil"
 	"sync"
 	"testing"
 
@@ -49,7 +50,7 @@ func awaitMap(t *testing.T, c *Client, groups uint32) {
 	if err := c.Noop(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the shard map", func() bool { return c.ShardMap().Groups == groups })
+	testutil.Wait(t, "the shard map", func() bool { return c.ShardMap().Groups == groups })
 }
 
 // TestKeysGoStraightToTheirGroupLeader: once the map is cached, every key
@@ -256,14 +257,14 @@ func TestRedirectStormRefreshesMap(t *testing.T) {
 		sh.setLeader(g, srvs[(g+2)%3])
 	}
 	round := 1
-	waitFor(t, "a second shard map fetch", func() bool {
+	testutil.Wait(t, "a second shard map fetch", func() bool {
 		if _, err := c.Put(ctx, keyIn(0, groups, round), []byte("v")); err != nil {
 			t.Fatal(err)
 		}
 		round++
 		return shardMapTotal(srvs) >= 2
 	})
-	waitFor(t, "the refreshed map to be installed", func() bool {
+	testutil.Wait(t, "the refreshed map to be installed", func() bool {
 		m := c.ShardMap()
 		for g, a := range m.Leaders {
 			if a != sh.leader(uint32(g)).addr {
@@ -373,7 +374,7 @@ func TestReconnectRefreshesMap(t *testing.T) {
 	if _, _, err := c.Get(ctx, []byte("k")); err != nil { // retried on a new connection
 		t.Fatal(err)
 	}
-	waitFor(t, "a second shard map fetch", func() bool {
+	testutil.Wait(t, "a second shard map fetch", func() bool {
 		if _, _, err := c.Get(ctx, []byte("k")); err != nil {
 			t.Fatal(err)
 		}
