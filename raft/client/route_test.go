@@ -4,10 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/raftpipe/raftpipe/internal/testutil"
 	"sync"
 	"testing"
 
+	"github.com/raftpipe/raftpipe/internal/testutil"
 	"github.com/raftpipe/raftpipe/wire"
 )
 
