@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/raftpipe/raftpipe/internal/testutil"
 	"github.com/raftpipe/raftpipe/wire"
 )
 
@@ -23,7 +24,7 @@ func BenchmarkAppendGroups(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer l.Close()
-			waitFor(b, "the first prepared segment", l.prep.isReady)
+			testutil.WaitFor(b, walWait, "the first prepared segment", l.prep.isReady)
 			views := make([]*Group, groups)
 			next := make([]uint64, groups)
 			for g := range views {
