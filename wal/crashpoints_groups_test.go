@@ -11,6 +11,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 
+	"github.com/raftpipe/raftpipe/internal/testutil"
 	"github.com/raftpipe/raftpipe/internal/crashfs"
 	"github.com/raftpipe/raftpipe/wire"
 )
@@ -106,7 +107,7 @@ func runCrashPointsGroups(t *testing.T, prepared bool, seed uint64) int {
 	defer func() { l.Close() }()
 	waitPrepared := func() {
 		if prepared {
-			waitFor(t, "a prepared segment", l.prep.isReady)
+			testutil.WaitFor(t, walWait, "a prepared segment", l.prep.isReady)
 		}
 	}
 	waitPrepared()

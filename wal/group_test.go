@@ -14,6 +14,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 
+	"github.com/raftpipe/raftpipe/internal/testutil"
 	"github.com/raftpipe/raftpipe/wire"
 )
 
@@ -475,7 +476,7 @@ func TestGroupCommitAcrossGroups(t *testing.T) {
 	<-hold.entered
 	in.set(nil)
 	hold.release <- struct{}{}
-	waitFor(t, "all appends to complete", func() bool { mu.Lock(); defer mu.Unlock(); return completed == 1+groups*perGroup })
+	testutil.WaitFor(t, walWait, "all appends to complete", func() bool { mu.Lock(); defer mu.Unlock(); return completed == 1+groups*perGroup })
 	st := l.Stats()
 	if st.Batches != 2 || st.Syncs != 2 || st.Calls != 1+groups*perGroup || st.Groups != 1+groups {
 		t.Fatalf("stats %+v: want 2 batches, 2 syncs, %d calls, %d groups", st, 1+groups*perGroup, 1+groups)
