@@ -215,7 +215,7 @@ func (rep *replica) installSnapshot(s wire.SnapshotMeta) error {
 	}
 	rep.members.conf = s.Conf
 
-	install := rep.fs.PathJoin(rep.cfg.DataDir, installFile)
+	install := rep.fs.PathJoin(rep.cfg.DataDir, installFileName(rep.group))
 	if err := rep.fs.Rename(name, install); err != nil {
 		return fmt.Errorf("node: stage snapshot install: %w", err)
 	}
@@ -277,7 +277,7 @@ func (rep *replica) restoreFrom(install string, index uint64) error {
 // pending installFile, which must hold exactly the base. A leftover
 // installFile with the state machine already at or past it is removed.
 func (rep *replica) finishInstall() error {
-	install := rep.fs.PathJoin(rep.cfg.DataDir, installFile)
+	install := rep.fs.PathJoin(rep.cfg.DataDir, installFileName(rep.group))
 	_, err := rep.fs.Stat(install)
 	pending := err == nil
 	if err != nil && !oserror.IsNotExist(err) {
