@@ -77,6 +77,7 @@ type options struct {
 	fsync     bool
 	cpuPIDs   string
 	readMode  string
+	groups    int
 }
 
 func parse(args []string, stderr io.Writer) (bench.Config, options, error) {
@@ -101,6 +102,7 @@ func parse(args []string, stderr io.Writer) (bench.Config, options, error) {
 	fs.BoolVar(&o.quiet, "quiet", false, "no progress line on stderr")
 	fs.StringVar(&o.dir, "dir", "", "parent directory for the embedded cluster's data and the -fsync-probe file (default $TMPDIR); put it on the disk you want to measure")
 	fs.StringVar(&o.readMode, "read-mode", "index", "embedded cluster: how its leader confirms linearizable reads, index (ReadIndex heartbeat rounds) or lease (raftnode -read-mode)")
+	fs.IntVar(&o.groups, "groups", 1, fmt.Sprintf("embedded cluster: shard the keys over this many Raft groups, 1..%d (raftnode -groups); direct mode sends each operation to the node leading its key's group, client mode relies on the client's shard-map routing. With -cluster the cluster's own group count applies", node.MaxGroups))
 	fs.BoolVar(&o.fsync, "fsync-probe", false, "before the run, measure and print this disk's write+fdatasync latency (1000 x 4 KiB)")
 	fs.StringVar(&o.cpuPIDs, "cpu-pids", "", "with -cluster: comma-separated PIDs of the cluster's processes on this host, whose CPU (/proc/PID/stat) is added to raftbench's own in cpu_us_per_op")
 	if err := fs.Parse(args); err != nil {
@@ -129,12 +131,15 @@ func parse(args []string, stderr io.Writer) (bench.Config, options, error) {
 	cfg.Version = version()
 	cfg.Mode = o.mode
 	cfg.Nodes = o.nodes
+	cfg.Groups = o.groups
 	if o.cluster != "" {
 		// "cluster", not "client": the same protocol, but the nodes are
 		// other processes, so results must not merge with the embedded
 		// client-mode rows.
 		cfg.Mode = "cluster"
 		cfg.Nodes = len(splitList(o.cluster))
+		cfg.Groups = 0 // the cluster's own; the client learns it, raftbench does not
+
 	}
 	return cfg, o, nil
 }
@@ -173,6 +178,10 @@ func checkOptions(fs *flag.FlagSet, cfg *bench.Config, o *options) error {
 		return errors.New("-dir places the embedded cluster's data or the -fsync-probe file: with -cluster it needs -fsync-probe")
 	case o.sweep != "" && cfg.RateOpsPerSec > 0:
 		return errors.New("-sweep clients=... sweeps the closed loop: it cannot go with -rate")
+	case o.groups < 1 || o.groups > node.MaxGroups:
+		return fmt.Errorf("-groups %d: want 1..%d", o.groups, node.MaxGroups)
+	case set["groups"] && !embedded:
+		return errors.New("-groups sizes the embedded cluster's shard map: with -cluster the cluster's own group count applies (the client learns it)")
 	case set["read-mode"] && !embedded:
 		return errors.New("-read-mode configures the embedded cluster: with -cluster the nodes' own -read-mode applies")
 	case o.sweep != "" && set["clients"]:
@@ -286,13 +295,13 @@ func setup(ctx context.Context, o options, stderr io.Writer) (bench.Target, benc
 		return ct, lag, nil, ct.Close, nil
 	}
 	if !o.quiet {
-		fmt.Fprintf(stderr, "starting an embedded %d-node cluster on 127.0.0.1 ...\n", o.nodes)
+		fmt.Fprintf(stderr, "starting an embedded %d-node cluster (%d group(s)) on 127.0.0.1 ...\n", o.nodes, o.groups)
 	}
 	readMode, err := node.ParseReadMode(o.readMode)
 	if err != nil {
 		return nil, nil, nil, nil, usageError{fmt.Errorf("-read-mode: %w", err)}
 	}
-	c, err := cluster.Start(ctx, cluster.Options{Nodes: o.nodes, Dir: o.dir, ClusterID: o.clusterID,
+	c, err := cluster.Start(ctx, cluster.Options{Nodes: o.nodes, Dir: o.dir, ClusterID: o.clusterID, Groups: o.groups,
 		Tune: func(cfg *node.Config) { cfg.ReadMode = readMode }})
 	if err != nil {
 		return nil, nil, nil, nil, err
