@@ -154,14 +154,16 @@ func perGroup(total, groups, floor int) int {
 	return max(total/groups, min(floor, total))
 }
 
-// Floors of the per-replica queues with many groups (perGroup). A group's
-// inbox takes a leader's append responses (about two per Ready from each
-// follower) and heartbeats; 128 covers a pipelining window's worth of
-// responses from two followers between loop turns. Proposals and reads
-// arrive in batches of a loop turn; 256 is more than a turn collects at
-// the default tick with 256 clients spread over the groups.
+// Floors of the per-replica queues with many groups (perGroup); they
+// matter only beyond 128 groups (below, the split share is larger). A
+// group's inbox takes a leader's append responses (about one per Ready
+// from each follower) and heartbeats; 64 messages (15 KiB at 240 bytes
+// each, the largest item of an idle replica) cover 32 loop turns of two
+// followers, and an overflow is only a dropped message. Proposals and
+// reads arrive in batches of a loop turn; 256 is more than one turn
+// collects with a few hundred clients spread over that many groups.
 const (
-	minGroupInboxMsgs  = 128
+	minGroupInboxMsgs  = 64
 	minGroupProposals  = 256
 	minGroupReads      = 256
 	minGroupApplyTasks = 32
