@@ -132,13 +132,48 @@ func (n *Node) openGroupStateMachine(g uint64) (sm.StateMachine, error) {
 		if kvOpts.Logger == nil {
 			kvOpts.Logger = n.log
 		}
-		e, err := kv.OpenEngine(n.fs.PathJoin(cfg.DataDir, engineDir), kvOpts)
+		dir := n.fs.PathJoin(cfg.DataDir, engineDir)
+		if err := createEngineOnce(n.fs, cfg.DataDir, kvOpts); err != nil {
+			return nil, err
+		}
+		e, err := kv.OpenEngine(dir, kvOpts)
 		if err != nil {
 			return nil, err
 		}
 		n.engine = e
 	}
 	return n.engine.Group(g)
+}
+
+// createEngineOnce creates the engine directory atomically if it does not
+// exist: built and closed in engineDir+".new", then renamed into place and
+// the data directory synced. Pebble's own first open is not atomic under
+// a crash: the crash-point driver (TestCrashPointsGroups) found an image
+// whose directory kept the CURRENT file's rename but lost the manifest it
+// names, which no later open recovers from. A leftover ".new" directory is
+// an interrupted creation and is started again.
+func createEngineOnce(fs vfs.FS, dataDir string, o kv.Options) error {
+	dir := fs.PathJoin(dataDir, engineDir)
+	if _, err := fs.Stat(dir); err == nil {
+		return nil
+	} else if !oserror.IsNotExist(err) {
+		return fmt.Errorf("node: %s: %w", dir, err)
+	}
+	tmp := dir + ".new"
+	if err := fs.RemoveAll(tmp); err != nil {
+		return fmt.Errorf("node: clear %s: %w", tmp, err)
+	}
+	e, err := kv.OpenEngine(tmp, o)
+	if err != nil {
+		return err
+	}
+	if err := e.Close(); err != nil {
+		return err
+	}
+	if err := fs.Rename(tmp, dir); err != nil {
+		return fmt.Errorf("node: create %s: %w", dir, err)
+	}
+	return vfsutil.SyncDir(fs, dataDir)
 }
 
 // perGroup splits a host-wide queue bound over the host's groups, with a
