@@ -66,7 +66,7 @@ type SeedInfo struct {
 func SeedFromSnapshot(cfg Config, r io.Reader) (SeedInfo, error) {
 	cfg, err := cfg.withDefaults()
 	if err == nil && cfg.Groups > 1 {
-		err = fmt.Errorf("node: seeding a node with %d groups from a backup is not supported yet (backups are of single-group clusters)", cfg.Groups)
+		err = fmt.Errorf("%w: seeding a node with %d groups from a backup (backups are of single-group clusters)", ErrMultiGroup, cfg.Groups)
 	}
 	if err != nil {
 		return SeedInfo{}, err
