@@ -8,6 +8,12 @@
 // writing 128-byte values for 10 s after a 2 s warm-up. With -cluster it
 // drives an existing cluster through the client protocol instead.
 //
+// With -groups G the embedded cluster shards its keys over G Raft groups
+// (raftnode -groups): -mode direct sends each operation to the node that
+// leads its key's group, client mode relies on raft/client's shard-map
+// routing. A -cluster run needs nothing new: the client learns the
+// cluster's group count from the nodes.
+//
 // Every report includes the CPU time spent per committed op over the
 // measurement window (cpu_us_per_op): raftbench's own process, which for
 // the embedded cluster holds all nodes too, plus, with -cpu-pids, the
