@@ -138,6 +138,10 @@ func parse(args []string, stderr io.Writer) (bench.Config, options, error) {
 	cfg.Mode = o.mode
 	cfg.Nodes = o.nodes
 	cfg.Groups = o.groups
+	if o.groups > 1 {
+		// Its own row in comparisons: "direct-g16" is not "direct".
+		cfg.Mode = fmt.Sprintf("%s-g%d", o.mode, o.groups)
+	}
 	if o.cluster != "" {
 		// "cluster", not "client": the same protocol, but the nodes are
 		// other processes, so results must not merge with the embedded
