@@ -132,11 +132,7 @@ func (n *Node) openGroupStateMachine(g uint64) (sm.StateMachine, error) {
 		if kvOpts.Logger == nil {
 			kvOpts.Logger = n.log
 		}
-		dir := n.fs.PathJoin(cfg.DataDir, engineDir)
-		if err := createEngineOnce(n.fs, cfg.DataDir, kvOpts); err != nil {
-			return nil, err
-		}
-		e, err := kv.OpenEngine(dir, kvOpts)
+		e, err := openEngine(n.fs, cfg.DataDir, kvOpts)
 		if err != nil {
 			return nil, err
 		}
@@ -145,35 +141,77 @@ func (n *Node) openGroupStateMachine(g uint64) (sm.StateMachine, error) {
 	return n.engine.Group(g)
 }
 
-// createEngineOnce creates the engine directory atomically if it does not
-// exist: built and closed in engineDir+".new", then renamed into place and
-// the data directory synced. Pebble's own first open is not atomic under
-// a crash: the crash-point driver (TestCrashPointsGroups) found an image
-// whose directory kept the CURRENT file's rename but lost the manifest it
-// names, which no later open recovers from. A leftover ".new" directory is
-// an interrupted creation and is started again.
-func createEngineOnce(fs vfs.FS, dataDir string, o kv.Options) error {
-	dir := fs.PathJoin(dataDir, engineDir)
-	if _, err := fs.Stat(dir); err == nil {
-		return nil
+// engineCreatedFile, in DataDir, says the engine in engineDir was created
+// completely. It is made durable after the engine's creation and before
+// any group opens a view of it.
+const engineCreatedFile = "engine.created"
+
+// openEngine opens the host's kv.Engine, creating it first if
+// engineCreatedFile is missing. Pebble's first open is not atomic under a
+// crash: the crash-point driver (TestCrashPointsGroups) found a torn image
+// whose directory kept the marker naming the manifest but lost the
+// manifest itself, which no later open gets past. Without the file the
+// engine directory is a creation that a crash interrupted (no group can
+// have written to it: groups open views only after the file is durable),
+// so it is removed and created again. (Creating it elsewhere and renaming
+// it into place was tried first: the second open that needs is itself a
+// non-atomic step, since every Pebble open writes a new manifest.)
+func openEngine(fs vfs.FS, dataDir string, o kv.Options) (*kv.Engine, error) {
+	dir, created := fs.PathJoin(dataDir, engineDir), fs.PathJoin(dataDir, engineCreatedFile)
+	if _, err := fs.Stat(created); err == nil {
+		return kv.OpenEngine(dir, o)
 	} else if !oserror.IsNotExist(err) {
-		return fmt.Errorf("node: %s: %w", dir, err)
+		return nil, fmt.Errorf("node: %s: %w", created, err)
 	}
-	tmp := dir + ".new"
-	if err := fs.RemoveAll(tmp); err != nil {
-		return fmt.Errorf("node: clear %s: %w", tmp, err)
+	if err := fs.RemoveAll(dir); err != nil {
+		return nil, fmt.Errorf("node: clear an interrupted engine creation in %s: %w", dir, err)
 	}
-	e, err := kv.OpenEngine(tmp, o)
+	e, err := kv.OpenEngine(dir, o)
+	if err != nil {
+		return nil, err
+	}
+	err = syncDirs(fs, fs.PathJoin(dir, "pebble"), dir)
+	if err == nil {
+		err = writeDurableFile(fs, dataDir, engineCreatedFile, []byte("raftpipe engine created\n"))
+	}
+	if err != nil {
+		e.Close()
+		return nil, fmt.Errorf("node: create the engine: %w", err)
+	}
+	return e, nil
+}
+
+// syncDirs syncs each directory that exists.
+func syncDirs(fs vfs.FS, dirs ...string) error {
+	for _, d := range dirs {
+		if _, err := fs.Stat(d); err != nil {
+			continue
+		}
+		if err := vfsutil.SyncDir(fs, d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// writeDurableFile writes name in dir: created, written, synced, and the
+// directory synced.
+func writeDurableFile(fs vfs.FS, dir, name string, data []byte) error {
+	f, err := fs.Create(fs.PathJoin(dir, name), vfs.WriteCategoryUnspecified)
 	if err != nil {
 		return err
 	}
-	if err := e.Close(); err != nil {
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
 		return err
 	}
-	if err := fs.Rename(tmp, dir); err != nil {
-		return fmt.Errorf("node: create %s: %w", dir, err)
-	}
-	return vfsutil.SyncDir(fs, dataDir)
+	return vfsutil.SyncDir(fs, dir)
 }
 
 // perGroup splits a host-wide queue bound over the host's groups, with a
