@@ -217,8 +217,17 @@ func (l *Log) preambleBytesLocked() int {
 func (l *Log) rollLocked(n int) {
 	seq := l.mu.curSeq + 1
 	size := l.opts.SegmentBytes
-	if need := int64(segmentHeaderBytes + l.preambleBytesLocked() + n); need > size {
+	pre := int64(segmentHeaderBytes + l.preambleBytesLocked())
+	if need := pre + int64(n); need > size {
 		size = need
+	}
+	// A preamble that takes more than half a segment (many groups, large
+	// bases, small segments) would leave room for few records, and every
+	// few records would restate it again: give the records at least as
+	// much room as the preamble. Such a segment cannot use the prepared
+	// (SegmentBytes) file and is fallocated.
+	if pre > l.opts.SegmentBytes/2 {
+		size = max(size, 2*pre+int64(n))
 	}
 	start := len(l.mu.buf)
 	l.mu.buf = appendSegmentHeader(l.mu.buf, segmentHeader{seq: seq, firstIndex: l.mu.g0.last() + 1})

@@ -316,10 +316,12 @@
 // next compaction or reset of any group. One group that never compacts
 // keeps every segment from its first live entry on.
 //
-// A segment is made at least as large as its preamble plus the record
-// that rolled it; if the preamble alone approaches SegmentBytes (many
-// groups with large bases and small segments), segments hold few records
-// each. Keep SegmentBytes well above groups × 112 bytes plus all bases.
+// A segment is made large enough for its preamble and the record that
+// rolled it; if the preamble takes more than half of SegmentBytes (many
+// groups with large bases and small segments), the segment is made twice
+// the preamble's size so that records get as much room as the restated
+// state, and it is fallocated rather than prepared. Keep SegmentBytes
+// well above groups × 112 bytes plus all bases.
 //
 // The candidate filter of the search for a valid record after a bad one
 // cannot use the group ID (any ID is legal), so it has one check less

@@ -605,3 +605,70 @@ func TestRecoverGroupStartChecks(t *testing.T) {
 		t.Fatalf("group 5 last %d after restoring the segment", l.Group(5).LastIndex())
 	}
 }
+
+// TestManyGroupsPreamble: with 1,000 groups every new segment starts with
+// a preamble of exactly 84 + 999 × 112 bytes plus the bases (about 110 KiB
+// here), all groups recover from it after the older segments are gone,
+// and it is written once per segment, not per round.
+func TestManyGroupsPreamble(t *testing.T) {
+	const groups = 1000
+	fsys := vfs.NewMem()
+	o := Options{SegmentBytes: 1 << 20, FS: fsys, Logger: quietLogger}
+	l := mustOpen(t, testDir, o)
+	base := []byte("m")
+	for id := uint64(1); id < groups; id++ {
+		g := l.Group(id)
+		if err := g.Append([]wire.Entry{{Index: 1, Term: 1, Data: groupData(id, 1, 1, 10)}}, &wire.HardState{Term: 1, Commit: 1}); err != nil {
+			t.Fatal(err)
+		}
+		if err := g.CompactPrefix(1, base); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Fill the current segment with group 0 so that the next roll happens;
+	// then compact group 0 too, which removes every older segment.
+	var last uint64
+	for len(segmentPaths(t, fsys, testDir)) < 3 {
+		last++
+		if err := l.Append([]wire.Entry{{Index: last, Term: 1, Data: make([]byte, 4000)}}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.CompactPrefix(last, nil); err != nil {
+		t.Fatal(err)
+	}
+	segs := segmentPaths(t, fsys, testDir)
+	if len(segs) != 1 {
+		t.Fatalf("%d segments left, want 1", len(segs))
+	}
+	want := preambleBytes(0) + (groups-1)*(groupPreambleFixedBytes+len(base))
+	data := readFile(t, fsys, segs[0])
+	off, n := segmentHeaderBytes, 0
+	for n < 3*groups-1 { // group 0's two preamble records, then three per group
+		_, size, st := decodeRecord(data[off:])
+		if st != recOK {
+			t.Fatalf("preamble record %d at %d: status %d", n, off, st)
+		}
+		off += size
+		n++
+	}
+	if got := off - segmentHeaderBytes; got != want {
+		t.Fatalf("preamble of %d bytes, want %d", got, want)
+	}
+	t.Logf("preamble for %d groups: %d bytes", groups, want)
+	l.Close()
+	l = mustOpen(t, testDir, o)
+	defer l.Close()
+	if st := l.Stats(); st.Groups != groups {
+		t.Fatalf("%d groups recovered, want %d", st.Groups, groups)
+	}
+	for _, id := range []uint64{1, 500, groups - 1} {
+		g := l.Group(id)
+		if g.FirstIndex() != 2 || g.HardState().Commit != 1 || string(g.Base()) != "m" {
+			t.Fatalf("group %d: first %d hs %+v base %q", id, g.FirstIndex(), g.HardState(), g.Base())
+		}
+		if tm, err := g.Term(1); err != nil || tm != 1 {
+			t.Fatalf("group %d marker term %d %v", id, tm, err)
+		}
+	}
+}

@@ -287,3 +287,64 @@ func TestEngineBootstrapCrashAtEveryPoint(t *testing.T) {
 	each(imgs, func(name string, _ crashImage, fs *vfs.MemFS) { check(name, fs) })
 	check("after OpenEngine returned", final)
 }
+
+// TestRemoveGroupCrashAtEveryPoint crashes RemoveGroup (of a group whose
+// data spans two flushes, the last one its view's Close) at each point:
+// the group must be wholly there or wholly gone, its neighbours as they
+// were, and after RemoveGroup returned, gone. (Close flushes, so the
+// removed span is never in the memtable; the excise is one manifest
+// edit.)
+func TestRemoveGroupCrashAtEveryPoint(t *testing.T) {
+	fsys := crashfs.New()
+	e := openEngineT(t, crashDir, Options{DisableWAL: true, FS: fsys})
+	g1, g2, g3 := groupT(t, e, 1), groupT(t, e, 2), groupT(t, e, 3)
+	st1 := fillGroup(t, g1, model{}, 12, 1)
+	m2 := model{}
+	fillGroup(t, g2, m2, 20, 1)
+	st3 := fillGroup(t, g3, model{}, 9, 1)
+	if err := e.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	st2 := fillGroup(t, g2, m2, 6, 2)
+	if err := g2.Close(); err != nil { // makes st2 durable
+		t.Fatal(err)
+	}
+	stop := captureImages(fsys, nil)
+	if err := e.RemoveGroup(2); err != nil {
+		t.Fatal(err)
+	}
+	imgs := stop()
+	final := fsys.Image(false, 0)
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	hashes := hashCache{}
+	empty := storeState{m: model{}}
+	var sawThere, sawGone int
+	check := func(name string, fs vfs.FS, mustBeGone bool) {
+		e := reopenEngine(t, name, fs)
+		defer e.Close()
+		for id, st := range map[uint64]storeState{1: st1, 3: st3} {
+			if d := groupDiff(t, groupT(t, e, id), st, hashes.of(t, fmt.Sprint(id), st)); d != "" {
+				t.Fatalf("%s: %s", name, d)
+			}
+		}
+		g := groupT(t, e, 2)
+		switch {
+		case groupDiff(t, g, empty, hashes.of(t, "empty", empty)) == "":
+			sawGone++
+		case mustBeGone:
+			t.Fatalf("%s: group 2 still at index %d after RemoveGroup returned", name, g.AppliedIndex())
+		case groupDiff(t, g, st2, hashes.of(t, "2", st2)) == "":
+			sawThere++
+		default:
+			t.Fatalf("%s: group 2 neither wholly there nor gone: %s", name, groupDiff(t, g, st2, hashes.of(t, "2", st2)))
+		}
+	}
+	each(imgs, func(name string, _ crashImage, fs *vfs.MemFS) { check(name, fs, false) })
+	check("after RemoveGroup returned", final, true)
+	t.Logf("RemoveGroup: %d crash points, 2 images each: group 2 there in %d, gone in %d", len(imgs), sawThere, sawGone)
+	if len(imgs) == 0 || sawThere == 0 {
+		t.Fatalf("RemoveGroup passed %d crash points, group 2 there in %d images", len(imgs), sawThere)
+	}
+}

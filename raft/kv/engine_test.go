@@ -568,6 +568,12 @@ func TestGroupsConcurrent(t *testing.T) {
 	errs := make(chan error, 16)
 	stop := make(chan struct{})
 	models := make([]model, writers)
+	// hashes0 holds group 0's hash at each index its writer reached, and
+	// restored the index and hash of group 1 after each restore of a
+	// snapshot of group 0: every snapshot must be group 0 at one index.
+	var hmu sync.Mutex
+	hashes0 := map[uint64]uint64{0: modelHash(t, model{})}
+	var restored [][2]uint64
 	for w := 0; w < writers; w++ {
 		wg.Add(1)
 		go func(w int) {
@@ -582,6 +588,16 @@ func TestGroupsConcurrent(t *testing.T) {
 				if err := g.Apply(es, make([]Result, len(es))); err != nil {
 					errs <- err
 					return
+				}
+				if w == 0 {
+					h, err := g.Hash() // only this goroutine writes group 0
+					if err != nil {
+						errs <- err
+						return
+					}
+					hmu.Lock()
+					hashes0[g.AppliedIndex()] = h
+					hmu.Unlock()
 				}
 				if r%10 == 9 {
 					_, done, err := g.FlushAsync()
@@ -631,10 +647,17 @@ func TestGroupsConcurrent(t *testing.T) {
 			hdr := len(groupSnapMagic) + 4 + 8 + 8 + 8
 			binary.BigEndian.PutUint32(snap[hdr:], crc32c(snap[:hdr]))
 			binary.BigEndian.PutUint32(snap[len(snap)-4:], crc32c(snap[:len(snap)-4]))
-			if _, err := gs[1].Restore(bytes.NewReader(snap)); err != nil {
+			info, err := gs[1].Restore(bytes.NewReader(snap))
+			if err != nil {
 				errs <- err
 				return
 			}
+			h, err := gs[1].Hash() // only this goroutine writes group 1
+			if err != nil {
+				errs <- err
+				return
+			}
+			restored = append(restored, [2]uint64{info.Index, h})
 		}
 	}()
 	wg.Wait()
@@ -647,12 +670,12 @@ func TestGroupsConcurrent(t *testing.T) {
 	checkGroup(t, gs[0], storeState{index: 5 * rounds, term: 1, m: models[0]})
 	checkGroup(t, gs[writers], storeState{index: 5 * rounds, term: 1, m: models[1]})
 	checkGroup(t, gs[2], storeState{index: 5 * rounds, term: 1, m: models[2]})
-	// Group 1 holds the last snapshot of group 0 it installed (whether it
-	// is whole is what the restore tests check); here only that it is
-	// readable and at an index group 0 passed.
-	if _, err := gs[1].Hash(); err != nil || gs[1].AppliedIndex() > gs[0].AppliedIndex() {
-		t.Fatalf("group 1 at %d (group 0 at %d): %v", gs[1].AppliedIndex(), gs[0].AppliedIndex(), err)
+	for _, r := range restored {
+		if want, ok := hashes0[r[0]]; !ok || want != r[1] {
+			t.Fatalf("a snapshot of group 0 at index %d restored to hash %x; group 0 had %x (known: %v)", r[0], r[1], want, ok)
+		}
 	}
+	t.Logf("%d snapshots of group 0 restored into group 1 while the groups were written", len(restored))
 }
 
 // TestEngineWithWAL checks the WAL-on mode: FlushAsync syncs Pebble's WAL
