@@ -309,6 +309,11 @@ type Status struct {
 	// ClientRequestsUnanswered counts client-port requests (each holding
 	// one of its connection's in-flight slots) not yet answered.
 	ClientRequestsUnanswered int64 `json:"client_requests_unanswered"`
+	// Groups, GroupsLed and GroupsQuiesced describe a host with more than
+	// one group (absent with one): everything above is group 0's.
+	Groups         int `json:"groups,omitempty"`
+	GroupsLed      int `json:"groups_led,omitempty"`
+	GroupsQuiesced int `json:"groups_quiesced,omitempty"`
 }
 
 // FollowerStatus is the leader's replication state for one member.

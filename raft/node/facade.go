@@ -121,5 +121,8 @@ func (n *Node) Status(ctx context.Context) (Status, error) {
 	if err == nil && n.srv != nil {
 		st.ClientRequestsUnanswered = n.srv.unanswered.Load()
 	}
+	if err == nil && len(n.replicas) > 1 {
+		st.Groups, st.GroupsLed, st.GroupsQuiesced = len(n.replicas), n.GroupsLed(), n.GroupsQuiesced()
+	}
 	return st, err
 }

@@ -73,6 +73,9 @@ func (rep *replica) run() {
 // channels until none yields, so a steady stream on one cannot starve the
 // others for longer than maxDrainPerTurn inputs.
 func (rep *replica) drain(props [][]byte, waiters []*proposal, reads []*readReq) ([][]byte, []*proposal, []*readReq) {
+	// The turn may have started with a tick or a WAL ack, which do not
+	// catch a quiesced core up; whatever is drained below is input.
+	rep.beforeInput()
 	budget := maxDrainPerTurn
 	for budget > 0 {
 		took := budget
