@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
+	"github.com/raftpipe/raftpipe/raft/node"
 	"github.com/raftpipe/raftpipe/wire"
 )
 
@@ -42,8 +43,12 @@ func BenchmarkClusterGroups(b *testing.B) {
 }
 
 func benchCluster(b *testing.B, clients, payload, groups int, walMetrics bool) {
+	benchClusterTuned(b, clients, payload, groups, walMetrics, nil)
+}
+
+func benchClusterTuned(b *testing.B, clients, payload, groups int, walMetrics bool, tune func(*node.Config)) {
 	ctx := context.Background()
-	c, err := Start(ctx, Options{Dir: b.TempDir(), Groups: groups})
+	c, err := Start(ctx, Options{Dir: b.TempDir(), Groups: groups, Tune: tune})
 	if err != nil {
 		b.Fatal(err)
 	}
