@@ -69,6 +69,9 @@ type Node struct {
 	// failure.
 	boot    sync.WaitGroup
 	bootErr atomic.Pointer[error]
+	// snapSends holds one token per outgoing snapshot transfer, over all
+	// groups (maxHostSnapshotSends).
+	snapSends chan struct{}
 
 	// srv is the client server (nil without ClientAddr).
 	srv *clientServer
@@ -99,6 +102,8 @@ func Start(cfg Config) (*Node, error) {
 		log:   cfg.Logger.With("node", cfg.ID),
 		fs:    cfg.FS,
 		stopc: make(chan struct{}),
+
+		snapSends: make(chan struct{}, maxHostSnapshotSends),
 	}
 	if err := n.open(); err != nil {
 		if n.tr != nil {
