@@ -30,7 +30,7 @@ import (
 // GroupStatus, GroupLeader and Groups look at any group.
 //
 // Goroutines: per replica a loop (owns the RawNode) and an apply
-// goroutine, plus one per snapshot in flight; the WAL writer; the
+// goroutine, plus one per snapshot in flight; the host ticker; the WAL writer; the
 // transport's goroutines; the client server's accept loop plus two
 // goroutines per client connection. Stop ends all of them.
 type Node struct {

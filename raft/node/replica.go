@@ -34,8 +34,8 @@ type replica struct {
 	// group is the Raft group ID; every message this replica sends
 	// carries it, and the host routes received messages by it.
 	group uint64
-	// cfg is the host's validated configuration (shared by every group
-	// in this step).
+	// cfg is the host's validated configuration, the same for every group
+	// (every group has the same members and settings).
 	cfg Config
 	// log is the host's logger.
 	log *slog.Logger
@@ -57,8 +57,10 @@ type replica struct {
 	// wg is the host's: it tracks the loop, the apply goroutine and
 	// snapshot goroutines, so Stop waits for them.
 	wg *sync.WaitGroup
-	// metrics is the host's counter set (one group per host today; per-
-	// group labels come with many groups).
+	// metrics is the host's counter set, shared by every group: counts
+	// add up over the groups, and the few with loop-owned state (leader
+	// changes, elections, RTT, the propose-to-apply sampler) follow group
+	// 0 only. Per-group labels would cost a series per group.
 	metrics *counters
 
 	// inbox carries peer messages from the transport to the loop (bounded;
@@ -138,7 +140,8 @@ type replica struct {
 	readSeq uint64
 	// pendingReads maps a ReadIndex context to its batch, owned by the loop.
 	pendingReads map[uint64][]*readReq
-	// stages times sampled writes stage by stage (stages.go).
+	// stages times sampled writes stage by stage (stages.go); only group
+	// 0's is initialised and sampled.
 	stages stageTracker
 	// removedPeers holds nodes whose removal this node applied; their
 	// messages get a removal notice instead of reaching the core. Owned by
