@@ -1,10 +1,14 @@
 package node
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -318,7 +322,10 @@ func TestGroupsCountIsDurable(t *testing.T) {
 // TestGroupsUnknownGroupRefused: a message for a group beyond the map of a
 // multi-group node is dropped, counted and logged, and the node serves on.
 func TestGroupsUnknownGroupRefused(t *testing.T) {
-	c := newTestCluster(t, 1, withGroups(3, nil))
+	var logs syncBuffer
+	c := newTestCluster(t, 1, withGroups(3, func(cfg *Config) {
+		cfg.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}))
 	n := c.nodes[1]
 	for g := uint64(0); g < 3; g++ {
 		c.groupLeader(g)
@@ -327,6 +334,9 @@ func TestGroupsUnknownGroupRefused(t *testing.T) {
 	n.onPeerMessage(&wire.Message{Type: wire.MsgHeartbeat, Group: 1 << 40, From: 2, To: 1, Term: 1})
 	if got := n.UnknownGroupDropped(); got != 2 {
 		t.Fatalf("dropped %d messages for unknown groups, want 2", got)
+	}
+	if l := logs.String(); !strings.Contains(l, "for a group this node does not host") || !strings.Contains(l, "group=3") || !strings.Contains(l, "hosted_groups=3") {
+		t.Fatalf("no clear log line for the unknown group; logs:\n%s", l)
 	}
 	ctx := ctxT(t, 20*time.Second)
 	for _, ks := range groupKeys("u", 3, 1) {
@@ -438,4 +448,22 @@ func TestGroupsQuiesce(t *testing.T) {
 			}
 		}
 	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the node's concurrent loggers.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
