@@ -151,6 +151,15 @@ func TestGroupsClientWritesSurviveRestart(t *testing.T) {
 			t.Fatalf("client get %s after restart = %q %v %v, want %q", k, got, ok, err, v)
 		}
 	}
+	// A stale get is served by the key's group's replica on any node.
+	for k, v := range acked {
+		for id, n := range c.nodes {
+			resp, err := n.Do(ctx, &wire.ClientRequest{Op: wire.OpGet, Key: []byte(k), Flags: wire.FlagStale})
+			if err != nil || resp.Status != wire.StatusOK || string(resp.Value) != v {
+				t.Fatalf("stale get %s at node %d: %v %+v, want %q", k, id, err, resp, v)
+			}
+		}
+	}
 	// A no-op with a key routes to the key's group and stores nothing.
 	if err := cl.NoopKey(ctx, []byte(groupKeys("k", G, 1)[3][0])); err != nil {
 		t.Fatalf("noop with a key: %v", err)
