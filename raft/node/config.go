@@ -114,7 +114,9 @@ type Config struct {
 	// fsyncs: a leader otherwise syncs about three times as often as each
 	// follower, in smaller batches. It applies only while at least
 	// leaderSyncDelayMinPending writes are pending: with few in flight the
-	// leader's fsync is on the commit path. 0 disables it.
+	// leader's fsync is on the commit path. 0 disables it. Not used with
+	// more than one group: the WAL and its delay are the host's, and a
+	// host leads some groups and follows others.
 	LeaderSyncDelay time.Duration
 	// FS is the one file system every durable write of the node goes
 	// through: the WAL, the state machine (Pebble, its CURRENT switch and

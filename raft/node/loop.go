@@ -213,7 +213,10 @@ const leaderSyncDelayMinPending = 64
 // writes are pending for batching to pay, and off otherwise. Owned by the
 // loop; SetSyncDelay is an atomic store, done only on a change.
 func (rep *replica) adjustLeaderSyncDelay() {
-	if rep.cfg.LeaderSyncDelay <= 0 || !rep.isLeader.Load() {
+	// With many groups the delay is the host's one WAL's, and replicas
+	// that lead and follow would switch it against each other; it is not
+	// used there (Config.LeaderSyncDelay).
+	if rep.cfg.LeaderSyncDelay <= 0 || rep.cfg.Groups > 1 || !rep.isLeader.Load() {
 		return
 	}
 	on := rep.ap.pending.Load() >= leaderSyncDelayMinPending
