@@ -13,7 +13,8 @@ import (
 // no coordination: group g prefers the voter at position g mod N of the
 // voters in ID order; a leader that is not g's preferred voter hands
 // leadership to it (the core's TransferLeadership) once that voter holds
-// the whole log, checked every balanceEveryTicks ticks at most. A
+// the whole log, checked every balanceEveryTicks ticks at most, and at
+// most balanceTransfersPerTick hand-offs per host and tick. A
 // preferred voter that is down or behind simply leaves the leadership
 // where it is; the check repeats until it catches up. Every host computes
 // the same preference from the same membership, so no two leaders push a
@@ -24,6 +25,12 @@ import (
 // default election timeout, so a failed transfer (the core gives up after
 // an election timeout) is retried no sooner than it could have finished.
 const balanceEveryTicks = DefaultElectionTicks
+
+// balanceTransfersPerTick bounds the hand-offs a host starts per tick over
+// all its groups: after a node comes back, hundreds of its groups would
+// otherwise hand leadership to it in the same tick, each an election at
+// the target. 16 per 50 ms tick moves a thousand groups in about 3 s.
+const balanceTransfersPerTick = 16
 
 // preferredLeader is the voter that should lead group g, or 0 if there is
 // no voter.
@@ -57,6 +64,10 @@ func (rep *replica) maybeBalance() {
 	}
 	pr, ok := st.Progress[pref]
 	if !ok || pr.IsLearner || pr.State != raft.StateReplicate || pr.Match != st.LastIndex || !pr.RecentActive {
+		return
+	}
+	if rep.host.balanceTokens.Add(-1) < 0 {
+		rep.balanceTicks = balanceEveryTicks - 1 // the host's budget is spent: try next tick
 		return
 	}
 	rep.log.Debug("handing leadership to the group's preferred voter", "group", rep.group, "to", pref)

@@ -240,21 +240,27 @@ func (c *testCluster) addrOf(id uint64) string {
 	return ""
 }
 
-// TestGroupsLeadersSpread: with 6 groups on 3 nodes, leader balancing
-// settles with every node leading 2 groups.
+// TestGroupsLeadersSpread: with 6 (and 48) groups on 3 nodes, leader
+// balancing settles with every node leading a third of them, each group
+// on its preferred node.
 func TestGroupsLeadersSpread(t *testing.T) {
-	const G = 6
+	for _, G := range []int{6, 48} {
+		t.Run(fmt.Sprintf("groups=%d", G), func(t *testing.T) { testLeadersSpread(t, G) })
+	}
+}
+
+func testLeadersSpread(t *testing.T, G int) {
 	c := newTestCluster(t, 3, withGroups(G, nil))
-	waitFor(t, 30*time.Second, "each node leads 2 groups", func() bool {
+	waitFor(t, 30*time.Second, fmt.Sprintf("each node leads %d groups", G/3), func() bool {
 		for _, n := range c.nodes {
-			if n.GroupsLed() != 2 {
+			if n.GroupsLed() != G/3 {
 				return false
 			}
 		}
 		return true
 	})
 	for _, n := range c.nodes {
-		for g := uint64(0); g < G; g++ {
+		for g := uint64(0); g < uint64(G); g++ {
 			if want := preferredLeader(g, []uint64{1, 2, 3}); n.IsGroupLeader(g) != (want == n.ID()) {
 				t.Errorf("node %d leads group %d: %v, preferred leader %d", n.ID(), g, n.IsGroupLeader(g), want)
 			}

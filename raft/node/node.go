@@ -72,6 +72,9 @@ type Node struct {
 	// snapSends holds one token per outgoing snapshot transfer, over all
 	// groups (maxHostSnapshotSends).
 	snapSends chan struct{}
+	// balanceTokens is what is left of this tick's leader-balancing
+	// budget (balanceTransfersPerTick); the host ticker refills it.
+	balanceTokens atomic.Int64
 
 	// srv is the client server (nil without ClientAddr).
 	srv *clientServer

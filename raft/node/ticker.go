@@ -29,6 +29,7 @@ func (n *Node) runTicker() {
 		case <-t.C:
 		}
 		n.ticks.Add(1)
+		n.balanceTokens.Store(balanceTransfersPerTick)
 		for _, rep := range n.replicas {
 			if rep.quiesced.Load() {
 				continue
