@@ -67,7 +67,7 @@ sim: ## long randomized consensus simulations (TestSim, TestSimQuiesce, TestSimG
 chaos: ## long fault-injection runs against real clusters (DURATION per schedule, 9 schedules): make chaos DURATION=10m
 	$(GO) test ./internal/chaos -run Chaos -chaos.duration $(DURATION) -chaos.process -chaos.report results/chaos-$$(date +%F).md -timeout 0 -v
 
-compare: ## raftpipe (direct, client, 3 raftnode processes) vs hashicorp/raft (default, tuned) and etcd at 1/16/64/256 clients, with CPU per write -> results/compare-DATE.md
+compare: ## raftpipe (direct, direct over 16 groups, client, 3 raftnode processes) vs hashicorp/raft (default, tuned) and etcd at 1/16/64/256 clients, with CPU per write -> results/compare-DATE.md
 	DURATION=$(or $(CMP_DURATION),10s) REPEAT=$(or $(REPEAT),3) bash scripts/compare.sh
 
 bench-cluster: ## BenchmarkCluster on an embedded 3-node cluster (slow: real fsync)

@@ -218,6 +218,9 @@ type Config struct {
 	Mode string
 	// Nodes is the cluster size.
 	Nodes int
+	// Groups is the number of Raft groups the keys are sharded over (0 or
+	// 1: one group); echoed in the report like Nodes.
+	Groups int
 	// CPUPIDs are processes besides this one whose CPU time is charged to
 	// the run (the members of a cluster in other processes); see cpu.go.
 	CPUPIDs []int

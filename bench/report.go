@@ -24,6 +24,9 @@ type Report struct {
 	Version string `json:"version"`
 	Mode    string `json:"mode"`
 	Nodes   int    `json:"nodes"`
+	// Groups is the number of Raft groups keys were sharded over; absent
+	// for one group (so older result files read the same).
+	Groups int `json:"groups,omitempty"`
 	// LoadModel is "closed" (Clients*Inflight outstanding) or "open"
 	// (RateOpsPerSec, latency from the scheduled time).
 	LoadModel string `json:"load_model"`
@@ -212,7 +215,11 @@ func (r *Report) WriteSummary(w io.Writer) error {
 	if r.Mode != "" {
 		label += " (" + r.Mode + ")"
 	}
-	fmt.Fprintf(bw, "%s, %d nodes, %d B payload, %d keys %s\n", label, r.Nodes, r.Payload, r.Keys, r.Distribution)
+	groups := ""
+	if r.Groups > 1 {
+		groups = fmt.Sprintf(", %d groups", r.Groups)
+	}
+	fmt.Fprintf(bw, "%s, %d nodes%s, %d B payload, %d keys %s\n", label, r.Nodes, groups, r.Payload, r.Keys, r.Distribution)
 	fmt.Fprintf(bw, "window %.1fs after %.1fs warm-up: %d ops, %.0f ops/s, %d errors",
 		r.DurationS, r.WarmupS, r.Ops, r.OpsPerS, r.Errors)
 	if len(r.ErrorsByKind) > 0 {

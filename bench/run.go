@@ -398,7 +398,7 @@ func (rs *runState) buildReport(lagRec *lagRecorder, finished time.Time) *Report
 		}
 	}
 	r := &Report{
-		System: cfg.System, Version: cfg.Version, Mode: cfg.Mode, Nodes: cfg.Nodes,
+		System: cfg.System, Version: cfg.Version, Mode: cfg.Mode, Nodes: cfg.Nodes, Groups: cfg.Groups,
 		LoadModel: cfg.LoadModel(), Clients: cfg.Clients, Inflight: cfg.Inflight,
 		RateOpsPerSec: cfg.RateOpsPerSec, Payload: cfg.PayloadBytes,
 		WriteFraction: cfg.WriteFraction, StaleReads: cfg.StaleReads,

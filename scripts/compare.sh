@@ -3,7 +3,9 @@
 #   raftpipe direct and client (embedded 3-node cluster in raftbench),
 #   hashicorp/raft v1.8.0 default and tuned (bench/peers/hashicorp),
 #   etcd v3.7.3 (3 member processes, bench/peers/etcd),
-#   raftpipe as 3 raftnode processes driven by raftbench -cluster.
+#   raftpipe as 3 raftnode processes driven by raftbench -cluster,
+#   raftpipe direct with the keys sharded over SHARD_GROUPS Raft groups
+#   (default 16; SHARD_GROUPS= leaves the row out; not GROUPS, which bash reserves).
 # Every system starts a fresh cluster with fresh data directories for each
 # run. Writes results/compare-DATE.md (medians, CPU per write, ratios) and
 # keeps the raw JSON under results/compare-DATE/ (OUT overrides both, for
@@ -14,6 +16,7 @@ DURATION=${DURATION:-10s}
 WARMUP=${WARMUP:-2s}
 REPEAT=${REPEAT:-3}
 CLIENTS=${CLIENTS:-"1 16 64 256"}
+SHARD_GROUPS=${SHARD_GROUPS-16}
 DATE=$(date -u +%Y-%m-%d)
 OUT=${OUT:-results/compare-$DATE}
 RAW=$OUT
@@ -31,7 +34,7 @@ go build -o bin/raftnode ./cmd/raftnode
   echo "go: $(go version)"
   echo "kernel: $(uname -r)"
   echo "fdatasync (4 KiB, \$TMPDIR): $(go run ./bench/fsynclat -n 500 2>&1 | tail -1)"
-  echo "settings: DURATION=$DURATION WARMUP=$WARMUP REPEAT=$REPEAT CLIENTS=$CLIENTS"
+  echo "settings: DURATION=$DURATION WARMUP=$WARMUP REPEAT=$REPEAT CLIENTS=$CLIENTS SHARD_GROUPS=$SHARD_GROUPS"
 } > "$RAW/machine.txt"
 
 # free_port prints a 127.0.0.1 port in [20000, 32000) that nothing listens
@@ -106,6 +109,9 @@ for rep in $(seq 1 "$REPEAT"); do
   for c in $CLIENTS; do
     echo "== round $rep, $c clients" >&2
     ./bin/raftbench -mode direct -clients "$c" "${common[@]}" > "$RAW/raftpipe-direct-c$c-r$rep.json"
+    if [ -n "$SHARD_GROUPS" ]; then
+      ./bin/raftbench -mode direct -groups "$SHARD_GROUPS" -clients "$c" "${common[@]}" > "$RAW/raftpipe-direct-g$SHARD_GROUPS-c$c-r$rep.json"
+    fi
     ./bin/hashicorp-peer -tuned -clients "$c" "${common[@]}" > "$RAW/hashicorp-tuned-c$c-r$rep.json"
     ./bin/raftbench -mode client -clients "$c" "${common[@]}" > "$RAW/raftpipe-client-c$c-r$rep.json"
     ./bin/etcd-peer -clients "$c" "${common[@]}" > "$RAW/etcd-c$c-r$rep.json"
@@ -115,5 +121,5 @@ for rep in $(seq 1 "$REPEAT"); do
     ./bin/hashicorp-peer -clients "$c" "${common[@]}" > "$RAW/hashicorp-default-c$c-r$rep.json"
   done
 done
-go run ./bench/compare -in "$RAW" -machine "$RAW/machine.txt" -cmd "make compare CMP_DURATION=$DURATION WARMUP=$WARMUP REPEAT=$REPEAT CLIENTS=\"$CLIENTS\"" -out "$OUT.md"
+go run ./bench/compare -in "$RAW" -machine "$RAW/machine.txt" -cmd "make compare CMP_DURATION=$DURATION WARMUP=$WARMUP REPEAT=$REPEAT CLIENTS=\"$CLIENTS\" SHARD_GROUPS=$SHARD_GROUPS" -out "$OUT.md"
 echo "wrote $OUT.md" >&2

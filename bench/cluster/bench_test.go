@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
+	"github.com/raftpipe/raftpipe/raft/node"
 	"github.com/raftpipe/raftpipe/wire"
 )
 
@@ -19,14 +20,35 @@ import (
 func BenchmarkCluster(b *testing.B) {
 	for _, clients := range []int{1, 16, 64, 256} {
 		b.Run(fmt.Sprintf("clients=%d/payload=128", clients), func(b *testing.B) {
-			benchCluster(b, clients, 128)
+			benchCluster(b, clients, 128, 1, false)
 		})
 	}
 }
 
-func benchCluster(b *testing.B, clients, payload int) {
+// BenchmarkClusterGroups is BenchmarkCluster with the keys sharded over G
+// Raft groups (each write goes to the node leading its key's group). It
+// also reports the WAL's fsyncs per second of the busiest node and the
+// group appends each fsync carried: with one fsync serving every group,
+// fsyncs/s should not grow with G.
+//
+//	go test ./bench/cluster -run '^$' -bench 'ClusterGroups/groups=(1|16)/clients=256' -benchtime 100000x
+func BenchmarkClusterGroups(b *testing.B) {
+	for _, groups := range []int{1, 4, 16} {
+		for _, clients := range []int{64, 256} {
+			b.Run(fmt.Sprintf("groups=%d/clients=%d", groups, clients), func(b *testing.B) {
+				benchCluster(b, clients, 128, groups, true)
+			})
+		}
+	}
+}
+
+func benchCluster(b *testing.B, clients, payload, groups int, walMetrics bool) {
+	benchClusterTuned(b, clients, payload, groups, walMetrics, nil)
+}
+
+func benchClusterTuned(b *testing.B, clients, payload, groups int, walMetrics bool, tune func(*node.Config)) {
 	ctx := context.Background()
-	c, err := Start(ctx, Options{Dir: b.TempDir()})
+	c, err := Start(ctx, Options{Dir: b.TempDir(), Groups: groups, Tune: tune})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -41,6 +63,12 @@ func benchCluster(b *testing.B, clients, payload int) {
 	var wg sync.WaitGroup
 	b.ReportAllocs()
 	b.SetBytes(int64(payload))
+	syncs0 := make([]uint64, len(c.Nodes))
+	calls0 := make([]uint64, len(c.Nodes))
+	for i, n := range c.Nodes {
+		st := n.WALStats()
+		syncs0[i], calls0[i] = st.Syncs, st.Calls
+	}
 	b.ResetTimer()
 	start := time.Now()
 	for w := 0; w < clients; w++ {
@@ -57,7 +85,7 @@ func benchCluster(b *testing.B, clients, payload int) {
 				key = fmt.Appendf(key[:0], "key-%d", i%100_000)
 				t0 := time.Now()
 				for {
-					l := c.Leader()
+					l := c.LeaderFor(key)
 					if l == nil {
 						time.Sleep(time.Millisecond)
 						continue
@@ -84,5 +112,16 @@ func benchCluster(b *testing.B, clients, payload int) {
 	b.ReportMetric(float64(h.ValueAtQuantile(99)), "p99-us")
 	if n := errs.Load(); n > 0 {
 		b.ReportMetric(float64(n), "retries")
+	}
+	if walMetrics {
+		var maxSyncs, calls uint64
+		for i, n := range c.Nodes {
+			st := n.WALStats()
+			if d := st.Syncs - syncs0[i]; d > maxSyncs {
+				maxSyncs, calls = d, st.Calls-calls0[i]
+			}
+		}
+		b.ReportMetric(float64(maxSyncs)/elapsed.Seconds(), "fsyncs/s")
+		b.ReportMetric(float64(calls)/float64(max(maxSyncs, 1)), "appends/fsync")
 	}
 }

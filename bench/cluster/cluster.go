@@ -13,6 +13,7 @@ import (
 
 	"github.com/raftpipe/raftpipe/internal/testcluster"
 	"github.com/raftpipe/raftpipe/raft/node"
+	"github.com/raftpipe/raftpipe/wire"
 )
 
 // Options configure an embedded cluster.
@@ -23,7 +24,11 @@ type Options struct {
 	Dir string
 	// ClusterID is used in every handshake (default 1).
 	ClusterID uint64
-	// Tune, if set, adjusts each node's config before start.
+	// Groups is the number of Raft groups (node.Config.Groups; 0 or 1 is
+	// one group). Start waits until every group has a leader.
+	Groups int
+	// Tune, if set, adjusts each node's config before start (after Groups
+	// was set).
 	Tune func(*node.Config)
 	// Logger receives node logs (nil discards them).
 	Logger *slog.Logger
@@ -39,6 +44,8 @@ type Cluster struct {
 	Members []node.Member
 	// ClusterID is the cluster's handshake ID.
 	ClusterID uint64
+	// Groups is the number of Raft groups (1 for one).
+	Groups int
 	// local owns the nodes and their directory.
 	local *testcluster.Cluster
 }
@@ -55,21 +62,111 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	if opts.LeaderTimeout <= 0 {
 		opts.LeaderTimeout = 30 * time.Second
 	}
+	groups := max(opts.Groups, 1)
 	local, err := testcluster.Start(testcluster.Options{
 		Voters: opts.Nodes, Dir: opts.Dir, ClusterID: opts.ClusterID,
-		Configure: opts.Tune, Logger: opts.Logger,
+		Configure: func(cfg *node.Config) {
+			cfg.Groups = groups
+			if opts.Tune != nil {
+				opts.Tune(cfg)
+			}
+		},
+		Logger: opts.Logger,
 	})
 	if err != nil {
 		return nil, err
 	}
-	c := &Cluster{Nodes: local.Nodes(), Members: local.Members(), ClusterID: opts.ClusterID, local: local}
+	c := &Cluster{Nodes: local.Nodes(), Members: local.Members(), ClusterID: opts.ClusterID, Groups: groups, local: local}
 	wctx, cancel := context.WithTimeout(ctx, opts.LeaderTimeout)
 	defer cancel()
 	if _, err := c.WaitLeader(wctx); err != nil {
 		c.Close()
 		return nil, err
 	}
+	for g := 1; g < groups; g++ {
+		if _, err := c.waitGroupLeader(wctx, uint64(g)); err != nil {
+			c.Close()
+			return nil, err
+		}
+	}
+	if groups > 1 {
+		// Leader balancing moves leaders in the first seconds; measuring
+		// then would count its hand-offs as not-leader retries. Not
+		// fatal: a cluster that does not settle is measured as it is.
+		bctx, cancel := context.WithTimeout(ctx, balanceWait)
+		c.waitBalanced(bctx)
+		cancel()
+	}
 	return c, nil
+}
+
+// balanceWait bounds Start's wait for leader balancing to settle.
+const balanceWait = 10 * time.Second
+
+// waitBalanced polls until every group is led by its preferred node (node
+// IDs are 1..N: group g prefers node g mod N + 1, raft/node's rule) or
+// ctx ends.
+func (c *Cluster) waitBalanced(ctx context.Context) {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for {
+		balanced := true
+		for g := 0; g < c.Groups && balanced; g++ {
+			l := c.GroupLeader(uint64(g))
+			balanced = l != nil && l.ID() == uint64(g%len(c.Nodes))+1
+		}
+		if balanced {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// GroupLeader returns the node leading group g, or nil if none is known.
+// Cheap enough to call per request (one atomic load per node).
+func (c *Cluster) GroupLeader(g uint64) *node.Node {
+	for _, n := range c.Nodes {
+		if n.IsGroupLeader(g) {
+			return n
+		}
+	}
+	return nil
+}
+
+// LeaderFor returns the node leading key's group, or nil if none is known.
+func (c *Cluster) LeaderFor(key []byte) *node.Node {
+	if c.Groups <= 1 {
+		return c.Leader()
+	}
+	return c.GroupLeader(uint64(wire.GroupOf(key, uint32(c.Groups))))
+}
+
+// waitGroupLeader polls until group g has a leader or ctx ends.
+func (c *Cluster) waitGroupLeader(ctx context.Context, g uint64) (*node.Node, error) {
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if l := c.GroupLeader(g); l != nil {
+			return l, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("cluster: no leader of group %d: %w", g, ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// WaitLeaderFor polls until key's group has a leader or ctx ends.
+func (c *Cluster) WaitLeaderFor(ctx context.Context, key []byte) (*node.Node, error) {
+	if c.Groups <= 1 {
+		return c.WaitLeader(ctx)
+	}
+	return c.waitGroupLeader(ctx, uint64(wire.GroupOf(key, uint32(c.Groups))))
 }
 
 // Leader returns the current leader, or nil if none is known. It is cheap
@@ -103,8 +200,12 @@ func (c *Cluster) WALNotes() []string {
 			continue
 		}
 		mean := st.SyncLatency.Sum / time.Duration(max(st.SyncLatency.Count, 1))
-		out = append(out, fmt.Sprintf("node %d WAL: %d fsyncs, %.1f entries/fsync, mean fsync %v; %d peer messages dropped at a full inbox; %d Pebble write stalls",
-			n.ID(), st.Syncs, float64(st.Entries)/float64(st.Syncs), mean.Round(time.Microsecond), n.InboxDropped(), n.StateMachineWriteStalls()))
+		groups := ""
+		if c.Groups > 1 {
+			groups = fmt.Sprintf(" (%d groups, %d led here, %.1f group appends/fsync)", c.Groups, n.GroupsLed(), float64(st.Calls)/float64(st.Syncs))
+		}
+		out = append(out, fmt.Sprintf("node %d WAL%s: %d fsyncs, %.1f entries/fsync, mean fsync %v; %d peer messages dropped at a full inbox; %d Pebble write stalls",
+			n.ID(), groups, st.Syncs, float64(st.Entries)/float64(st.Syncs), mean.Round(time.Microsecond), n.InboxDropped(), n.StateMachineWriteStalls()))
 	}
 	return out
 }

@@ -16,17 +16,18 @@ import (
 
 // DirectTarget sends operations to the embedded leader through its Go API
 // (node.Submit), without the client protocol: the like-for-like comparison
-// with libraries benchmarked in-process.
+// with libraries benchmarked in-process. With many groups each operation
+// goes to the node leading its key's group.
 type DirectTarget struct {
 	C *Cluster
 }
 
 // Do implements bench.Target.
 func (t *DirectTarget) Do(ctx context.Context, op *bench.Op) error {
-	l := t.C.Leader()
+	l := t.C.LeaderFor(op.Key)
 	if l == nil {
 		var err error
-		if l, err = t.C.WaitLeader(ctx); err != nil {
+		if l, err = t.C.WaitLeaderFor(ctx, op.Key); err != nil {
 			return fmt.Errorf("%w: %w", bench.ErrNotLeader, err)
 		}
 	}

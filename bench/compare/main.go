@@ -60,6 +60,7 @@ type agg struct {
 var rowDoc = []struct{ system, mode, doc string }{
 	{"raftpipe", "direct", "embedded 3-node cluster in raftbench's process, writes by in-process calls on the leader (`raftbench -mode direct`)"},
 	{"raftpipe", "client", "the same embedded cluster, writes through the client protocol over loopback TCP (`raftbench -mode client`)"},
+	{"raftpipe", "direct-g16", "the direct row with the keys sharded over 16 Raft groups on the same 3 nodes (`raftbench -mode direct -groups 16`): each write goes to the node leading its key's group"},
 	{"raftpipe", "cluster", "3 `raftnode` processes on 127.0.0.1, driven by `raftbench -cluster` through the client protocol; CPU is raftbench plus the 3 nodes"},
 	{"hashicorp-raft", "default", "hashicorp/raft, raft.DefaultConfig(), raft-wal, 3 nodes in one process (`bench/peers/hashicorp`)"},
 	{"hashicorp-raft", "tuned", "hashicorp/raft with BatchApplyCh, MaxAppendEntries 512, a 512-entry LogCache, no snapshots during the run (`bench/peers/hashicorp -tuned`)"},

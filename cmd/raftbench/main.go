@@ -8,6 +8,12 @@
 // writing 128-byte values for 10 s after a 2 s warm-up. With -cluster it
 // drives an existing cluster through the client protocol instead.
 //
+// With -groups G the embedded cluster shards its keys over G Raft groups
+// (raftnode -groups): -mode direct sends each operation to the node that
+// leads its key's group, client mode relies on raft/client's shard-map
+// routing. A -cluster run needs nothing new: the client learns the
+// cluster's group count from the nodes.
+//
 // Every report includes the CPU time spent per committed op over the
 // measurement window (cpu_us_per_op): raftbench's own process, which for
 // the embedded cluster holds all nodes too, plus, with -cpu-pids, the
@@ -77,6 +83,7 @@ type options struct {
 	fsync     bool
 	cpuPIDs   string
 	readMode  string
+	groups    int
 }
 
 func parse(args []string, stderr io.Writer) (bench.Config, options, error) {
@@ -101,6 +108,7 @@ func parse(args []string, stderr io.Writer) (bench.Config, options, error) {
 	fs.BoolVar(&o.quiet, "quiet", false, "no progress line on stderr")
 	fs.StringVar(&o.dir, "dir", "", "parent directory for the embedded cluster's data and the -fsync-probe file (default $TMPDIR); put it on the disk you want to measure")
 	fs.StringVar(&o.readMode, "read-mode", "index", "embedded cluster: how its leader confirms linearizable reads, index (ReadIndex heartbeat rounds) or lease (raftnode -read-mode)")
+	fs.IntVar(&o.groups, "groups", 1, fmt.Sprintf("embedded cluster: shard the keys over this many Raft groups, 1..%d (raftnode -groups); direct mode sends each operation to the node leading its key's group, client mode relies on the client's shard-map routing. With -cluster the cluster's own group count applies", node.MaxGroups))
 	fs.BoolVar(&o.fsync, "fsync-probe", false, "before the run, measure and print this disk's write+fdatasync latency (1000 x 4 KiB)")
 	fs.StringVar(&o.cpuPIDs, "cpu-pids", "", "with -cluster: comma-separated PIDs of the cluster's processes on this host, whose CPU (/proc/PID/stat) is added to raftbench's own in cpu_us_per_op")
 	if err := fs.Parse(args); err != nil {
@@ -129,12 +137,19 @@ func parse(args []string, stderr io.Writer) (bench.Config, options, error) {
 	cfg.Version = version()
 	cfg.Mode = o.mode
 	cfg.Nodes = o.nodes
+	cfg.Groups = o.groups
+	if o.groups > 1 {
+		// Its own row in comparisons: "direct-g16" is not "direct".
+		cfg.Mode = fmt.Sprintf("%s-g%d", o.mode, o.groups)
+	}
 	if o.cluster != "" {
 		// "cluster", not "client": the same protocol, but the nodes are
 		// other processes, so results must not merge with the embedded
 		// client-mode rows.
 		cfg.Mode = "cluster"
 		cfg.Nodes = len(splitList(o.cluster))
+		cfg.Groups = 0 // the cluster's own; the client learns it, raftbench does not
+
 	}
 	return cfg, o, nil
 }
@@ -173,6 +188,10 @@ func checkOptions(fs *flag.FlagSet, cfg *bench.Config, o *options) error {
 		return errors.New("-dir places the embedded cluster's data or the -fsync-probe file: with -cluster it needs -fsync-probe")
 	case o.sweep != "" && cfg.RateOpsPerSec > 0:
 		return errors.New("-sweep clients=... sweeps the closed loop: it cannot go with -rate")
+	case o.groups < 1 || o.groups > node.MaxGroups:
+		return fmt.Errorf("-groups %d: want 1..%d", o.groups, node.MaxGroups)
+	case set["groups"] && !embedded:
+		return errors.New("-groups sizes the embedded cluster's shard map: with -cluster the cluster's own group count applies (the client learns it)")
 	case set["read-mode"] && !embedded:
 		return errors.New("-read-mode configures the embedded cluster: with -cluster the nodes' own -read-mode applies")
 	case o.sweep != "" && set["clients"]:
@@ -286,13 +305,13 @@ func setup(ctx context.Context, o options, stderr io.Writer) (bench.Target, benc
 		return ct, lag, nil, ct.Close, nil
 	}
 	if !o.quiet {
-		fmt.Fprintf(stderr, "starting an embedded %d-node cluster on 127.0.0.1 ...\n", o.nodes)
+		fmt.Fprintf(stderr, "starting an embedded %d-node cluster (%d group(s)) on 127.0.0.1 ...\n", o.nodes, o.groups)
 	}
 	readMode, err := node.ParseReadMode(o.readMode)
 	if err != nil {
 		return nil, nil, nil, nil, usageError{fmt.Errorf("-read-mode: %w", err)}
 	}
-	c, err := cluster.Start(ctx, cluster.Options{Nodes: o.nodes, Dir: o.dir, ClusterID: o.clusterID,
+	c, err := cluster.Start(ctx, cluster.Options{Nodes: o.nodes, Dir: o.dir, ClusterID: o.clusterID, Groups: o.groups,
 		Tune: func(cfg *node.Config) { cfg.ReadMode = readMode }})
 	if err != nil {
 		return nil, nil, nil, nil, err

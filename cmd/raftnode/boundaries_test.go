@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -35,6 +36,8 @@ func TestRunFlagBoundaries(t *testing.T) {
 			nil},
 		{"retain-entries", nil, []probe{{"0", false}, {"-1", false}, {"100000000", true}, {"100000001", false}},
 			nil},
+		{"groups", nil, []probe{{"0", false}, {"-1", false}, {"1", true}, {"4096", true}, {"4097", false}},
+			func(o *runOptions) string { return fmt.Sprint(o.groups) }},
 		{"wal-sync-delay", nil, []probe{{"0s", true}, {"-1ns", false}, {"1s", true}, {"1.000000001s", false}},
 			func(o *runOptions) string { return o.walSyncDelay.String() }},
 	} {

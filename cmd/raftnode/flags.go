@@ -101,6 +101,9 @@ type runOptions struct {
 	readModeRaw     string
 	readMode        node.ReadMode
 	leaseDriftTicks int
+	// groups is the number of Raft groups the keys are sharded over
+	// (node.Config.Groups); fixed when the data directory is created.
+	groups int
 	// drainTimeout bounds the graceful drain on SIGTERM (node.Drain).
 	drainTimeout time.Duration
 	// snapshotEntries is how many applied entries pass between log
@@ -140,6 +143,7 @@ func newRunFlagSet(o *runOptions) *flag.FlagSet {
 	fs.IntVar(&o.heartbeatTicks, "heartbeat-ticks", node.DefaultHeartbeatTicks, "leader heartbeat interval in `TICKS`")
 	fs.StringVar(&o.readModeRaw, "read-mode", "index", "how the leader confirms linearizable reads: `MODE` index (a heartbeat round per batch, no clock assumption) or lease (locally, while it holds a lease of election-ticks minus -lease-drift-ticks; assumes bounded clock drift, see docs/deploy.md; give every node the same mode)")
 	fs.IntVar(&o.leaseDriftTicks, "lease-drift-ticks", node.DefaultLeaseDriftTicks, "lease mode: the clock-drift bound in `TICKS` the lease is shortened by (1..election-ticks-1)")
+	fs.IntVar(&o.groups, "groups", 1, fmt.Sprintf("number of Raft `GROUPS` (1..%d) the keys are sharded over (group = wire.GroupOf(key, groups)); every group has the same members. Give every node the same value; it is recorded in the data directory when that is created, and a node started with another value refuses to start. With more than one group, idle groups quiesce and leaders spread over the nodes (docs/deploy.md, \"Many groups\")", node.MaxGroups))
 	fs.DurationVar(&o.drainTimeout, "drain-timeout", node.DefaultDrainTimeout, "on SIGTERM: bound (`DURATION`) on draining in-flight requests and handing leadership off before the node stops")
 	fs.Uint64Var(&o.snapshotEntries, "snapshot-entries", node.DefaultSnapshotEntries, "applied `ENTRIES` (count) between state-machine flushes that let the log be compacted")
 	fs.Uint64Var(&o.retainEntries, "retain-entries", node.DefaultRetainEntries, "log `ENTRIES` (count) kept behind a compaction point so lagging followers catch up without a snapshot")
@@ -319,6 +323,9 @@ func (o *runOptions) validate() error {
 	if mode == node.ReadModeLease && (o.leaseDriftTicks < 1 || o.leaseDriftTicks >= o.electionTicks) {
 		return usageErrorf("-lease-drift-ticks %d: must be in 1..%d (below -election-ticks)", o.leaseDriftTicks, o.electionTicks-1)
 	}
+	if o.groups < 1 || o.groups > node.MaxGroups {
+		return usageErrorf("-groups %d: must be in 1..%d", o.groups, node.MaxGroups)
+	}
 	if o.drainTimeout <= 0 || o.drainTimeout > maxDrainTimeout {
 		return usageErrorf("-drain-timeout %v: must be in (0s, %v]", o.drainTimeout, maxDrainTimeout)
 	}
@@ -462,6 +469,7 @@ func (o *runOptions) nodeConfig(logger *slog.Logger) node.Config {
 		HeartbeatTicks:      o.heartbeatTicks,
 		ReadMode:            o.readMode,
 		LeaseDriftTicks:     o.leaseDriftTicks,
+		Groups:              o.groups,
 		SnapshotEntries:     o.snapshotEntries,
 		RetainEntries:       o.retainEntries,
 		WAL:                 wal.Options{SyncDelay: o.walSyncDelay},

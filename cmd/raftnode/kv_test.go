@@ -275,3 +275,32 @@ func TestKVUnknownOutcome(t *testing.T) {
 		t.Errorf("get against a silent node: %v; want exit %d", r, kvExitFailed)
 	}
 }
+
+// TestProcessKVGroups runs three raftnode processes with -groups 4 and
+// writes and reads keys of every group with `raftnode kv`, whose client
+// learns the shard map and routes each key to its group's leader.
+func TestProcessKVGroups(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process test skipped in -short mode")
+	}
+	const G = 4
+	bin := raftnodeBinary(t)
+	procs := startProcCluster(t, bin, func(*proc) []string { return []string{"-groups", fmt.Sprint(G)} })
+	waitLeader(t, procs, 0)
+	var addrs []string
+	for _, p := range procs {
+		addrs = append(addrs, p.clientAddr)
+	}
+	common := []string{"-cluster", strings.Join(addrs, ","), "-cluster-id", fmt.Sprint(procClusterID), "-timeout", "20s"}
+	seen := map[uint32]bool{}
+	for i := 0; len(seen) < G || i < 8; i++ {
+		k, v := fmt.Sprintf("gkey-%d", i), fmt.Sprintf("gval-%d", i)
+		seen[wire.GroupOf([]byte(k), G)] = true
+		if r := runKVProc(t, bin, nil, append(common, "put", k, v)...); r.code != exitOK {
+			t.Fatalf("kv put %s: %v", k, r)
+		}
+		if r := runKVProc(t, bin, nil, append(common, "get", k)...); r.code != exitOK || strings.TrimSpace(r.stdout) != v {
+			t.Fatalf("kv get %s: %v; want %q", k, r, v)
+		}
+	}
+}

@@ -184,6 +184,9 @@ func statusErr(r *wire.ClientResponse) error {
 // and waits until the change applies here. Leader only; one change at a
 // time.
 func (n *Node) AddMember(ctx context.Context, m Member, learner bool) error {
+	if err := n.singleGroupOnly("add a member"); err != nil {
+		return err
+	}
 	if m.ID == 0 || m.PeerAddr == "" {
 		return errors.New("node: a member needs an ID and a peer address")
 	}
@@ -196,7 +199,24 @@ func (n *Node) AddMember(ctx context.Context, m Member, learner bool) error {
 
 // RemoveMember proposes removing node id and waits until it applies here.
 func (n *Node) RemoveMember(ctx context.Context, id uint64) error {
+	if err := n.singleGroupOnly("remove a member"); err != nil {
+		return err
+	}
 	return n.r0.confChange(ctx, wire.ConfChange{Type: wire.ConfRemove, NodeID: id})
+}
+
+// ErrMultiGroup refuses an operation that is not yet implemented for a
+// node with more than one group (membership changes, backups, seeding).
+var ErrMultiGroup = errors.New("node: not supported with more than one group yet")
+
+// singleGroupOnly refuses what with many groups would act on group 0
+// alone: a membership change applied to one group would leave the others
+// with the old members.
+func (n *Node) singleGroupOnly(what string) error {
+	if len(n.replicas) > 1 {
+		return fmt.Errorf("%w: cannot %s of a %d-group cluster (every group has the same members, and changing them in group 0 alone would split them)", ErrMultiGroup, what, len(n.replicas))
+	}
+	return nil
 }
 
 // confChange proposes cc on the loop and waits for it to apply.
@@ -289,6 +309,11 @@ type Status struct {
 	// ClientRequestsUnanswered counts client-port requests (each holding
 	// one of its connection's in-flight slots) not yet answered.
 	ClientRequestsUnanswered int64 `json:"client_requests_unanswered"`
+	// Groups, GroupsLed and GroupsQuiesced describe a host with more than
+	// one group (absent with one): everything above is group 0's.
+	Groups         int `json:"groups,omitempty"`
+	GroupsLed      int `json:"groups_led,omitempty"`
+	GroupsQuiesced int `json:"groups_quiesced,omitempty"`
 }
 
 // FollowerStatus is the leader's replication state for one member.

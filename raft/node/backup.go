@@ -34,6 +34,11 @@ type snapshotStreams struct{ n atomic.Int32 }
 // (which the archive's stream CRC would reject anyway), never a clean end.
 func (n *Node) serveSnapshot(streams *snapshotStreams) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		if len(n.replicas) > 1 {
+			// A snapshot of group 0 alone would look like a whole backup.
+			http.Error(w, fmt.Sprintf("backups of a node with %d groups are not supported yet (only single-group nodes)", len(n.replicas)), http.StatusNotImplemented)
+			return
+		}
 		if streams.n.Add(1) > maxSnapshotStreams {
 			streams.n.Add(-1)
 			http.Error(w, "a snapshot is already being streamed from this node; retry when it is done", http.StatusServiceUnavailable)

@@ -73,6 +73,18 @@ const (
 	// DefaultClientInflight bounds requests in flight per client connection;
 	// the connection's reader stops reading beyond it (TCP backpressure).
 	DefaultClientInflight = 4096
+	// MaxGroups bounds Config.Groups. It is the WAL's default group limit
+	// (wal.DefaultMaxGroups): every segment's preamble restates every group
+	// (about 112 bytes each), a roll costs O(groups) under the log's lock,
+	// and every replica costs two goroutines and its queues, so a host is
+	// sized for about a thousand groups; 4096 leaves room without letting a
+	// typo ask for a million replicas.
+	MaxGroups = 4096
+	// DefaultQuiesceAfterTicks is Config.QuiesceAfterTicks for a host with
+	// more than one group: an idle group stops heartbeating after 2 s with
+	// the default tick, long after any burst of writes has settled and
+	// short enough that an idle host goes quiet quickly.
+	DefaultQuiesceAfterTicks = 40
 )
 
 // ErrStopped is returned by calls on a node that has stopped.
@@ -102,7 +114,9 @@ type Config struct {
 	// fsyncs: a leader otherwise syncs about three times as often as each
 	// follower, in smaller batches. It applies only while at least
 	// leaderSyncDelayMinPending writes are pending: with few in flight the
-	// leader's fsync is on the commit path. 0 disables it.
+	// leader's fsync is on the commit path. 0 disables it. Not used with
+	// more than one group: the WAL and its delay are the host's, and a
+	// host leads some groups and follows others.
 	LeaderSyncDelay time.Duration
 	// FS is the one file system every durable write of the node goes
 	// through: the WAL, the state machine (Pebble, its CURRENT switch and
@@ -188,6 +202,26 @@ type Config struct {
 	// it makes must go through fs. The wire protocol is unchanged, so it
 	// is handed kv commands (kv.DecodeCommand) and asked for reads by key.
 	OpenStateMachine func(fs vfs.FS, dataDir string) (sm.StateMachine, error)
+	// Groups is the number of Raft groups this cluster shards its keys
+	// over (the static shard map: key k belongs to group
+	// wire.GroupOf(k, Groups)); every group has the same members
+	// (Members). 0 and 1 mean one group, exactly as before groups
+	// existed. At most MaxGroups. It is durable: it is recorded in the
+	// data directory when that is created, and a node started with a
+	// different value refuses to start (ErrGroupsMismatch) without
+	// touching its data. Every member must be given the same value.
+	Groups int
+	// QuiesceAfterTicks lets an idle group stop heartbeating after this
+	// many idle ticks (raft.Config.QuiesceAfterTicks; raft/doc.go,
+	// "Quiescence"). 0 means the default: DefaultQuiesceAfterTicks with
+	// more than one group, off with one (so a single-group node behaves
+	// as before). Negative turns it off. Every member must use the same.
+	QuiesceAfterTicks int
+	// DisableLeaderBalance turns off leader spreading with more than one
+	// group: by default a leader of group g that is not g's preferred
+	// member (the (g mod N)-th member in ID order) hands leadership to it
+	// once it is caught up (balance.go). With one group it never runs.
+	DisableLeaderBalance bool
 	// StageSampleEvery times one accepted write in StageSampleEvery stage
 	// by stage (StageStats); 0 means DefaultStageSampleEvery, negative
 	// turns sampling off.
@@ -304,6 +338,18 @@ func (cfg Config) withDefaults() (Config, error) {
 		}
 	default:
 		return cfg, fmt.Errorf("node: Config.ReadMode %v unknown", cfg.ReadMode)
+	}
+	if cfg.Groups < 0 || cfg.Groups > MaxGroups {
+		return cfg, fmt.Errorf("node: Config.Groups %d out of range [0, %d]", cfg.Groups, MaxGroups)
+	}
+	if cfg.Groups == 0 {
+		cfg.Groups = 1
+	}
+	switch {
+	case cfg.QuiesceAfterTicks < 0:
+		cfg.QuiesceAfterTicks = 0
+	case cfg.QuiesceAfterTicks == 0 && cfg.Groups > 1:
+		cfg.QuiesceAfterTicks = DefaultQuiesceAfterTicks
 	}
 	if cfg.TickInterval < 0 {
 		return cfg, fmt.Errorf("node: Config.TickInterval %v is negative (0 means the default, %v)", cfg.TickInterval, DefaultTickInterval)

@@ -22,8 +22,25 @@
 // waiters, and the loop that owns them. The transport's handlers route
 // every message and snapshot by its Group to that group's replica, and
 // drop, count and log one for a group the host lacks (route.go); every
-// message a replica sends carries its group. Today a host has one
-// replica, group 0, and Node's public methods act on it (facade.go).
+// message a replica sends carries its group.
+//
+// # Many groups
+//
+// Config.Groups = G shards keys over G groups by wire.GroupOf (a static
+// shard map; every group has the same members). The host has G replicas:
+// replica g logs through wal.Group(g), so all groups share the WAL's
+// writer and each fsync, and (for G > 1) applies to kv.Engine.Group(g),
+// one Pebble database for all (groups.go). Submit answers OpShardMap
+// itself and routes everything else by key; Do, Put and Get go through it
+// (facade.go). G is recorded in DataDir/GROUPS when the directory is
+// created and a different G is refused (ErrGroupsMismatch). One host
+// ticker ticks only the replicas that are not quiesced, which catch up
+// with RawNode.TickQuiesced before their next input; a lost peer
+// connection is reported to every group (ticker.go). A leader that is not
+// its group's preferred voter (position g mod N in ID order) hands
+// leadership to it once that voter is caught up (balance.go). The
+// administrative calls (Status, AddMember, TransferLeadership, ...) act
+// on group 0. docs/runtime.md, "Many groups", has the diagrams.
 //
 // # The state machine knows no membership
 //
@@ -109,7 +126,10 @@
 // state-machine seam), then node.go (Node, the host: Start, Stop, the
 // shared parts), replica.go (a group's replica: recovery, membership at
 // start-up, bootstrap), route.go (messages and snapshots routed by group),
-// facade.go (the public calls, on group 0), loop.go (the loop and
+// groups.go (the group count, per-group state machines and queue sizes),
+// ticker.go (the host ticker, quiescence catch-up, lost peers), balance.go
+// (leader spreading), facade.go (routing by key, the shard map, and the
+// administrative calls on group 0), loop.go (the loop and
 // handleReady), api.go (submit and the embedded API), apply.go (waiters
 // and the apply goroutine), snapshot.go (send, stage, install,
 // finishInstall), snapframe.go (the runtime's snapshot frame and the

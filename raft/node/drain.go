@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/raftpipe/raftpipe/wire"
@@ -54,8 +55,15 @@ func (n *Node) Drain(ctx context.Context) error {
 		n.srv.stopAccepting()
 	}
 	var errs []error
-	if err := n.waitDrain(ctx, func() bool { return n.r0.ap.pending.Load() == 0 && n.r0.readsPending.Load() == 0 }); err != nil {
-		errs = append(errs, fmt.Errorf("node: drain: %d writes and %d reads still in flight: %w", n.r0.ap.pending.Load(), n.r0.readsPending.Load(), err))
+	inFlight := func() (writes, reads int64) {
+		for _, rep := range n.replicas {
+			writes, reads = writes+rep.ap.pending.Load(), reads+rep.readsPending.Load()
+		}
+		return writes, reads
+	}
+	if err := n.waitDrain(ctx, func() bool { w, r := inFlight(); return w == 0 && r == 0 }); err != nil {
+		w, r := inFlight()
+		errs = append(errs, fmt.Errorf("node: drain: %d writes and %d reads still in flight: %w", w, r, err))
 	}
 	if err := n.handOff(ctx); err != nil {
 		errs = append(errs, err)
@@ -85,15 +93,37 @@ func (n *Node) waitDrain(ctx context.Context, cond func() bool) error {
 	return nil
 }
 
-// handOff transfers leadership to the voting follower with the highest
-// match index, if this node leads, and waits until it no longer leads.
+// handOff hands off every group this node leads, all at once (each
+// waits up to an election timeout per attempt, so one after the other
+// would take minutes with many groups).
 func (n *Node) handOff(ctx context.Context) error {
-	if !n.IsLeader() {
+	errs := make([]error, len(n.replicas))
+	var wg sync.WaitGroup
+	for g, rep := range n.replicas {
+		if !rep.isLeader.Load() {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[g] = rep.handOff(ctx)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// handOff transfers leadership of the group to the voting follower with
+// the highest match index, if this replica leads, and waits until it no
+// longer leads.
+func (rep *replica) handOff(ctx context.Context) error {
+	n := rep.host
+	if !rep.isLeader.Load() {
 		return nil
 	}
-	st, err := n.Status(ctx)
+	st, err := rep.status(ctx)
 	if err != nil {
-		return fmt.Errorf("node: drain: hand-off skipped: %w", err)
+		return fmt.Errorf("node: drain: group %d: hand-off skipped: %w", rep.group, err)
 	}
 	var to, best uint64
 	for id, f := range st.Followers {
@@ -104,23 +134,25 @@ func (n *Node) handOff(ctx context.Context) error {
 	if to == 0 {
 		return nil // no other voter: nobody to hand off to
 	}
-	for n.IsLeader() {
+	for rep.isLeader.Load() {
 		// A transfer aborts after an election timeout; ask again until ctx ends.
-		if err := n.TransferLeadership(ctx, to); err != nil && n.IsLeader() {
-			return fmt.Errorf("node: drain: hand-off to %d: %w", to, err)
+		if err := rep.transferLeadership(ctx, to); err != nil && rep.isLeader.Load() {
+			return fmt.Errorf("node: drain: group %d: hand-off to %d: %w", rep.group, to, err)
 		}
 		wait := n.cfg.TickInterval * time.Duration(n.cfg.ElectionTicks)
 		wctx, cancel := context.WithTimeout(ctx, wait)
-		err := n.waitDrain(wctx, func() bool { return !n.IsLeader() })
+		err := n.waitDrain(wctx, func() bool { return !rep.isLeader.Load() })
 		cancel()
 		if ctx.Err() != nil {
-			return fmt.Errorf("node: drain: hand-off to %d did not complete: %w", to, ctx.Err())
+			return fmt.Errorf("node: drain: group %d: hand-off to %d did not complete: %w", rep.group, to, ctx.Err())
 		}
 		if errors.Is(err, ErrStopped) {
 			return err
 		}
 	}
-	n.log.Info("handed leadership off", "to", to)
+	if rep.group == 0 {
+		n.log.Info("handed leadership off", "to", to)
+	}
 	return nil
 }
 

@@ -21,9 +21,8 @@ const maxDrainPerTurn = 8192
 func (rep *replica) run() {
 	defer rep.wg.Done()
 	defer close(rep.loopDone)
-	ticker := time.NewTicker(rep.cfg.TickInterval)
-	defer ticker.Stop()
 	rep.clock.start(rep.cfg.TickInterval, time.Now())
+	rep.ticksSeen = rep.host.ticks.Load()
 	var props [][]byte
 	var waiters []*proposal
 	for {
@@ -32,17 +31,21 @@ func (rep *replica) run() {
 		select {
 		case <-rep.stopc:
 			return
-		case <-ticker.C:
-			rep.tick()
+		case <-rep.tickc:
+			rep.onTick()
 		case m := <-rep.inbox:
+			rep.beforeInput()
 			rep.step(m)
 		case p := <-rep.propc:
+			rep.beforeInput()
 			props, waiters = append(props, p.data), append(waiters, p)
 		case r := <-rep.readc:
+			rep.beforeInput()
 			reads = append(reads, r)
 		case <-rep.persisted:
 			rep.ackPersisted()
 		case fn := <-rep.eventc:
+			rep.beforeInput()
 			fn()
 		}
 		props, waiters, reads = rep.drain(props, waiters, reads)
@@ -58,6 +61,7 @@ func (rep *replica) run() {
 				return
 			}
 		}
+		rep.noteQuiesced()
 	}
 }
 
@@ -69,6 +73,9 @@ func (rep *replica) run() {
 // channels until none yields, so a steady stream on one cannot starve the
 // others for longer than maxDrainPerTurn inputs.
 func (rep *replica) drain(props [][]byte, waiters []*proposal, reads []*readReq) ([][]byte, []*proposal, []*readReq) {
+	// The turn may have started with a tick or a WAL ack, which do not
+	// catch a quiesced core up; whatever is drained below is input.
+	rep.beforeInput()
 	budget := maxDrainPerTurn
 	for budget > 0 {
 		took := budget
@@ -144,7 +151,9 @@ func (rep *replica) step(m wire.Message) {
 	if rep.stepMembership(&m) {
 		return
 	}
-	rep.metrics.rtt.onRecv(&m)
+	if rep.group == 0 {
+		rep.metrics.rtt.onRecv(&m) // loop-owned state: group 0's loop only
+	}
 	if err := rep.rn.Step(m); err != nil {
 		rep.log.Debug("step failed", "type", m.Type, "from", m.From, "err", err)
 	}
@@ -185,7 +194,9 @@ func (rep *replica) propose(data [][]byte, ws []*proposal) {
 		}
 	}
 	rep.ap.register(ws)
-	rep.metrics.sampler.proposed(last, term)
+	if rep.group == 0 {
+		rep.metrics.sampler.proposed(last, term)
+	}
 	rep.adjustLeaderSyncDelay()
 }
 
@@ -202,7 +213,10 @@ const leaderSyncDelayMinPending = 64
 // writes are pending for batching to pay, and off otherwise. Owned by the
 // loop; SetSyncDelay is an atomic store, done only on a change.
 func (rep *replica) adjustLeaderSyncDelay() {
-	if rep.cfg.LeaderSyncDelay <= 0 || !rep.isLeader.Load() {
+	// With many groups the delay is the host's one WAL's, and replicas
+	// that lead and follow would switch it against each other; it is not
+	// used there (Config.LeaderSyncDelay).
+	if rep.cfg.LeaderSyncDelay <= 0 || rep.cfg.Groups > 1 || !rep.isLeader.Load() {
 		return
 	}
 	on := rep.ap.pending.Load() >= leaderSyncDelayMinPending
@@ -260,7 +274,11 @@ func (rep *replica) readIndex(reads []*readReq) {
 // See the call contract in raft/doc.go.
 func (rep *replica) handleReady() error {
 	rd := rep.rn.Ready()
-	rep.metrics.observeReady(&rd)
+	if rep.group == 0 {
+		// The leader-change, election and RTT counters follow group 0
+		// (their loop-owned state cannot be shared by many loops).
+		rep.metrics.observeReady(&rd)
+	}
 	if rd.SoftState != nil {
 		rep.onSoftState(*rd.SoftState)
 	}
@@ -422,7 +440,9 @@ func (rep *replica) leaderHint() string {
 // goroutine. A dropped MsgApp makes the leader probe the follower.
 func (rep *replica) send(m *wire.Message) {
 	m.Group = rep.group
-	rep.metrics.rtt.onSend(m)
+	if rep.group == 0 {
+		rep.metrics.rtt.onSend(m)
+	}
 	if m.Type == wire.MsgSnap {
 		rep.startSnapshotSend(*m)
 		return

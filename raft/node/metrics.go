@@ -41,6 +41,12 @@ type counters struct {
 	inboxDropped atomic.Uint64
 	// compactions counts log compactions.
 	compactions atomic.Uint64
+	// groupsQuiesced is how many of the host's groups are quiesced now
+	// (each replica's loop adds 1 when its core quiesces, -1 when it wakes).
+	groupsQuiesced atomic.Int64
+	// leaderTransfers counts leadership hand-offs started by leader
+	// balancing (balance.go).
+	leaderTransfers atomic.Uint64
 
 	// leaderChanges counts a new, non-zero leader seen (as etcd's
 	// leader_changes_seen_total: leader A, then none, then A again is two).
@@ -432,7 +438,15 @@ var (
 	descSnapRecvTime = prometheus.NewDesc("raftpipe_snapshot_receive_duration_seconds",
 		"Duration of whole incoming snapshot transfers.", nil, nil)
 	descHasLeader = prometheus.NewDesc("raftpipe_has_leader",
-		"1 if this node knows a leader.", nil, nil)
+		"1 if this node knows a leader (of group 0 on a host with many groups).", nil, nil)
+	descGroupsHosted = prometheus.NewDesc("raftpipe_groups_hosted",
+		"Raft groups this node hosts a replica of (Config.Groups).", nil, nil)
+	descGroupsLed = prometheus.NewDesc("raftpipe_groups_led",
+		"Raft groups this node leads now.", nil, nil)
+	descGroupsQuiesced = prometheus.NewDesc("raftpipe_groups_quiesced",
+		"Raft groups whose replica on this node is quiesced (idle: no heartbeats, no ticks).", nil, nil)
+	descLeaderTransfers = prometheus.NewDesc("raftpipe_leader_balance_transfers_total",
+		"Leadership hand-offs this node started to move a group to its preferred member.", nil, nil)
 	descMaxPending = prometheus.NewDesc("raftpipe_max_pending_proposals",
 		"The bound on raftpipe_pending_proposals beyond which writes are refused as busy.", nil, nil)
 	descReadBatches = prometheus.NewDesc("raftpipe_read_batches_confirmed_total",
@@ -443,7 +457,8 @@ var (
 
 var countersDescs = []*prometheus.Desc{descProposeApply, descApplyBatch, descPeerRTT, descLeaderChanges, descElections,
 	descPropFailed, descClientReqs, descSnapSent, descSnapRecv, descSnapSentBytes, descSnapRecvBytes, descSnapSendTime,
-	descSnapRecvTime, descHasLeader, descMaxPending, descAdminRefused, descReadBatches}
+	descSnapRecvTime, descHasLeader, descMaxPending, descAdminRefused, descReadBatches,
+	descGroupsHosted, descGroupsLed, descGroupsQuiesced, descLeaderTransfers}
 
 // collect emits the metrics counters adds.
 func (c *counters) collect(n *Node, ch chan<- prometheus.Metric) {
@@ -480,6 +495,16 @@ func (c *counters) collect(n *Node, ch chan<- prometheus.Metric) {
 		hasLeader = 1
 	}
 	gauge(descHasLeader, hasLeader)
+	led := 0
+	for _, rep := range n.replicas {
+		if rep.isLeader.Load() {
+			led++
+		}
+	}
+	gauge(descGroupsHosted, float64(len(n.replicas)))
+	gauge(descGroupsLed, float64(led))
+	gauge(descGroupsQuiesced, float64(c.groupsQuiesced.Load()))
+	counter(descLeaderTransfers, c.leaderTransfers.Load())
 	gauge(descMaxPending, float64(n.cfg.MaxPendingProposals))
 	counter(descReadBatches, c.readBatches[0].Load(), "round")
 	counter(descReadBatches, c.readBatches[1].Load(), "lease")

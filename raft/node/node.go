@@ -11,6 +11,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/raftpipe/raftpipe/internal/vfsutil"
+	"github.com/raftpipe/raftpipe/raft/kv"
 	"github.com/raftpipe/raftpipe/raft/transport"
 	"github.com/raftpipe/raftpipe/wal"
 )
@@ -22,12 +23,14 @@ import (
 // and the metrics. Each group this host is a member of is a replica
 // (replica.go): its core, storage, applier, state machine and loop.
 //
-// Today a host runs one replica, group 0, and Node's methods (Submit, Do,
-// Status, AddMember and the rest) act on it; a host with many groups is a
-// host with more replicas.
+// A host runs Config.Groups replicas, groups 0 to G-1, all with the same
+// members. Requests route by key (wire.GroupOf) to their group's replica
+// (Submit, Do, Put, Get and the client server); the administrative calls
+// (Status, AddMember, TransferLeadership, ...) act on group 0, and
+// GroupStatus, GroupLeader and Groups look at any group.
 //
 // Goroutines: per replica a loop (owns the RawNode) and an apply
-// goroutine, plus one per snapshot in flight; the WAL writer; the
+// goroutine, plus one per snapshot in flight; the host ticker; the WAL writer; the
 // transport's goroutines; the client server's accept loop plus two
 // goroutines per client connection. Stop ends all of them.
 type Node struct {
@@ -48,12 +51,30 @@ type Node struct {
 	// once by open, before the transport can deliver anything; read-only
 	// after, so routing a message takes no lock.
 	replicas []*replica
-	// r0 is replicas[0], the single group's replica that the public
-	// methods act on.
+	// r0 is replicas[0]: the single group of a one-group host, and the
+	// group the administrative methods act on.
 	r0 *replica
 	// unknownGroup counts and logs peer messages for groups this host
 	// does not have (route.go).
 	unknownGroup unknownGroupDrops
+	// engine is the kv.Engine whose group views are the state machines of
+	// a host with more than one group (nil with one group, or with
+	// Config.OpenStateMachine). Closed after every view.
+	engine *kv.Engine
+	// ticks counts the host ticker's ticks (ticker.go): a replica that
+	// stopped being ticked while quiesced catches up on the difference.
+	ticks atomic.Uint64
+	// boot waits for the bootstrap batches of new groups (maybeBootstrap),
+	// queued together so that they share fsyncs; bootErr keeps the first
+	// failure.
+	boot    sync.WaitGroup
+	bootErr atomic.Pointer[error]
+	// snapSends holds one token per outgoing snapshot transfer, over all
+	// groups (maxHostSnapshotSends).
+	snapSends chan struct{}
+	// balanceTokens is what is left of this tick's leader-balancing
+	// budget (balanceTransfersPerTick); the host ticker refills it.
+	balanceTokens atomic.Int64
 
 	// srv is the client server (nil without ClientAddr).
 	srv *clientServer
@@ -84,6 +105,8 @@ func Start(cfg Config) (*Node, error) {
 		log:   cfg.Logger.With("node", cfg.ID),
 		fs:    cfg.FS,
 		stopc: make(chan struct{}),
+
+		snapSends: make(chan struct{}, maxHostSnapshotSends),
 	}
 	if err := n.open(); err != nil {
 		if n.tr != nil {
@@ -95,6 +118,8 @@ func Start(cfg Config) (*Node, error) {
 	for _, rep := range n.replicas {
 		rep.start()
 	}
+	n.wg.Add(1)
+	go n.runTicker()
 	if cfg.ClientAddr != "" {
 		srv, err := newClientServer(n, cfg.ClientAddr)
 		if err != nil {
@@ -104,7 +129,7 @@ func Start(cfg Config) (*Node, error) {
 		n.srv = srv
 	}
 	n.log.Info("node started", "peer", n.PeerAddr(), "client", n.ClientAddr(),
-		"first", n.wal.FirstIndex(), "last", n.wal.LastIndex(), "applied", n.r0.sm.AppliedIndex())
+		"first", n.wal.FirstIndex(), "last", n.wal.LastIndex(), "applied", n.r0.sm.AppliedIndex(), "groups", cfg.Groups)
 	return n, nil
 }
 
@@ -115,6 +140,11 @@ func (n *Node) open() error {
 	cfg := n.cfg
 	if err := vfsutil.MkdirAllDurable(n.fs, cfg.DataDir); err != nil {
 		return fmt.Errorf("node: data dir: %w", err)
+	}
+	// Before anything is changed: a directory of another group count is
+	// refused untouched.
+	if err := n.checkGroups(); err != nil {
+		return err
 	}
 	for _, d := range []string{snapInDir, snapOutDir} {
 		dir := n.fs.PathJoin(cfg.DataDir, d)
@@ -132,15 +162,38 @@ func (n *Node) open() error {
 	if walOpts.Logger == nil {
 		walOpts.Logger = n.log
 	}
+	if walOpts.MaxGroups != 0 && walOpts.MaxGroups < cfg.Groups {
+		walOpts.MaxGroups = cfg.Groups
+	}
 	var err error
 	if n.wal, err = wal.Open(n.fs.PathJoin(cfg.DataDir, "wal"), walOpts); err != nil {
 		return err
 	}
-	rep, err := newReplica(n, 0, n.wal)
-	if err != nil {
-		return err
+	// Every group's view shares the one writer and fsync; group 0 is the
+	// Log's own methods, so a single-group host reads its log as before.
+	n.replicas = make([]*replica, cfg.Groups)
+	for g := range n.replicas {
+		var view logView = n.wal
+		if g > 0 {
+			view = n.wal.Group(uint64(g))
+		}
+		sm, err := n.openGroupStateMachine(uint64(g))
+		if err != nil {
+			return fmt.Errorf("node: group %d: %w", g, err)
+		}
+		rep, err := newReplica(n, uint64(g), view, sm)
+		if err != nil {
+			return fmt.Errorf("node: group %d: %w", g, err)
+		}
+		n.replicas[g] = rep
 	}
-	n.replicas, n.r0 = []*replica{rep}, rep
+	n.r0 = n.replicas[0]
+	// Every group's founding membership was queued as one WAL batch each;
+	// one fsync (or a few) made them durable. Nothing is sent before.
+	n.boot.Wait()
+	if p := n.bootErr.Load(); p != nil {
+		return fmt.Errorf("node: bootstrap: %w", *p)
+	}
 
 	n.tr, err = transport.New(transport.Config{
 		ClusterID:       cfg.ClusterID,
@@ -150,6 +203,7 @@ func (n *Node) open() error {
 		Wire:            cfg.Wire,
 		Handler:         n.onPeerMessage,
 		SnapshotHandler: n.onSnapshot,
+		PeerDown:        n.onPeerDown,
 		Logger:          n.log,
 	})
 	if err != nil {
@@ -157,6 +211,10 @@ func (n *Node) open() error {
 	}
 	for _, rep := range n.replicas {
 		rep.tr = n.tr
+	}
+	// Peers are hosts: every group names the same ones (re-adding a peer
+	// at its known address changes nothing), and they share one link.
+	for _, rep := range n.replicas {
 		for _, m := range rep.members.members {
 			n.addPeer(m)
 		}
@@ -231,6 +289,9 @@ func (n *Node) Stop() error {
 		errs = append(errs, n.tr.Close())
 	}
 	for _, rep := range n.replicas {
+		if rep == nil {
+			continue
+		}
 		rep.failQueued(ErrStopped)
 		rep.ap.failAll(ErrStopped)
 	}
@@ -246,10 +307,15 @@ func (n *Node) closeStores() error {
 		n.wal = nil
 	}
 	for _, rep := range n.replicas {
-		if rep.sm != nil {
+		if rep != nil && rep.sm != nil {
 			errs = append(errs, rep.sm.Close())
 			rep.sm = nil
 		}
+	}
+	// The engine last: its groups' views flush through it on Close.
+	if n.engine != nil {
+		errs = append(errs, n.engine.Close())
+		n.engine = nil
 	}
 	return errors.Join(errs...)
 }

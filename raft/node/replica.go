@@ -23,7 +23,7 @@ import (
 // waiters, and the loop goroutine that owns them. Everything it shares
 // with other groups (the transport, the WAL's writer and fsync, the client
 // server, metrics) belongs to the host (Node) and is reached through host.
-// Today a host has one replica, group 0; more groups are more replicas.
+// A host has Config.Groups replicas, one per group, all alike.
 //
 // Goroutines: the loop (owns the RawNode and every field marked "owned by
 // the loop"), the apply goroutine (owns applying to the state machine), and
@@ -34,8 +34,8 @@ type replica struct {
 	// group is the Raft group ID; every message this replica sends
 	// carries it, and the host routes received messages by it.
 	group uint64
-	// cfg is the host's validated configuration (shared by every group
-	// in this step).
+	// cfg is the host's validated configuration, the same for every group
+	// (every group has the same members and settings).
 	cfg Config
 	// log is the host's logger.
 	log *slog.Logger
@@ -57,8 +57,10 @@ type replica struct {
 	// wg is the host's: it tracks the loop, the apply goroutine and
 	// snapshot goroutines, so Stop waits for them.
 	wg *sync.WaitGroup
-	// metrics is the host's counter set (one group per host today; per-
-	// group labels come with many groups).
+	// metrics is the host's counter set, shared by every group: counts
+	// add up over the groups, and the few with loop-owned state (leader
+	// changes, elections, RTT, the propose-to-apply sampler) follow group
+	// 0 only. Per-group labels would cost a series per group.
 	metrics *counters
 
 	// inbox carries peer messages from the transport to the loop (bounded;
@@ -89,6 +91,20 @@ type replica struct {
 	}
 	// loopDone is closed when the loop goroutine exits.
 	loopDone chan struct{}
+	// tickc carries the host ticker's ticks (ticker.go); it skips the
+	// replica while quiesced is set.
+	tickc chan struct{}
+	// quiesced mirrors the core's Quiesced() for the host ticker; written
+	// by the loop at the end of each turn.
+	quiesced atomic.Bool
+	// quiescedLoop is the loop's own copy of quiesced, and ticksSeen the
+	// host tick count the core has accounted for (ticker.go). Owned by the
+	// loop.
+	quiescedLoop bool
+	ticksSeen    uint64
+	// balanceTicks counts ticks since the last leader-balance check
+	// (balance.go). Owned by the loop.
+	balanceTicks int
 
 	// ap is the apply side: waiters, reads, and the apply goroutine.
 	ap *applier
@@ -124,7 +140,8 @@ type replica struct {
 	readSeq uint64
 	// pendingReads maps a ReadIndex context to its batch, owned by the loop.
 	pendingReads map[uint64][]*readReq
-	// stages times sampled writes stage by stage (stages.go).
+	// stages times sampled writes stage by stage (stages.go); only group
+	// 0's is initialised and sampled.
 	stages stageTracker
 	// removedPeers holds nodes whose removal this node applied; their
 	// messages get a removal notice instead of reaching the core. Owned by
@@ -135,14 +152,16 @@ type replica struct {
 	clock tickClock
 }
 
-// newReplica opens group's state machine on the log view l, finishes an
+// newReplica takes group's state machine smach (closing it on an error)
+// with the log view l, finishes an
 // interrupted snapshot install, bootstraps if asked, rebuilds the
 // membership from the log, and builds the core. It does not start the
 // goroutines (start does) and does not touch the transport, which the
 // host creates once its replicas exist. On an error the state machine is
 // closed again.
-func newReplica(h *Node, group uint64, l logView) (_ *replica, err error) {
+func newReplica(h *Node, group uint64, l logView, smach sm.StateMachine) (_ *replica, err error) {
 	cfg := h.cfg
+	G := cfg.Groups
 	rep := &replica{
 		host:         h,
 		group:        group,
@@ -153,18 +172,21 @@ func newReplica(h *Node, group uint64, l logView) (_ *replica, err error) {
 		stopc:        h.stopc,
 		wg:           &h.wg,
 		metrics:      &h.metrics,
-		inbox:        make(chan wire.Message, cfg.MaxInboxMsgs),
-		propc:        make(chan *proposal, cfg.MaxPendingProposals),
-		readc:        make(chan *readReq, cfg.MaxPendingReads),
+		inbox:        make(chan wire.Message, perGroup(cfg.MaxInboxMsgs, G, minGroupInboxMsgs)),
+		propc:        make(chan *proposal, perGroup(cfg.MaxPendingProposals, G, minGroupProposals)),
+		readc:        make(chan *readReq, perGroup(cfg.MaxPendingReads, G, minGroupReads)),
 		eventc:       make(chan func(), 64),
+		tickc:        make(chan struct{}, 1),
+		sm:           smach,
 		persisted:    make(chan struct{}, 1),
 		loopDone:     make(chan struct{}),
 		pendingReads: map[uint64][]*readReq{},
 		removedPeers: map[uint64]struct{}{},
 	}
-	rep.stages.init(cfg.StageSampleEvery)
-	if rep.sm, err = openStateMachine(cfg, h.log); err != nil {
-		return nil, err
+	// With many groups only group 0 samples write stages: Node.StageStats
+	// reports group 0's, and a tracker's histograms cost about 100 KiB.
+	if group == 0 {
+		rep.stages.init(cfg.StageSampleEvery)
 	}
 	defer func() {
 		if err != nil {
@@ -198,6 +220,7 @@ func newReplica(h *Node, group uint64, l logView) (_ *replica, err error) {
 		CheckQuorum:                !cfg.DisableCheckQuorum,
 		LeaseReads:                 cfg.ReadMode == ReadModeLease,
 		LeaseDriftTicks:            cfg.LeaseDriftTicks,
+		QuiesceAfterTicks:          cfg.QuiesceAfterTicks,
 		// The group is in the stream so that the groups of one host do not
 		// time out in lockstep; for group 0 it is the single group's seed.
 		Rand:   rand.New(rand.NewPCG(cfg.Seed, cfg.ID+group)),
@@ -347,10 +370,23 @@ func (rep *replica) maybeBootstrap() error {
 		ents = append(ents, wire.Entry{Term: 1, Index: uint64(i + 1), Type: wire.EntryConfChange, Data: wire.AppendConfChange(nil, &cc)})
 	}
 	hs = wire.HardState{Term: 1, Commit: uint64(len(ents))}
-	if err := rep.wal.Append(ents, &hs); err != nil {
-		return fmt.Errorf("node: bootstrap: %w", err)
+	// Queued, not waited for: the host waits for every group's bootstrap
+	// batch at once (Node.open), so that a thousand new groups share a few
+	// fsyncs instead of paying one each. The view reflects the entries at
+	// once, which is all the rest of start-up reads; nothing is sent
+	// before the host's wait returns.
+	h := rep.host
+	h.boot.Add(1)
+	rep.wal.AppendAsync(ents, &hs, func(err error) {
+		if err != nil {
+			err = fmt.Errorf("group %d: %w", rep.group, err)
+			h.bootErr.CompareAndSwap(nil, &err)
+		}
+		h.boot.Done()
+	})
+	if rep.group == 0 {
+		rep.log.Info("bootstrapped new cluster", "members", len(ents), "groups", rep.cfg.Groups)
 	}
-	rep.log.Info("bootstrapped new cluster", "members", len(ents))
 	return nil
 }
 

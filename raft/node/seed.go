@@ -65,6 +65,9 @@ type SeedInfo struct {
 // On an error SeedFromSnapshot removes what it wrote.
 func SeedFromSnapshot(cfg Config, r io.Reader) (SeedInfo, error) {
 	cfg, err := cfg.withDefaults()
+	if err == nil && cfg.Groups > 1 {
+		err = fmt.Errorf("%w: seeding a node with %d groups from a backup (backups are of single-group clusters)", ErrMultiGroup, cfg.Groups)
+	}
 	if err != nil {
 		return SeedInfo{}, err
 	}

@@ -26,8 +26,16 @@ const (
 	// and removed once the state machine holds it. Start-up finishes an
 	// install that a crash interrupted (finishInstall).
 	installFile = "snapshot.install"
-	// maxSnapshotSends bounds concurrent outgoing snapshot transfers.
+	// maxSnapshotSends bounds concurrent outgoing snapshot transfers of
+	// one group.
 	maxSnapshotSends = 2
+	// maxHostSnapshotSends bounds them over all groups of a host: each
+	// holds a checkpoint file and a snapshot connection, and a receiver
+	// takes transport.DefaultMaxInboundSnapshots (4) at a time anyway, so
+	// a thousand groups catching up one wiped follower go four at a time
+	// instead of checkpointing all at once. The excess is reported failed
+	// to its core, which asks again later.
+	maxHostSnapshotSends = 4
 	// snapshotSendTimeout bounds one whole transfer.
 	snapshotSendTimeout = 10 * time.Minute
 	// maxStagedSnapshots bounds received snapshots kept for the core.
@@ -59,10 +67,17 @@ func (rep *replica) startSnapshotSend(m wire.Message) {
 		}
 		return
 	}
+	select {
+	case rep.host.snapSends <- struct{}{}:
+	default:
+		rep.rn.ReportSnapshot(m.To, true) // the host's bound: retried later
+		return
+	}
 	rep.snaps.sending[m.To] = true
 	rep.wg.Add(1)
 	go func() {
 		defer rep.wg.Done()
+		defer func() { <-rep.host.snapSends }()
 		start := time.Now()
 		err := rep.sendSnapshot(m)
 		rep.metrics.snapshotSent(start, err)
@@ -215,7 +230,7 @@ func (rep *replica) installSnapshot(s wire.SnapshotMeta) error {
 	}
 	rep.members.conf = s.Conf
 
-	install := rep.fs.PathJoin(rep.cfg.DataDir, installFile)
+	install := rep.fs.PathJoin(rep.cfg.DataDir, installFileName(rep.group))
 	if err := rep.fs.Rename(name, install); err != nil {
 		return fmt.Errorf("node: stage snapshot install: %w", err)
 	}
@@ -277,7 +292,7 @@ func (rep *replica) restoreFrom(install string, index uint64) error {
 // pending installFile, which must hold exactly the base. A leftover
 // installFile with the state machine already at or past it is removed.
 func (rep *replica) finishInstall() error {
-	install := rep.fs.PathJoin(rep.cfg.DataDir, installFile)
+	install := rep.fs.PathJoin(rep.cfg.DataDir, installFileName(rep.group))
 	_, err := rep.fs.Stat(install)
 	pending := err == nil
 	if err != nil && !oserror.IsNotExist(err) {

@@ -113,6 +113,12 @@ type Config struct {
 	// and then io.EOF. Its error is sent back to the sender. Nil refuses all
 	// inbound snapshots.
 	SnapshotHandler func(meta *wire.Message, body io.Reader) error
+	// PeerDown, if set, is called with a peer's ID when its outbound
+	// connection breaks (after a successful connection, once per loss, on
+	// the peer's writer goroutine; it must not block). The runtime uses it
+	// to wake idle Raft groups that would otherwise not notice: a
+	// quiesced group sends nothing, so no failed send reports the loss.
+	PeerDown func(id uint64)
 	// Logger receives connection events and the reasons connections close.
 	// Nil discards them.
 	Logger *slog.Logger

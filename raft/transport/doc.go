@@ -18,8 +18,12 @@
 // The remote never writes on an outbound connection after the handshake; a
 // small goroutine reads from it anyway, only to notice at once when it dies.
 // Messages are keyed by host (node ID), not by Raft group: every Message
-// carries its Group, so the queues and frames of many groups to one host can
-// share a connection later.
+// carries its Group, and the messages of every group bound for one host go
+// into that host's one queue; the writer swaps out the whole queue and
+// encodes it into one buffer, so frames of many groups share each write()
+// call (up to flushThresholdBytes per call). A host with G groups therefore
+// still has one outbound connection per peer host, not G. Config.PeerDown
+// reports a lost connection, so that a runtime can tell its idle groups.
 //
 // # Handshake
 //

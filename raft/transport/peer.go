@@ -238,6 +238,9 @@ func (p *peer) run() {
 			return
 		}
 		log.Warn("transport: connection lost", "addr", addr, "err", err)
+		if f := p.t.cfg.PeerDown; f != nil {
+			f(p.id)
+		}
 		failures++
 		if !p.sleep(p.backoff(failures)) {
 			return
