@@ -78,13 +78,11 @@ func measure(groups int, window, settle time.Duration, dir string) (result, erro
 		return result{}, err
 	}
 	defer c.Close()
-	{
-		if err := writeEveryGroup(ctx, c, groups); err != nil {
-			return result{}, err
-		}
-		if err := waitQuiesced(ctx, c, groups, settle); err != nil {
-			return result{}, err
-		}
+	if err := writeEveryGroup(ctx, c, groups); err != nil {
+		return result{}, err
+	}
+	if err := waitQuiesced(ctx, c, groups, settle); err != nil {
+		return result{}, err
 	}
 	r := result{groups: groups, settled: time.Since(start)}
 	runtime.GC()
