@@ -18,7 +18,7 @@ NESTED_MODULES := $(PEER_MODULES) docs/monitoring/check
 STATICCHECK_VERSION ?= v0.8.2
 STATICCHECK         := $(CURDIR)/.tools/staticcheck-$(STATICCHECK_VERSION)/staticcheck
 
-.PHONY: help test peers-test monitoring-check lint fmt-check vet bench bench-cluster fuzz build sim chaos compare clean
+.PHONY: help test peers-test monitoring-check lint fmt-check vet bench bench-cluster fuzz build sim chaos compare idle clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -69,6 +69,11 @@ chaos: ## long fault-injection runs against real clusters (DURATION per schedule
 
 compare: ## raftpipe (direct, direct over 16 groups, client, 3 raftnode processes) vs hashicorp/raft (default, tuned) and etcd at 1/16/64/256 clients, with CPU per write -> results/compare-DATE.md
 	DURATION=$(or $(CMP_DURATION),10s) REPEAT=$(or $(REPEAT),3) bash scripts/compare.sh
+
+idle: ## what idle groups cost: 3 nodes in one process with IDLE_GROUPS groups (default 1000) all quiesced: CPU per node, peer messages, memory per replica -> results/idle-DATE.md
+	@mkdir -p results
+	@cmd="go run ./bench/idle -groups $(or $(IDLE_GROUPS),1000) -window $(or $(IDLE_WINDOW),30s)"; \
+	{ echo "# Idle groups, $$(date +%F)"; echo; echo "Command: \`$$cmd\` (\`make idle\`), on $$(nproc) cores."; echo; $$cmd; } | tee results/idle-$$(date +%F).md
 
 bench-cluster: ## BenchmarkCluster on an embedded 3-node cluster (slow: real fsync)
 	$(GO) test -run '^$$' -bench Cluster -benchtime 20000x -count $(COUNT) ./bench/cluster | tee results/cluster-bench-$$(date +%Y%m%d-%H%M%S).txt

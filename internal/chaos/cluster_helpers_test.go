@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"hash/fnv"
 	"path/filepath"
 	"sync/atomic"
 	"testing"
@@ -269,7 +270,11 @@ func (c *chaosCluster) converge(members []uint64) (uint64, error) {
 			continue
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_, err := c.Node(leader).Put(ctx, []byte(fenceKey), []byte(fmt.Sprint(time.Now().UnixNano())))
+		fence := []byte(fenceKey)
+		if g := c.groups(); g > 1 {
+			fence = groupFenceKey(0, uint32(g))
+		}
+		_, err := c.Node(leader).Put(ctx, fence, []byte(fmt.Sprint(time.Now().UnixNano())))
 		cancel()
 		if err == nil {
 			break
@@ -286,7 +291,79 @@ func (c *chaosCluster) converge(members []uint64) (uint64, error) {
 				id, leader, convergeDeadline, st, lst.Commit)
 		}
 	}
+	for g := uint64(1); g < uint64(c.groups()); g++ {
+		if err := c.convergeGroup(g, members, deadline); err != nil {
+			return 0, err
+		}
+	}
 	return leader, nil
+}
+
+// groups is the number of Raft groups the cluster's nodes host.
+func (c *chaosCluster) groups() int {
+	for _, id := range c.Running() {
+		return c.Node(id).Groups()
+	}
+	return 1
+}
+
+// convergeGroup is converge for group g > 0 of a multi-group cluster:
+// once a leader of g commits a fence entry of its term (a key that
+// wire.GroupOf puts in g), every member must apply g's commit index.
+func (c *chaosCluster) convergeGroup(g uint64, members []uint64, deadline time.Time) error {
+	fence := groupFenceKey(g, uint32(c.groups()))
+	var leader uint64
+	for {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("converge: no leader of group %d committed its fence entry within %v", g, convergeDeadline)
+		}
+		leader = 0
+		for _, id := range c.Running() {
+			if c.Node(id).IsGroupLeader(g) {
+				leader = id
+			}
+		}
+		if leader == 0 {
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_, err := c.Node(leader).Put(ctx, fence, []byte(fmt.Sprint(time.Now().UnixNano())))
+		cancel()
+		if err == nil {
+			break
+		}
+	}
+	groupStatus := func(id uint64) (node.Status, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		return c.Node(id).GroupStatus(ctx, g)
+	}
+	for _, id := range members {
+		ok := testutil.Poll(time.Until(deadline), func() bool {
+			lst, err := groupStatus(leader)
+			if err != nil {
+				return false
+			}
+			st, err := groupStatus(id)
+			return err == nil && st.Applied >= lst.Commit
+		})
+		if !ok {
+			return fmt.Errorf("converge: node %d did not apply group %d's commit index of leader %d within %v", id, g, leader, convergeDeadline)
+		}
+	}
+	return nil
+}
+
+// groupFenceKey is group g's fence key: outside the workload's key set,
+// and one that wire.GroupOf puts in g.
+func groupFenceKey(g uint64, groups uint32) []byte {
+	for i := 0; ; i++ {
+		k := []byte(fmt.Sprintf("%s-%d-%d", fenceKey, g, i))
+		if uint64(wire.GroupOf(k, groups)) == g {
+			return k
+		}
+	}
 }
 
 // staleGet reads key from node id's local state machine.
@@ -316,8 +393,27 @@ type storeDigest struct {
 // close) and opens each one's state machine directly to read its applied
 // index and its user-data hash. After converge every node applied the same
 // index, so the digests must be identical.
+//
+// Every node is isolated first. Otherwise the nodes still running while
+// the first ones stop elect new leaders, whose no-op entries the stopped
+// nodes never apply: with many groups per node, stopping one node takes
+// long enough for that to happen (found by TestChaosGroups).
 func (c *chaosCluster) stopAndDigest(ids []uint64) (map[uint64]storeDigest, error) {
 	out := map[uint64]storeDigest{}
+	for i := 0; i < c.nw.Size(); i++ {
+		c.nw.Isolate(i)
+	}
+	if groups := c.groups(); groups > 1 {
+		for _, id := range ids {
+			c.stop(id)
+			d, err := engineDigest(filepath.Join(c.NodeDir(id), "engine"), groups)
+			if err != nil {
+				return nil, fmt.Errorf("node %d: %w", id, err)
+			}
+			out[id] = d
+		}
+		return out, nil
+	}
 	for _, id := range ids {
 		c.stop(id)
 		st, err := kv.Open(filepath.Join(c.NodeDir(id), "kv"), kv.Options{DisableWAL: true})
@@ -335,4 +431,36 @@ func (c *chaosCluster) stopAndDigest(ids []uint64) (map[uint64]storeDigest, erro
 		out[id] = d
 	}
 	return out, nil
+}
+
+// engineDigest is storeDigest for a multi-group node's kv.Engine: applied
+// is the sum of the groups' applied indexes, and hash mixes every group's
+// applied index and user-data hash in group order, so two engines digest
+// alike only if every group matches.
+func engineDigest(dir string, groups int) (storeDigest, error) {
+	e, err := kv.OpenEngine(dir, kv.Options{DisableWAL: true})
+	if err != nil {
+		return storeDigest{}, fmt.Errorf("open engine: %w", err)
+	}
+	defer e.Close()
+	var d storeDigest
+	mix := fnv.New64a()
+	for g := 0; g < groups; g++ {
+		grp, err := e.Group(uint64(g))
+		if err != nil {
+			return storeDigest{}, err
+		}
+		h, err := grp.Hash()
+		applied := grp.AppliedIndex()
+		if cerr := grp.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return storeDigest{}, fmt.Errorf("hash group %d: %w", g, err)
+		}
+		d.applied += applied
+		fmt.Fprintf(mix, "%d:%d:%d;", g, applied, h)
+	}
+	d.hash = mix.Sum64()
+	return d, nil
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/raftpipe/raftpipe/internal/testutil"
+	"github.com/raftpipe/raftpipe/raft/node"
 )
 
 // checkTimeout bounds porcupine on one schedule's history. A timeout is
@@ -30,6 +31,8 @@ type schedule struct {
 	// run injects faults until nm's end time; it runs on the test
 	// goroutine while the workload runs on others.
 	run func(nm *nemesis)
+	// groups is the number of Raft groups every node hosts (0: one).
+	groups int
 }
 
 // schedules are the nemesis programs of issue #7.
@@ -42,6 +45,20 @@ var schedules = []schedule{
 	{name: "wipe-follower", voters: 3, run: nemesisWipeFollower},
 	{name: "membership-under-partition", voters: 3, spare: 1, run: nemesisMembership},
 	{name: "slow-disk", voters: 3, run: nemesisSlowDisk},
+}
+
+// chaosGroups is the group count of TestChaosGroups (issue 12: "a chaos
+// run with G = 8 is checked for linearizability per key").
+const chaosGroups = 8
+
+// groupSchedules are the schedules TestChaosGroups runs with chaosGroups
+// groups on every node: the faults that hit every group of a host at once
+// (its death, its isolation, losing its disk, restarts in turn).
+var groupSchedules = []schedule{
+	{name: "groups-leader-kill", voters: 3, run: nemesisLeaderKill, groups: chaosGroups},
+	{name: "groups-leader-partition", voters: 3, run: nemesisLeaderPartition, groups: chaosGroups},
+	{name: "groups-rolling-restart", voters: 3, run: nemesisRollingRestart, groups: chaosGroups},
+	{name: "groups-wipe-follower", voters: 3, run: nemesisWipeFollower, groups: chaosGroups},
 }
 
 // baseSeed is the run's seed, chosen once per process.
@@ -371,12 +388,31 @@ func TestChaos(t *testing.T) {
 	}
 }
 
+// TestChaosGroups is TestChaos on nodes that each host chaosGroups Raft
+// groups sharing one transport, one WAL and one Pebble engine. The
+// workload's client routes every key to its group's leader; the history is
+// checked for linearizability (per key, which is what the KV model
+// composes), every node must hold the leader's final value of every key,
+// and every group's state must be identical on every node.
+func TestChaosGroups(t *testing.T) {
+	t.Logf("chaos base seed %d (replay with -chaos.seed %d), %v per schedule, %d groups", baseSeed(), baseSeed(), scheduleDuration(), chaosGroups)
+	for _, sc := range groupSchedules {
+		t.Run(sc.name, func(t *testing.T) { runSchedule(t, sc) })
+	}
+}
+
 // runSchedule runs one schedule end to end.
 func runSchedule(t *testing.T, sc schedule) {
 	seed := scheduleSeed(sc.name)
-	replay := fmt.Sprintf("seed %d; replay: go test ./internal/chaos -run 'TestChaos/%s$' -chaos.seed %d", seed, sc.name, baseSeed())
+	test := "TestChaos"
+	var opts func(*node.Config)
+	if sc.groups > 1 {
+		test = "TestChaosGroups"
+		opts = func(cfg *node.Config) { cfg.Groups = sc.groups }
+	}
+	replay := fmt.Sprintf("seed %d; replay: go test ./internal/chaos -run '%s/%s$' -chaos.seed %d", seed, test, sc.name, baseSeed())
 	t.Logf("%s", replay)
-	c := newChaosCluster(t, sc.voters, sc.spare, seed, nil)
+	c := newChaosCluster(t, sc.voters, sc.spare, seed, opts)
 	if c.waitLeader(convergeDeadline) == 0 {
 		t.Fatalf("no initial leader (%s)", replay)
 	}
