@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/raftpipe/raftpipe/internal/chaos"
 	"github.com/raftpipe/raftpipe/internal/loopback"
-	"github.com/raftpipe/raftpipe/raft/chaos"
 )
 
 // testCluster is an in-process cluster over loopback with real WALs and
