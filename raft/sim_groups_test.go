@@ -276,12 +276,6 @@ func (h *hostSim) catchUpGroup(g int) {
 // touch marks group g for checking.
 func (h *hostSim) touch(g int) { h.dirty[g] = true }
 
-func (h *hostSim) touchAll() {
-	for g := range h.dirty {
-		h.dirty[g] = true
-	}
-}
-
 // randomStep performs one random host-level action.
 func (h *hostSim) randomStep() {
 	rnd := h.rnd

@@ -464,12 +464,6 @@ func (sh *fakeShards) leader(g uint32) *fakeServer {
 	return sh.mu.leaders[g]
 }
 
-func (sh *fakeShards) groups() uint32 {
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	return uint32(len(sh.mu.leaders))
-}
-
 // leaderOf returns the leader of key's group and the hint a follower gives.
 func (sh *fakeShards) leaderOf(key []byte) (*fakeServer, string) {
 	sh.mu.Lock()

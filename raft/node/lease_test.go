@@ -17,7 +17,7 @@ func TestLeaseReads(t *testing.T) {
 		k := []byte(fmt.Sprintf("k%d", i))
 		// The put is idempotent, so it is retried on a new leader if
 		// the first one steps down.
-		l = c.onLeader(ctx, "put "+string(k), func(l *Node) error { _, err := l.Put(ctx, k, k); return err })
+		c.onLeader(ctx, "put "+string(k), func(l *Node) error { _, err := l.Put(ctx, k, k); return err })
 		var (
 			v   []byte
 			ok  bool
