@@ -79,12 +79,9 @@ func TestIdleGroupsCost(t *testing.T) {
 	}
 	t.Logf("idle: %.2f%% of one core per node (process CPU %v over %v, 3 nodes); memory %.1f KiB per replica (heap in use + stacks: %.1f MiB with %d replicas, %.1f MiB for the same hosts with 6)",
 		perNode, cpu.Round(time.Millisecond), wall.Round(time.Millisecond), perReplica/1024, float64(after-before)/(1<<20), 3*G, hosts/(1<<20))
-	if perNode >= 3 {
-		t.Errorf("idle CPU %.2f%% of a core per node, target < 3%%", perNode)
-	}
-	if perReplica >= 64<<10 {
-		t.Errorf("memory %.1f KiB per replica, target < 64 KiB", perReplica/1024)
-	}
+	// A measurement, not a timed assertion: the targets (issue 12: < 3% of
+	// a core per node, < 64 KiB per replica) are judged in results/, from
+	// this or from make idle (bench/idle), on a quiet machine.
 	fmt.Printf("idle-groups groups=%d cpu_pct_per_node=%.2f kib_per_replica=%.1f\n", G, perNode, perReplica/1024)
 }
 
