@@ -217,35 +217,5 @@ func checkCrashImage(img vfs.FS, segBytes int64, allowed []*model) string {
 		return fmt.Sprintf("Open: %v", err)
 	}
 	defer l.Close()
-	first, last, hs := l.FirstIndex(), l.LastIndex(), l.HardState()
-	if hs.Commit > last {
-		return fmt.Sprintf("hard state %+v commits beyond LastIndex %d", hs, last)
-	}
-	mt, err := l.Term(first - 1)
-	if err != nil {
-		return fmt.Sprintf("marker term: %v", err)
-	}
-	ents, err := l.Entries(first, last+1, 1<<30)
-	if err != nil {
-		return fmt.Sprintf("Entries: %v", err)
-	}
-	base := l.Base()
-	for _, m := range allowed {
-		if m.first() != first || m.last() != last || m.markerTerm != mt || m.hs != hs || !bytes.Equal(m.base, base) {
-			continue
-		}
-		same := true
-		for i, e := range ents {
-			w := m.ents[i]
-			if e.Index != w.Index || e.Term != w.Term || !bytes.Equal(e.Data, w.Data) {
-				same = false
-				break
-			}
-		}
-		if same {
-			return ""
-		}
-	}
-	return fmt.Sprintf("recovered log [%d, %d] marker term %d base %q hard state %+v matches none of %d allowed states (acknowledged: [%d, %d] hard state %+v)",
-		first, last, mt, base, hs, len(allowed), allowed[0].first(), allowed[0].last(), allowed[0].hs)
+	return matchAllowed(l, allowed)
 }
