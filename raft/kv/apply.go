@@ -38,11 +38,7 @@ func (s *Store) Apply(entries []wire.Entry, results []Result) error {
 		return s.err
 	}
 	applied := s.applied.Load()
-	start := 0
-	for start < len(entries) && entries[start].Index <= applied {
-		results[start] = Result{Status: wire.StatusUnknown}
-		start++
-	}
+	start := skipApplied(entries, applied, results)
 	todo := entries[start:]
 	if len(todo) == 0 {
 		return nil
@@ -73,6 +69,17 @@ func (s *Store) fillBatch(b *pebble.Batch, todo []wire.Entry, results []Result) 
 	binary.BigEndian.PutUint64(s.idxBuf[:8], lastEntry.Index)
 	binary.BigEndian.PutUint64(s.idxBuf[8:], lastEntry.Term)
 	return b.Set(appliedKey, s.idxBuf[:], nil)
+}
+
+// skipApplied answers StatusUnknown for the leading entries at or below
+// applied (a replay from an older point) and returns how many there were.
+func skipApplied(entries []wire.Entry, applied uint64, results []Result) int {
+	start := 0
+	for start < len(entries) && entries[start].Index <= applied {
+		results[start] = Result{Status: wire.StatusUnknown}
+		start++
+	}
+	return start
 }
 
 // checkApplyOrder panics unless todo is contiguous from applied+1 with

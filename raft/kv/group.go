@@ -100,11 +100,7 @@ func (g *Group) Apply(entries []wire.Entry, results []Result) error {
 		return g.err
 	}
 	applied := g.applied.Load()
-	start := 0
-	for start < len(entries) && entries[start].Index <= applied {
-		results[start] = Result{Status: wire.StatusUnknown}
-		start++
-	}
+	start := skipApplied(entries, applied, results)
 	todo := entries[start:]
 	if len(todo) == 0 {
 		return nil
