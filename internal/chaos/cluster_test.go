@@ -396,10 +396,12 @@ func TestChaos(t *testing.T) {
 // and every group's state must be identical on every node.
 //
 // It runs only when a chaos run is asked for (-chaos.duration, as make
-// chaos sets), not in make test: its first CI run failed once (a stale
-// group-0 leader, quiesced through a partition, never stepped down after
-// the heal; issue 12's closing note has the replay line) and a test that
-// fails one run in N must not gate CI until that is understood and fixed.
+// chaos sets), not in make test: groups-leader-partition fails about one
+// run in three under -race (-chaos.seed 1796151055653850979 and
+// 1796151929280440516 failed): after the heal a member quiesced under an
+// old leader of group 0 never hears from the new one, and converge times
+// out. A liveness bug (no history was wrong), open in issue 12's closing
+// note; a test that fails one run in N must not gate CI until it is fixed.
 func TestChaosGroups(t *testing.T) {
 	if *flagDuration == 0 {
 		t.Skip("multi-group chaos runs under make chaos (-chaos.duration); see the comment")
