@@ -259,7 +259,7 @@ func checkGroupsImage(img vfs.FS, segBytes int64, allowed map[uint64][]*model) s
 }
 
 // matchAllowed returns "" if v is exactly one of the allowed states.
-func matchAllowed(v logView, allowed []*model) string {
+func matchAllowed(v View, allowed []*model) string {
 	first, last, hs := v.FirstIndex(), v.LastIndex(), v.HardState()
 	if hs.Commit > last {
 		return fmt.Sprintf("hard state %+v commits beyond LastIndex %d", hs, last)

@@ -78,6 +78,44 @@ func (g *groupState) cacheFirst() uint64 {
 // entries, first index 1, zero hard state, no base. It is never written to.
 var emptyGroup = &groupState{}
 
+// View is everything a runtime's replica may do with its group's log.
+// *Log (group 0) and *Group (any group) both satisfy it, so a replica
+// never learns whether it shares the WAL with other groups. Host-wide
+// operations (SetSyncDelay, Stats, Close) are on *Log only.
+type View interface {
+	// AppendAsync queues entries and hs for the group commit; done runs
+	// once they are durable (or the WAL failed). The view is updated at
+	// once, and *hs is copied before it returns (the loop reuses it).
+	AppendAsync(entries []wire.Entry, hs *wire.HardState, done func(error))
+	// Append is AppendAsync waiting for durability (bootstrap only).
+	Append(entries []wire.Entry, hs *wire.HardState) error
+	// Entries returns entries [lo, hi) up to about maxBytes (at least one).
+	Entries(lo, hi, maxBytes uint64) ([]wire.Entry, error)
+	// Term is the term of entry i; FirstIndex()-1 gives the base's.
+	Term(i uint64) (uint64, error)
+	FirstIndex() uint64
+	LastIndex() uint64
+	// HardState is the last hard state written.
+	HardState() wire.HardState
+	// Base is the opaque bytes stored with the log's base: the encoded
+	// membership there.
+	Base() []byte
+	// CompactPrefix drops entries up to upTo, storing base with the new
+	// base in one durable record.
+	CompactPrefix(upTo uint64, base []byte) error
+	// Reset empties the log onto a snapshot at (snapIndex, snapTerm), its
+	// membership as base, in one durable record.
+	Reset(snapIndex, snapTerm uint64, base []byte) error
+	// TruncateSuffix drops entries from from on (redoing a bootstrap).
+	TruncateSuffix(from uint64) error
+}
+
+// Both log types are Views.
+var (
+	_ View = (*Log)(nil)
+	_ View = (*Group)(nil)
+)
+
 // Group is the view of one Raft group in a shared Log: the same methods,
 // with the same meaning, as the Log's own, which act on group 0. All
 // groups share the log's writer: one write and one fsync per round carry

@@ -18,28 +18,6 @@ import (
 	"github.com/raftpipe/raftpipe/wire"
 )
 
-// logView is the method set the runtime's replicas use on the log. Both the
-// Log (group 0) and a Group view must have exactly these signatures, so
-// that the runtime can reach either through one interface.
-type logView interface {
-	AppendAsync(entries []wire.Entry, hs *wire.HardState, done func(error))
-	Append(entries []wire.Entry, hs *wire.HardState) error
-	Entries(lo, hi, maxBytes uint64) ([]wire.Entry, error)
-	Term(i uint64) (uint64, error)
-	FirstIndex() uint64
-	LastIndex() uint64
-	HardState() wire.HardState
-	Base() []byte
-	CompactPrefix(upTo uint64, base []byte) error
-	Reset(index, term uint64, base []byte) error
-	TruncateSuffix(from uint64) error
-}
-
-var (
-	_ logView = (*Log)(nil)
-	_ logView = (*Group)(nil)
-)
-
 // groupData is the data of entry (i, t) of group g: the group is in the
 // bytes, so that a group reading another's entry is caught.
 func groupData(g, i, t uint64, n int) []byte {
@@ -82,8 +60,8 @@ func runGroupsModel(t *testing.T, seed uint64, steps int) {
 	}
 	l := mustOpen(t, testDir, o)
 	defer func() { l.Close() }()
-	views := func() []logView {
-		vs := make([]logView, len(testGroupIDs))
+	views := func() []View {
+		vs := make([]View, len(testGroupIDs))
 		for i, id := range testGroupIDs {
 			vs[i] = l.Group(id)
 		}

@@ -198,7 +198,7 @@ func randomBase(rng *rand.Rand) []byte {
 
 // compareModel checks every observable of l (the log's group 0, or any
 // group's view) against m.
-func compareModel(t *testing.T, l logView, m *model, rng *rand.Rand, where string) {
+func compareModel(t *testing.T, l View, m *model, rng *rand.Rand, where string) {
 	t.Helper()
 	if b := l.Base(); !bytes.Equal(b, m.base) || (b == nil) != (len(m.base) == 0) {
 		t.Fatalf("%s: base of %d bytes, model %d bytes", where, len(b), len(m.base))

@@ -9,41 +9,9 @@ import (
 	"github.com/raftpipe/raftpipe/wire"
 )
 
-// logView is everything a replica may do with its log: the WAL methods it
-// calls, and no others. *wal.Log satisfies it for the single group; with
-// many groups a per-group view of the one shared WAL (same methods,
-// entries and hard state of one group) will, so a replica never learns
-// whether it shares the WAL. Host-wide operations (SetSyncDelay, Stats,
-// Close) stay with the host, which owns the *wal.Log itself.
-type logView interface {
-	// AppendAsync queues entries and hs for the group commit; done runs
-	// once they are durable (or the WAL failed). The view is updated at
-	// once, and *hs is copied before it returns (the loop reuses it).
-	AppendAsync(entries []wire.Entry, hs *wire.HardState, done func(error))
-	// Append is AppendAsync waiting for durability (bootstrap only).
-	Append(entries []wire.Entry, hs *wire.HardState) error
-	// Entries returns entries [lo, hi) up to about maxBytes (at least one).
-	Entries(lo, hi, maxBytes uint64) ([]wire.Entry, error)
-	// Term is the term of entry i; FirstIndex()-1 gives the base's.
-	Term(i uint64) (uint64, error)
-	FirstIndex() uint64
-	LastIndex() uint64
-	// HardState is the last hard state written.
-	HardState() wire.HardState
-	// Base is the opaque bytes stored with the log's base: the encoded
-	// membership there.
-	Base() []byte
-	// CompactPrefix drops entries up to upTo, storing base with the new
-	// base in one durable record.
-	CompactPrefix(upTo uint64, base []byte) error
-	// Reset empties the log onto a snapshot at (snapIndex, snapTerm), its
-	// membership as base, in one durable record.
-	Reset(snapIndex, snapTerm uint64, base []byte) error
-	// TruncateSuffix drops entries from from on (redoing a bootstrap).
-	TruncateSuffix(from uint64) error
-}
-
-var _ logView = (*wal.Log)(nil)
+// logView is what a replica may do with its log: wal.View. The host keeps
+// the *wal.Log itself for host-wide operations.
+type logView = wal.View
 
 // storage adapts the replica's log view to raft.Storage.
 //
