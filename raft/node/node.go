@@ -64,6 +64,9 @@ type Node struct {
 	// ticks counts the host ticker's ticks (ticker.go): a replica that
 	// stopped being ticked while quiesced catches up on the difference.
 	ticks atomic.Uint64
+	// peerDownPending holds the peers whose loss onPeerDown is still
+	// reporting to the replicas (uint64 -> struct{}).
+	peerDownPending sync.Map
 	// boot waits for the bootstrap batches of new groups (maybeBootstrap),
 	// queued together so that they share fsyncs; bootErr keeps the first
 	// failure.

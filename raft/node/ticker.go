@@ -102,7 +102,13 @@ func (n *Node) onPeerDown(id uint64) {
 	if n.cfg.QuiesceAfterTicks <= 0 {
 		return
 	}
+	// At most one report per peer in flight: a flapping link calls this
+	// on every failed reconnect, and each report visits every replica.
+	if _, busy := n.peerDownPending.LoadOrStore(id, struct{}{}); busy {
+		return
+	}
 	go func() {
+		defer n.peerDownPending.Delete(id)
 		for _, rep := range n.replicas {
 			rep := rep
 			if !rep.submitEvent(context.Background(), func() { rep.rn.ReportUnreachable(id) }) {
