@@ -2,6 +2,7 @@ package testcluster_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"testing"
@@ -51,12 +52,24 @@ func waitLeader(t *testing.T, c *testcluster.Cluster) *node.Node {
 	return l
 }
 
-func put(t *testing.T, n *node.Node, key, value string) {
+// put writes key=value through the current leader, looking it up again
+// while leadership moves (under -race on a loaded machine a leader can
+// step down for want of a quorum heard in time); a put is idempotent, so
+// a retry after an unknown outcome is safe.
+func put(t *testing.T, c *testcluster.Cluster, key, value string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testutil.DefaultWait)
 	defer cancel()
-	if _, err := n.Put(ctx, []byte(key), []byte(value)); err != nil {
-		t.Fatalf("put %s on node %d: %v", key, n.ID(), err)
+	for {
+		l := waitLeader(t, c)
+		_, err := l.Put(ctx, []byte(key), []byte(value))
+		if err == nil {
+			return
+		}
+		if !errors.Is(err, node.ErrNotLeader) && !errors.Is(err, node.ErrUnknownOutcome) || ctx.Err() != nil {
+			t.Fatalf("put %s on node %d: %v", key, l.ID(), err)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
@@ -88,7 +101,7 @@ func TestLifeCycle(t *testing.T) {
 		t.Fatalf("the spare's members %v: want the voters and itself", cfg.Members)
 	}
 	l := waitLeader(t, c)
-	put(t, l, "a", "1")
+	put(t, c, "a", "1")
 
 	f := c.Running()[0]
 	if f == l.ID() {
@@ -100,7 +113,7 @@ func TestLifeCycle(t *testing.T) {
 	if c.Node(f) != nil || len(c.Nodes()) != 2 {
 		t.Fatalf("node %d still listed after StopNode", f)
 	}
-	put(t, l, "b", "2")
+	put(t, c, "b", "2")
 	if err := c.StartNode(f, false); err != nil {
 		t.Fatal(err)
 	}
@@ -112,7 +125,7 @@ func TestLifeCycle(t *testing.T) {
 	// An idle leader does not notice the lost log: it still holds the
 	// node's old match index and sends only heartbeats. A new write makes
 	// the wiped node reject an append, and the leader backs up.
-	put(t, l, "c", "3")
+	put(t, c, "c", "3")
 	testutil.Wait(t, fmt.Sprintf("node %d to apply a after a wipe", f), func() bool { return applied(c, f, "a", "1") })
 
 	dir := c.Dir()
@@ -137,8 +150,8 @@ func TestNetworkCarriesPeerLinks(t *testing.T) {
 		}
 		return nw, nil
 	}})
+	put(t, c, "k", "v")
 	old := waitLeader(t, c)
-	put(t, old, "k", "v")
 	nw.Isolate(int(old.ID() - 1))
 	testutil.Wait(t, "a leader other than the isolated one", func() bool {
 		for _, n := range c.Nodes() {
